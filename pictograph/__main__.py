@@ -1,0 +1,3 @@
+from pictograph.cli import app
+
+app(prog_name="pictograph")

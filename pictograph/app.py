@@ -1,0 +1,49 @@
+"""The app factory: one Starlette app, its routes, and the lifespan that owns connections."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route, WebSocketRoute
+
+from pictograph.http.graphql import GraphQLEndpoint
+from pictograph.http.health import healthz, readyz
+from pictograph.http.metrics import metrics_endpoint
+from pictograph.http.middleware import RequestContextMiddleware
+from pictograph.resources import open_resources
+from pictograph.schema import build_schema
+from pictograph.settings import Settings, load_settings
+from pictograph.workers.runner import run_workers
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    graphql = GraphQLEndpoint(build_schema(), graphql_ide="graphiql")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            if settings.run_workers:
+                async with run_workers(resources):
+                    yield
+            else:
+                yield
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        middleware=[Middleware(RequestContextMiddleware)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,1 @@
+"""Redis: key names, caches, locks. Every key is built in keys.py."""

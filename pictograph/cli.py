@@ -1,0 +1,126 @@
+"""The `pictograph` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from pictograph.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Pictograph: a photo-sharing network's GraphQL backend.", no_args_is_help=True
+)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as error:
+        typer.echo(f"pictograph: {error}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def _backends(settings: Settings) -> str:
+    database = "SQLite in " + str(settings.data_dir.resolve()) if settings.embedded_database else (
+        "PostgreSQL" if not settings.resolved_database_url().startswith("sqlite") else "SQLite"
+    )
+    redis = "in-process fakeredis" if settings.embedded_redis else "Redis"
+    storage = (
+        f"local disk in {(settings.data_dir / 'objects').resolve()}"
+        if settings.embedded_storage
+        else f"S3 bucket {settings.s3_bucket!r}"
+    )
+    return f"database: {database}; cache: {redis}; storage: {storage}"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Run background workers in-process.")
+    ] = True,
+) -> None:
+    """Serve the GraphQL API (and, unless --no-workers, the background workers)."""
+    from pictograph.app import create_app
+
+    settings = _settings(run_workers=workers)
+    typer.echo(f"Pictograph listening on http://{host}:{port}/graphql (GraphiQL in a browser)")
+    typer.echo(_backends(settings) + ("; workers in-process" if workers else "; no workers"))
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+        proxy_headers=True, lifespan="on",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the background workers only, as a process of their own."""
+    from pictograph.resources import open_resources
+    from pictograph.workers.runner import run_workers
+
+    settings = _settings()
+    typer.echo("Pictograph workers; " + _backends(settings))
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        async with open_resources(settings) as resources, run_workers(resources):
+            await stopping.wait()
+
+    asyncio.run(main())
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date and create the storage bucket if missing."""
+    from pictograph.db import apply_migrations
+    from pictograph.storage import open_storage
+
+    settings = _settings()
+
+    async def main() -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await apply_migrations(settings.resolved_database_url())
+        async with open_storage(settings) as storage:
+            await storage.ensure_bucket()
+
+    asyncio.run(main())
+    typer.echo("migrated; " + _backends(settings))
+
+
+@app.command("export-schema")
+def export_schema(
+    output: Annotated[Path, typer.Argument(help="Where to write the SDL.")] = Path(
+        "schema.graphql"
+    ),
+) -> None:
+    """Write the GraphQL schema (SDL) that frontends build against."""
+    from pictograph.schema import build_schema
+
+    output.write_text(build_schema().as_str() + "\n")
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def makemigrations(
+    name: Annotated[str | None, typer.Option(help="A name for the migration.")] = None,
+) -> None:
+    """Write a migration for model changes into migrations/ (for developers)."""
+    from pictograph.migrations_tool import make_migrations
+
+    for path in asyncio.run(make_migrations(name)):
+        typer.echo(f"created {path}")

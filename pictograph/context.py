@@ -1,0 +1,62 @@
+"""The typed per-request context every resolver receives."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from redis.asyncio import Redis
+from starlette.requests import HTTPConnection
+
+from pictograph.errors import Unauthenticated
+from pictograph.resolvers.loaders import Loaders
+from pictograph.resources import Resources
+from pictograph.sessions import resolve_token
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Context:
+    def __init__(
+        self,
+        resources: Resources,
+        connection: HTTPConnection | None,
+        token: str | None,
+        request_id: str,
+    ) -> None:
+        self.resources = resources
+        self.connection = connection
+        self.token = token
+        self.request_id = request_id
+        self._viewer_id: int | None = None
+        self._viewer_resolved = False
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self.resources)
+
+    @property
+    def redis(self) -> Redis:
+        return self.resources.redis
+
+    async def viewer_id(self) -> int | None:
+        """The signed-in user's id, or None; the token is checked once per request."""
+        if not self._viewer_resolved:
+            if self.token is not None:
+                self._viewer_id = await resolve_token(self.resources.redis, self.token)
+            self._viewer_resolved = True
+        return self._viewer_id
+
+    async def require_viewer_id(self) -> int:
+        viewer_id = await self.viewer_id()
+        if viewer_id is None:
+            if self.token is None:
+                raise Unauthenticated("sign in first: this needs an Authorization bearer token")
+            raise Unauthenticated("the token is invalid, expired or revoked")
+        return viewer_id

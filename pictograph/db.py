@@ -1,0 +1,60 @@
+"""Tortoise configuration and the database lifecycle: connect, migrate, close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tortoise.context import TortoiseContext, _current_context
+from tortoise.migrations.api.migrate import migrate
+
+from pictograph.settings import Settings
+
+MODEL_MODULES = ["pictograph.models"]
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "pictograph.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def apply_migrations(database_url: str) -> None:
+    """Brings the schema up to date; safe to run from several processes in turn."""
+    async with TortoiseContext():
+        await migrate(config=tortoise_config(database_url))
+
+
+async def open_database(settings: Settings) -> TortoiseContext:
+    url = settings.resolved_database_url()
+    if settings.embedded_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await apply_migrations(url)
+    context = TortoiseContext()
+    with using_database(context):  # init needs it current; requests bind it again
+        await context.init(config=tortoise_config(url))
+    return context
+
+
+@contextmanager
+def using_database(context: TortoiseContext) -> Iterator[TortoiseContext]:
+    """Makes `context` the ORM's current one for this task.
+
+    TortoiseContext's own `with` keeps one token on the instance, so two concurrent
+    requests entering it would undo each other; the token here is local to the caller.
+    """
+    token = _current_context.set(context)
+    try:
+        yield context
+    finally:
+        _current_context.reset(token)

@@ -1,0 +1,1 @@
+"""Plain HTTP around the GraphQL endpoint: middleware, health, metrics."""

@@ -1,0 +1,134 @@
+"""Sign-up, log-in, log-out and profile changes."""
+
+from __future__ import annotations
+
+import re
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from pictograph.cache import users as user_cache
+from pictograph.context import Context
+from pictograph.errors import BadUserInput, Conflict, Unauthenticated
+from pictograph.models import User
+from pictograph.records import UserRecord
+from pictograph.sessions import mint_token, revoke_token
+
+USERNAME = re.compile(r"[a-z0-9._]{3,30}")
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+MAX_DISPLAY_NAME = 64
+MAX_BIO = 300
+WRONG_CREDENTIALS = "wrong username or password"
+
+
+def normalise_username(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def check_username(username: str) -> None:
+    if not USERNAME.fullmatch(username):
+        raise BadUserInput(
+            "a username is 3 to 30 characters of a-z, 0-9, '.' and '_'", field="username"
+        )
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise BadUserInput(
+            f"a password needs at least {MIN_PASSWORD} characters", field="password"
+        )
+    if len(password) > MAX_PASSWORD:
+        raise BadUserInput(f"a password has at most {MAX_PASSWORD} characters", field="password")
+
+
+def clean_text(value: str, field: str, limit: int) -> str:
+    value = value.strip()
+    if len(value) > limit:
+        raise BadUserInput(f"{field} has at most {limit} characters", field=field)
+    if any(ord(char) < 32 and char not in "\n\t" for char in value):
+        raise BadUserInput(f"{field} contains control characters", field=field)
+    return value
+
+
+async def sign_up(
+    context: Context, username: str, password: str, display_name: str | None
+) -> tuple[str, UserRecord]:
+    username = normalise_username(username)
+    check_username(username)
+    check_password(password)
+    display = clean_text(display_name or "", "displayName", MAX_DISPLAY_NAME) or username
+    if await User.exists(username=username):
+        raise Conflict("that username is taken", field="username")
+    password_hash = await context.resources.passwords.hash(password)
+    try:
+        # The user and their first token commit together or not at all.
+        async with in_transaction():
+            user = await User.create(
+                username=username, display_name=display, password_hash=password_hash
+            )
+            token = await mint_token(user.id, context.resources.settings.token_ttl)
+    except IntegrityError:
+        # Lost a race with another sign-up for the same name.
+        raise Conflict("that username is taken", field="username") from None
+    return token, UserRecord.from_model(user)
+
+
+async def log_in(context: Context, username: str, password: str) -> tuple[str, UserRecord]:
+    user = await User.get_or_none(username=normalise_username(username))
+    # verify() runs the same hash for an unknown user, so both failures take as long.
+    ok = await context.resources.passwords.verify(
+        user.password_hash if user else None, password
+    )
+    if user is None or not ok:
+        raise Unauthenticated(WRONG_CREDENTIALS)
+    token = await mint_token(user.id, context.resources.settings.token_ttl)
+    return token, UserRecord.from_model(user)
+
+
+async def log_out(context: Context) -> bool:
+    await context.require_viewer_id()
+    assert context.token is not None
+    await revoke_token(context.redis, context.token)
+    return True
+
+
+async def update_profile(
+    context: Context,
+    display_name: str | None,
+    bio: str | None,
+    is_private: bool | None,
+) -> UserRecord:
+    viewer_id = await context.require_viewer_id()
+    changes: dict[str, object] = {}
+    if display_name is not None:
+        changes["display_name"] = clean_text(display_name, "displayName", MAX_DISPLAY_NAME)
+        if not changes["display_name"]:
+            raise BadUserInput("displayName cannot be empty", field="displayName")
+    if bio is not None:
+        changes["bio"] = clean_text(bio, "bio", MAX_BIO)
+    if is_private is not None:
+        changes["is_private"] = is_private
+    if changes:
+        await User.filter(id=viewer_id).update(**changes)
+        await user_cache.forget_profile(context.redis, viewer_id)
+        context.loaders.users.clear(viewer_id)
+    user = await User.get(id=viewer_id)
+    return UserRecord.from_model(user)
+
+
+async def user_by_username(context: Context, username: str) -> UserRecord | None:
+    username = normalise_username(username)
+    if not USERNAME.fullmatch(username):
+        return None
+    user_id = await context.loaders.user_ids_by_username.load(username)
+    if user_id is None:
+        return None
+    return await context.loaders.users.load(user_id)
+
+
+async def viewer(context: Context) -> UserRecord | None:
+    viewer_id = await context.viewer_id()
+    if viewer_id is None:
+        return None
+    return await context.loaders.users.load(viewer_id)

@@ -1,0 +1,77 @@
+"""How errors reach clients: expected ones with their code, everything else masked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import ExecutionContext
+
+from pictograph.errors import PictographError
+
+log = logging.getLogger("pictograph.errors")
+
+INTERNAL_MESSAGE = "Internal server error; the request id in the logs says what happened."
+
+
+def is_expected(error: GraphQLError) -> bool:
+    """Errors the client caused or may see: ours, and graphql-core's own parse,
+    validation and variable-coercion errors."""
+    original = error.original_error
+    return original is None or isinstance(original, PictographError | GraphQLError)
+
+
+def request_id_of(execution_context: ExecutionContext | None) -> str:
+    context = execution_context.context if execution_context else None
+    return getattr(context, "request_id", "-")
+
+
+def log_unexpected(errors: list[GraphQLError], execution_context: ExecutionContext | None) -> None:
+    for error in errors:
+        if not is_expected(error):
+            original = error.original_error
+            log.error(
+                "request %s: %s at %s",
+                request_id_of(execution_context),
+                type(original).__name__,
+                ".".join(str(part) for part in error.path or []),
+                exc_info=(type(original), original, original.__traceback__) if original else None,
+            )
+
+
+class CodedErrors(SchemaExtension):
+    """Gives every error an extensions.code and masks the unexpected ones."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        result.errors = [self._client_error(error) for error in result.errors]
+        metrics = getattr(self.execution_context.context, "resources", None)
+        if metrics is not None:
+            for error in result.errors:
+                metrics.metrics.graphql_errors.labels(error.extensions["code"]).inc()
+
+    @staticmethod
+    def _client_error(error: GraphQLError) -> GraphQLError:
+        if not is_expected(error):
+            return GraphQLError(
+                INTERNAL_MESSAGE,
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": "INTERNAL_SERVER_ERROR"},
+            )
+        if error.extensions and "code" in error.extensions:
+            return error
+        # graphql-core's syntax, validation and variable-coercion errors.
+        return GraphQLError(
+            error.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={**(error.extensions or {}), "code": "BAD_USER_INPUT"},
+        )

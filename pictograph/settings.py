@@ -1,0 +1,110 @@
+"""The one settings object: every knob, read from PICTOGRAPH_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PICTOGRAPH_", extra="ignore")
+
+    data_dir: Path = Path(".pictograph")
+    # None means the embedded default: SQLite in data_dir, fakeredis, local disk.
+    database_url: str | None = None
+    redis_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "pictograph"
+    s3_region: str = "us-east-1"
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr | None = None
+
+    celebrity_threshold: Annotated[int, Field(ge=1)] = 10_000
+    media_url_ttl: Annotated[int, Field(ge=1, le=86_400)] = 300
+    token_ttl: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
+    # Argon2id cost. The defaults are argon2-cffi's RFC 9106 low-memory profile;
+    # tests lower them because they hash hundreds of passwords.
+    argon2_time_cost: Annotated[int, Field(ge=1)] = 3
+    argon2_memory_kib: Annotated[int, Field(ge=8)] = 65_536
+    argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+
+    run_workers: bool = True
+    token_sweep_interval: Annotated[float, Field(gt=0)] = 3600.0
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"postgres", "postgresql", "asyncpg", "sqlite"}:
+            raise ValueError("must start with postgres:// or sqlite://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def embedded_storage(self) -> bool:
+        return self.s3_endpoint_url is None
+
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite://{(self.data_dir / 'pictograph.sqlite3').resolve()}"
+
+    def resolved_secret_key(self) -> bytes:
+        """The configured key, or one generated once and kept in the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret_key"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: two processes starting at once must not each write their own key.
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+class SettingsError(Exception):
+    """A setting is malformed; the message names each one."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            name = "PICTOGRAPH_" + "_".join(str(part) for part in problem["loc"]).upper()
+            lines.append(f"{name}: {problem['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ObjectNotFound(Exception):
+    pass
+
+
+class ObjectStorage(Protocol):
+    """Private object storage. Keys are opaque strings chosen by the caller."""
+
+    name: str
+
+    async def ensure_bucket(self) -> None:
+        """Creates the bucket (or folder) if it is missing."""
+
+    async def ping(self) -> None:
+        """Raises when the storage does not answer."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes:
+        """The object's bytes; ObjectNotFound when there is none."""
+
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is none."""
+
+    async def delete(self, key: str) -> None:
+        """Removes the object; a missing object is not an error."""

@@ -1,0 +1,1 @@
+"""Background consumers, run inside `pictograph serve` or as `pictograph worker` processes."""

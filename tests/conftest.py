@@ -1,0 +1,175 @@
+"""One app per backend: the embedded default always, real services when reachable.
+
+Every test that asks for `client` runs once on each backend. With
+PICTOGRAPH_REQUIRE_SERVICES=1 an unreachable PostgreSQL, Redis or S3 fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextvars import Token
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.context import _current_context
+
+from pictograph.app import create_app
+from pictograph.db import using_database
+from pictograph.resources import Resources
+from pictograph.settings import Settings
+from tests.support.s3 import moto_server
+
+ADMIN_DATABASE_URL = os.environ.get(
+    "PICTOGRAPH_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"
+)
+TEST_REDIS_URL = os.environ.get("PICTOGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVICES = os.environ.get("PICTOGRAPH_REQUIRE_SERVICES") == "1"
+
+# Cheap hashing: the suite signs up hundreds of users. Production keeps the defaults.
+FAST_HASHING: dict[str, Any] = {
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 64,
+    "argon2_parallelism": 1,
+}
+
+
+@dataclass
+class Backend:
+    name: str
+    settings: Settings
+
+
+async def _services_unreachable() -> str | None:
+    try:
+        connection = await asyncpg.connect(ADMIN_DATABASE_URL, timeout=3)
+        await connection.close()
+    except Exception as error:
+        return f"PostgreSQL at {ADMIN_DATABASE_URL}: {error!r}"
+    redis = Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
+    try:
+        await redis.ping()
+    except Exception as error:
+        return f"Redis at {TEST_REDIS_URL}: {error!r}"
+    finally:
+        await redis.aclose()
+    return None
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session", params=["embedded", "services"])
+async def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Backend]:
+    data_dir = tmp_path_factory.mktemp(request.param)
+    if request.param == "embedded":
+        yield Backend("embedded", Settings(data_dir=data_dir, run_workers=False, **FAST_HASHING))
+        return
+
+    problem = await _services_unreachable()
+    if problem:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"PICTOGRAPH_REQUIRE_SERVICES=1 but {problem}")
+        pytest.skip(f"real services unreachable: {problem}")
+    database = f"pictograph_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    endpoint = request.getfixturevalue("s3_endpoint")
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=_with_database(ADMIN_DATABASE_URL, database),
+        redis_url=TEST_REDIS_URL,
+        s3_endpoint_url=endpoint,
+        s3_bucket=f"pictograph-test-{secrets.token_hex(4)}",
+        run_workers=False,
+        **FAST_HASHING,
+    )
+    redis = Redis.from_url(TEST_REDIS_URL)
+    await redis.flushdb()
+    try:
+        await _migrate(settings)
+        yield Backend("services", settings)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _migrate(settings: Settings) -> None:
+    from pictograph.db import apply_migrations
+    from pictograph.storage import open_storage
+
+    await apply_migrations(settings.resolved_database_url())
+    async with open_storage(settings) as storage:
+        await storage.ensure_bucket()
+
+
+@pytest.fixture(scope="session")
+async def app(backend: Backend) -> AsyncIterator[Starlette]:
+    # Tortoise caches prepared INSERTs per connection *name* across contexts, so the
+    # SQLite statements would otherwise be reused against PostgreSQL in this process.
+    EXECUTOR_CACHE.clear()
+    application = create_app(backend.settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def resources(app: Starlette) -> Resources:
+    return app.state.resources
+
+
+@pytest.fixture(autouse=True)
+async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Each test starts with empty tables and an empty Redis."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    resources: Resources = request.getfixturevalue("app").state.resources
+    with using_database(resources.database):
+        connection = resources.database.db()
+        tables = [model._meta.db_table for model in resources.database.apps.get_models_iterable()]
+        if connection.capabilities.dialect == "postgres":
+            await connection.execute_script(f"TRUNCATE {', '.join(tables)} CASCADE")
+        else:
+            for table in tables:
+                await connection.execute_script(f"DELETE FROM {table}")  # noqa: S608
+    await resources.redis.flushdb()
+    # Tests read and write models directly too; give them the app's ORM context.
+    # (Set, not reset: pytest-asyncio may tear a fixture down in another Context.)
+    previous = _current_context.set(resources.database).old_value
+    yield
+    _current_context.set(None if previous is Token.MISSING else previous)
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pictograph.test") as c:
+        yield c
+
+
+@pytest.fixture
+def data_dir(backend: Backend) -> Path:
+    return backend.settings.data_dir

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from pictograph.app import create_app
+from pictograph.resolvers import accounts
+from pictograph.settings import Settings
+from tests.conftest import FAST_HASHING
+from tests.support.graphql import error_codes, gql
+
+
+async def test_healthz_and_readyz_answer(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "storage": "ok"}
+
+
+async def test_readyz_is_503_when_redis_does_not_answer(tmp_path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0", run_workers=False, **FAST_HASHING
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/readyz")
+            assert (await client.get("/healthz")).status_code == 200
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"] == "unavailable"
+    assert response.json()["checks"]["database"] == "ok"
+
+
+async def test_metrics_count_requests_by_route_and_status(client: httpx.AsyncClient) -> None:
+    await client.get("/healthz")
+    await client.post("/graphql", content=b"{nope", headers={"content-type": "application/json"})
+    text = (await client.get("/metrics")).text
+    assert 'pictograph_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'pictograph_http_requests_total{method="POST",route="/graphql",status="400"}' in text
+    assert "pictograph_http_request_duration_seconds_bucket" in text
+
+
+async def test_malformed_body_is_400_not_500(client: httpx.AsyncClient) -> None:
+    for body in (b"{not json", b"[1, 2", b"\xff\xfe"):
+        response = await client.post(
+            "/graphql", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, body
+    response = await client.post("/graphql", json={"variables": {}})
+    assert response.status_code == 400
+
+
+async def test_invalid_queries_are_bad_user_input(client: httpx.AsyncClient) -> None:
+    assert error_codes(await gql(client, "{ viewer { nope } }")) == ["BAD_USER_INPUT"]
+    assert error_codes(await gql(client, "{ viewer {")) == ["BAD_USER_INPUT"]
+    missing_variable = "query($u: String!) { user(username: $u) { id } }"
+    assert error_codes(await gql(client, missing_variable)) == ["BAD_USER_INPUT"]
+
+
+async def test_internal_errors_are_masked_and_logged_with_the_request_id(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_: object) -> None:
+        raise RuntimeError('relation "users" does not exist: SELECT password_hash FROM users')
+
+    monkeypatch.setattr(accounts, "user_by_username", broken)
+    caplog.set_level(logging.ERROR, logger="pictograph.errors")
+    response = await client.post(
+        "/graphql",
+        json={"query": '{ user(username: "someone") { id } }'},
+        headers={"x-request-id": "req-12345"},
+    )
+    body = response.json()
+    assert response.headers["x-request-id"] == "req-12345"
+    assert error_codes(body) == ["INTERNAL_SERVER_ERROR"]
+    assert "SELECT" not in response.text and "password_hash" not in response.text
+    assert "Traceback" not in response.text
+    assert "req-12345" in caplog.text and "RuntimeError" in caplog.text
+
+
+async def test_expected_errors_are_not_logged_as_incidents(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    await gql(client, "mutation { logOut }")
+    assert caplog.records == []
+
+
+async def test_graphiql_is_served_on_get(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+
+
+def test_app_factory_opens_nothing_at_import_or_construction(tmp_path) -> None:
+    app = create_app(Settings(data_dir=tmp_path / "never", run_workers=False))
+    assert isinstance(app, Starlette)
+    assert not (tmp_path / "never").exists()

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pictograph.cli import app
+from pictograph.settings import Settings, SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PICTOGRAPH_MEDIA_URL_TTL", "soon"),
+        ("PICTOGRAPH_CELEBRITY_THRESHOLD", "0"),
+        ("PICTOGRAPH_DATABASE_URL", "mysql://x"),
+        ("PICTOGRAPH_REDIS_URL", "localhost:6379"),
+        ("PICTOGRAPH_PUBLIC_BASE_URL", "example.com"),
+    ],
+)
+def test_a_malformed_setting_stops_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings()
+    result = CliRunner().invoke(app, ["migrate"])
+    assert result.exit_code == 2
+    assert name in result.output
+
+
+def test_environment_configures_the_real_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PICTOGRAPH_DATABASE_URL", "postgres://u@db:5432/p")
+    monkeypatch.setenv("PICTOGRAPH_REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("PICTOGRAPH_S3_ENDPOINT_URL", "http://minio:9000")
+    monkeypatch.setenv("PICTOGRAPH_CELEBRITY_THRESHOLD", "5000")
+    settings = load_settings()
+    assert not settings.embedded_database and not settings.embedded_redis
+    assert not settings.embedded_storage and settings.celebrity_threshold == 5000
+
+
+def test_embedded_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path).resolved_secret_key()
+    again = Settings(data_dir=tmp_path).resolved_secret_key()
+    assert first == again and len(first) >= 48
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_secret_key_is_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PICTOGRAPH_SECRET_KEY", "hunter2-but-longer")
+    settings = load_settings()
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
