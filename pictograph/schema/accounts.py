@@ -24,18 +24,9 @@ class UserType(Node):
 
     @classmethod
     def from_record(cls, record: UserRecord) -> UserType:
-        return cls(
-            id=encode_global_id("User", record.id),
-            pk=record.id,
-            username=record.username,
-            display_name=record.display_name,
-            bio=record.bio,
-            is_private=record.is_private,
-            follower_count=record.follower_count,
-            following_count=record.following_count,
-            post_count=record.post_count,
-            created_at=record.created_at,
-        )
+        # The record's fields are the type's fields; only the id is re-encoded.
+        fields = {name: getattr(record, name) for name in UserRecord.__slots__ if name != "id"}
+        return cls(id=encode_global_id("User", record.id), pk=record.id, **fields)
 
 
 @strawberry.input
