@@ -7,7 +7,10 @@ from functools import cached_property
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from pictograph.cache.graph import GraphCache
 from pictograph.errors import Unauthenticated
+from pictograph.graph.changes import GraphChanges
+from pictograph.graph.reader import FollowGraph
 from pictograph.resolvers.loaders import Loaders
 from pictograph.resources import Resources
 from pictograph.sessions import resolve_token
@@ -39,11 +42,25 @@ class Context:
 
     @cached_property
     def loaders(self) -> Loaders:
-        return Loaders(self.resources)
+        return Loaders(self.resources.redis)
+
+    @cached_property
+    def graph(self) -> FollowGraph:
+        """The follow graph as this request sees it (batched, cached, cold-safe)."""
+        return FollowGraph(GraphCache(self.resources.redis))
+
+    @cached_property
+    def graph_changes(self) -> GraphChanges:
+        return GraphChanges(self.resources.redis)
 
     @property
     def redis(self) -> Redis:
         return self.resources.redis
+
+    def forget_reads(self) -> None:
+        """Drops what this request has read, after it changed the data behind it."""
+        for name in ("loaders", "graph"):
+            self.__dict__.pop(name, None)
 
     async def viewer_id(self) -> int | None:
         """The signed-in user's id, or None; the token is checked once per request."""

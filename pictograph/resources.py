@@ -8,11 +8,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from tortoise.context import TortoiseContext
 
+from pictograph.cache import keys
 from pictograph.cache.connection import open_redis
 from pictograph.db import open_database
 from pictograph.http.metrics import Metrics
+from pictograph.ids import configure_node
 from pictograph.passwords import Passwords
 from pictograph.settings import Settings
 from pictograph.storage import ObjectStorage, open_storage
@@ -38,6 +41,17 @@ class Resources:
         return f"database={database} redis={redis} storage={self.storage.name}"
 
 
+async def _take_id_node(redis: Redis) -> None:
+    """Each process takes its own node number for ids, so two never mint the same one.
+    Without Redis at start-up the process keeps a random node and says so: it can still
+    start and answer /readyz with 503 rather than crash-loop."""
+    try:
+        configure_node(await redis.incr(keys.id_nodes()))
+    except RedisError as error:
+        log.warning("redis unavailable at start-up (%s); using a random id node",
+                    type(error).__name__)
+
+
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
@@ -57,5 +71,6 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             metrics=Metrics(),
             secret_key=settings.resolved_secret_key(),
         )
+        await _take_id_node(redis)
         log.info("resources open: %s", resources.describe())
         yield resources

@@ -17,6 +17,7 @@ def hash_token(token: str) -> str:
 
 
 async def mint_token(user_id: int, lifetime_seconds: int) -> str:
+    """Call inside the transaction that creates the session's reason (sign-up, log-in)."""
     token = secrets.token_urlsafe(32)  # 256 bits
     await AuthToken.create(
         token_hash=hash_token(token),
@@ -24,6 +25,11 @@ async def mint_token(user_id: int, lifetime_seconds: int) -> str:
         expires_at=datetime.now(UTC) + timedelta(seconds=lifetime_seconds),
     )
     return token
+
+
+async def remember_new_token(redis: Redis, token: str, user_id: int, lifetime: int) -> None:
+    """Caches a token just minted (after its commit), so its first use needs no SQL."""
+    await token_cache.remember_token(redis, hash_token(token), user_id, lifetime)
 
 
 async def resolve_token(redis: Redis, token: str) -> int | None:

@@ -21,3 +21,48 @@ def worker_lock(name: str) -> str:
 
 def username(name: str) -> str:
     return f"username:{{{name}}}"
+
+
+def user_version(user_id: int) -> str:
+    """Bumped on every change to a user's profile or relations; cache fills that read
+    an older version are dropped, so a slow rebuild never overwrites a newer change."""
+    return f"user:{{{user_id}}}:ver"
+
+
+# One user's follow graph. All share the user's hash tag, so one Lua script can read
+# or change them together on a cluster.
+GRAPH_PARTS = ("following", "followers", "requested", "requests", "blocking", "blocked_by")
+
+
+def graph_loaded(user_id: int) -> str:
+    return f"user:{{{user_id}}}:graph"
+
+
+def graph_part(user_id: int, part: str) -> str:
+    if part not in GRAPH_PARTS:
+        raise ValueError(f"unknown graph part {part!r}")
+    return f"user:{{{user_id}}}:{part}"
+
+
+def graph_applied(user_id: int) -> str:
+    """Per other user, the sequence number of the last change written for that pair."""
+    return f"user:{{{user_id}}}:applied"
+
+
+def graph_keys(user_id: int) -> list[str]:
+    """Marker, the six parts, the applied-sequence hash, the version: the scripts' order."""
+    return [
+        graph_loaded(user_id),
+        *(graph_part(user_id, part) for part in GRAPH_PARTS),
+        graph_applied(user_id),
+        user_version(user_id),
+    ]
+
+
+def event_stream(name: str) -> str:
+    return f"stream:{{{name}}}"
+
+
+def id_nodes() -> str:
+    """A counter handing each starting process its node number for ids."""
+    return "idgen:nodes"

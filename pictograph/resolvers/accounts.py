@@ -7,12 +7,13 @@ import re
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from pictograph.cache import users as user_cache
+from pictograph.cache.users import ProfileCache
 from pictograph.context import Context
 from pictograph.errors import BadUserInput, Conflict, Unauthenticated
 from pictograph.models import User
 from pictograph.records import UserRecord
-from pictograph.sessions import mint_token, revoke_token
+from pictograph.sessions import mint_token, remember_new_token, revoke_token
+from pictograph.visibility import can_view_profile
 
 USERNAME = re.compile(r"[a-z0-9._]{3,30}")
 MIN_PASSWORD = 10
@@ -71,6 +72,7 @@ async def sign_up(
     except IntegrityError:
         # Lost a race with another sign-up for the same name.
         raise Conflict("that username is taken", field="username") from None
+    await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
     return token, UserRecord.from_model(user)
 
 
@@ -83,6 +85,7 @@ async def log_in(context: Context, username: str, password: str) -> tuple[str, U
     if user is None or not ok:
         raise Unauthenticated(WRONG_CREDENTIALS)
     token = await mint_token(user.id, context.resources.settings.token_ttl)
+    await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
     return token, UserRecord.from_model(user)
 
 
@@ -100,19 +103,20 @@ async def update_profile(
     is_private: bool | None,
 ) -> UserRecord:
     viewer_id = await context.require_viewer_id()
-    changes: dict[str, object] = {}
+    changes: dict[str, str] = {}
     if display_name is not None:
         changes["display_name"] = clean_text(display_name, "displayName", MAX_DISPLAY_NAME)
         if not changes["display_name"]:
             raise BadUserInput("displayName cannot be empty", field="displayName")
     if bio is not None:
         changes["bio"] = clean_text(bio, "bio", MAX_BIO)
-    if is_private is not None:
-        changes["is_private"] = is_private
     if changes:
         await User.filter(id=viewer_id).update(**changes)
-        await user_cache.forget_profile(context.redis, viewer_id)
-        context.loaders.users.clear(viewer_id)
+        await ProfileCache(context.redis).forget([viewer_id])
+    if is_private is not None:
+        # Privacy is part of the follow graph's rules: it changes there, with its event.
+        await context.graph_changes.set_privacy(viewer_id, is_private)
+    context.loaders.users.clear(viewer_id)
     user = await User.get(id=viewer_id)
     return UserRecord.from_model(user)
 
@@ -123,6 +127,14 @@ async def user_by_username(context: Context, username: str) -> UserRecord | None
         return None
     user_id = await context.loaders.user_ids_by_username.load(username)
     if user_id is None:
+        return None
+    return await visible_user(context, user_id)
+
+
+async def visible_user(context: Context, user_id: int) -> UserRecord | None:
+    """The user, unless they do not exist or have blocked the viewer."""
+    viewer_id = await context.viewer_id()
+    if not await can_view_profile(context.graph, viewer_id, user_id):
         return None
     return await context.loaders.users.load(user_id)
 

@@ -3,50 +3,61 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from aiodataloader import DataLoader
+from redis.asyncio import Redis
 
-from pictograph.cache import users as user_cache
+from pictograph.cache import keys
+from pictograph.cache.jitter import jittered
+from pictograph.cache.users import USERNAME_TTL, ProfileCache
 from pictograph.models import User
 from pictograph.records import UserRecord
 
-if TYPE_CHECKING:
-    from pictograph.resources import Resources
-
 
 class UserLoader(DataLoader[int, UserRecord | None]):
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, profiles: ProfileCache) -> None:
         super().__init__()
-        self.resources = resources
+        self.profiles = profiles
 
     async def batch_load_fn(self, user_ids: Sequence[int]) -> list[UserRecord | None]:
-        redis = self.resources.redis
-        found = dict(zip(user_ids, await user_cache.get_profiles(redis, user_ids), strict=True))
-        missing = [user_id for user_id, record in found.items() if record is None]
-        if missing:
-            rows = [UserRecord.from_model(u) for u in await User.filter(id__in=missing)]
-            await user_cache.put_profiles(redis, rows)
+        found: dict[int, UserRecord | None] = {}
+        versions: dict[int, str] = {}
+        for user_id, (record, version) in zip(
+            user_ids, await self.profiles.get(user_ids), strict=True
+        ):
+            if record is None:
+                versions[user_id] = version
+            found[user_id] = record
+        if versions:
+            rows = [UserRecord.from_model(u) for u in await User.filter(id__in=list(versions))]
+            await self.profiles.fill([(row, versions[row.id]) for row in rows])
             found.update({row.id: row for row in rows})
         return [found[user_id] for user_id in user_ids]
 
 
 class UserIdByUsernameLoader(DataLoader[str, int | None]):
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, profiles: ProfileCache, users: UserLoader) -> None:
         super().__init__()
-        self.resources = resources
+        self.profiles = profiles
+        self.users = users
 
     async def batch_load_fn(self, usernames: Sequence[str]) -> list[int | None]:
-        cached = await user_cache.get_user_ids(self.resources.redis, usernames)
-        found = dict(zip(usernames, cached, strict=True))
+        found = dict(zip(usernames, await self.profiles.user_ids(usernames), strict=True))
         missing = [name for name, user_id in found.items() if user_id is None]
         if missing:
-            rows = await User.filter(username__in=missing).values_list("username", "id")
-            found.update(dict(rows))
+            redis: Redis = self.profiles.redis
+            async with redis.pipeline(transaction=False) as pipe:
+                for user in await User.filter(username__in=missing):
+                    found[user.username] = user.id
+                    # The row is at hand: hand it to the user loader instead of a 2nd query.
+                    self.users.prime(user.id, UserRecord.from_model(user))
+                    pipe.set(keys.username(user.username), user.id, ex=jittered(USERNAME_TTL))
+                await pipe.execute()
         return [found[name] for name in usernames]
 
 
 class Loaders:
-    def __init__(self, resources: Resources) -> None:
-        self.users = UserLoader(resources)
-        self.user_ids_by_username = UserIdByUsernameLoader(resources)
+    def __init__(self, redis: Redis) -> None:
+        profiles = ProfileCache(redis)
+        self.users = UserLoader(profiles)
+        self.user_ids_by_username = UserIdByUsernameLoader(profiles, self.users)

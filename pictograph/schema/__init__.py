@@ -6,9 +6,9 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types.execution import ExecutionContext
 
-from pictograph.schema.accounts import UserType
 from pictograph.schema.errors import CodedErrors, log_unexpected
 from pictograph.schema.root import Mutation, Query
+from pictograph.schema.users import UserType
 
 
 class PictographSchema(strawberry.Schema):

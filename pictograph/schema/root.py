@@ -6,32 +6,26 @@ import strawberry
 from strawberry.types import Info
 
 from pictograph.context import Context
-from pictograph.resolvers import accounts
-from pictograph.schema.accounts import (
-    AuthPayload,
-    LogInInput,
-    SignUpInput,
-    UpdateProfileInput,
-    UserType,
-)
-from pictograph.schema.node import Node, decode_global_id
+from pictograph.graph.changes import GraphChanges
+from pictograph.resolvers import accounts, follows
+from pictograph.resolvers.follows import GraphChange
+from pictograph.schema.accounts import AuthPayload, LogInInput, SignUpInput, UpdateProfileInput
+from pictograph.schema.node import Node, decode_global_id, decode_id_of
+from pictograph.schema.pagination import decode_cursor, page_size
+from pictograph.schema.users import FollowPayload, UserConnection, UserType, user_or_none
 
 ContextInfo = Info[Context, None]
-
-
-def _user_or_none(record: object) -> UserType | None:
-    return UserType.from_record(record) if record is not None else None  # type: ignore[arg-type]
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="The signed-in user, or null.")
     async def viewer(self, info: ContextInfo) -> UserType | None:
-        return _user_or_none(await accounts.viewer(info.context))
+        return user_or_none(await accounts.viewer(info.context))
 
     @strawberry.field
     async def user(self, info: ContextInfo, username: str) -> UserType | None:
-        return _user_or_none(await accounts.user_by_username(info.context, username))
+        return user_or_none(await accounts.user_by_username(info.context, username))
 
     @strawberry.field
     async def node(self, info: ContextInfo, id: strawberry.ID) -> Node | None:
@@ -40,8 +34,22 @@ class Query:
             return None
         type_name, pk = decoded
         if type_name == "User":
-            return _user_or_none(await info.context.loaders.users.load(pk))
+            return user_or_none(await accounts.visible_user(info.context, pk))
         return None
+
+    @strawberry.field(description="Pending requests to follow the viewer (private accounts).")
+    async def follow_requests(
+        self, info: ContextInfo, first: int | None = 20, after: str | None = None
+    ) -> UserConnection:
+        page = await follows.follow_requests(info.context, page_size(first), decode_cursor(after))
+        return UserConnection.from_page(page, after)
+
+
+async def _follow_change(info: ContextInfo, user_id: str, change: GraphChange) -> FollowPayload:
+    record, status = await follows.change_relation(
+        info.context, decode_id_of(user_id, "User"), change
+    )
+    return FollowPayload(user=UserType.from_record(record), status=status)
 
 
 @strawberry.type
@@ -72,3 +80,37 @@ class Mutation:
             info.context, input.display_name, input.bio, input.is_private
         )
         return UserType.from_record(record)
+
+    @strawberry.mutation(
+        description="Follows a public account at once; asks a private one (status REQUESTED)."
+    )
+    async def follow(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
+        return await _follow_change(info, user_id, GraphChanges.follow)
+
+    @strawberry.mutation
+    async def unfollow(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
+        return await _follow_change(info, user_id, GraphChanges.unfollow)
+
+    @strawberry.mutation
+    async def approve_follow_request(
+        self, info: ContextInfo, user_id: strawberry.ID
+    ) -> FollowPayload:
+        return await _follow_change(info, user_id, GraphChanges.approve_request)
+
+    @strawberry.mutation
+    async def reject_follow_request(
+        self, info: ContextInfo, user_id: strawberry.ID
+    ) -> FollowPayload:
+        return await _follow_change(info, user_id, GraphChanges.reject_request)
+
+    @strawberry.mutation(description="Makes that user stop following the viewer.")
+    async def remove_follower(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
+        return await _follow_change(info, user_id, GraphChanges.remove_follower)
+
+    @strawberry.mutation
+    async def block(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
+        return await _follow_change(info, user_id, GraphChanges.block)
+
+    @strawberry.mutation
+    async def unblock(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
+        return await _follow_change(info, user_id, GraphChanges.unblock)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from pictograph.db import using_database
 from pictograph.resources import Resources
+from pictograph.workers.outbox_relay import relay_outbox
 from pictograph.workers.token_sweeper import sweep_expired_tokens
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 Worker = Callable[[Resources, asyncio.Event], Awaitable[None]]
 WORKERS: dict[str, Worker] = {
     "token-sweeper": sweep_expired_tokens,
+    "outbox-relay": relay_outbox,
 }
 
 

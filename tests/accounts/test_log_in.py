@@ -76,12 +76,15 @@ async def test_garbage_token_is_anonymous_for_viewer(client: httpx.AsyncClient) 
     assert result == {"data": {"viewer": None}}
 
 
-async def test_expired_token_is_refused(client: httpx.AsyncClient) -> None:
+async def test_expired_token_is_refused(client: httpx.AsyncClient, resources) -> None:
     from datetime import UTC, datetime, timedelta
 
     from pictograph.models import AuthToken
 
     token = await sign_up(client, "expiring")
+    # Time passes: the row expires, and the cache entry (never longer-lived than the
+    # token) with it.
     await AuthToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    await resources.redis.flushdb()
     result = await gql(client, "mutation { logOut }", token=token)
     assert error_codes(result) == ["UNAUTHENTICATED"]

@@ -15,15 +15,11 @@ CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
 # Parts of the contract that later issues build. This list only shrinks; anything
 # missing that is not named here (accounts, above all) fails the test.
 NOT_YET_BUILT = {
-    "User.viewerFollowStatus", "User.followsViewer", "User.posts", "User.followers",
-    "User.following", "Query.post", "Query.feed", "Query.followRequests",
-    "Mutation.follow", "Mutation.unfollow", "Mutation.approveFollowRequest",
-    "Mutation.rejectFollowRequest", "Mutation.removeFollower", "Mutation.block",
-    "Mutation.unblock", "Mutation.createUpload", "Mutation.createPost", "Mutation.deletePost",
-    "PageInfo", "FollowStatus", "PostStatus", "MediaSize", "Media", "Post", "PostEdge",
-    "PostConnection", "UserEdge", "UserConnection", "FollowPayload", "CreateUploadInput",
-    "HttpHeader", "UploadTicket", "CreatePostInput", "FeedEventKind", "FeedEvent",
-    "Subscription",
+    "User.posts", "Query.post", "Query.feed",
+    "Mutation.createUpload", "Mutation.createPost", "Mutation.deletePost",
+    "PostStatus", "MediaSize", "Media", "Post", "PostEdge", "PostConnection",
+    "CreateUploadInput", "HttpHeader", "UploadTicket", "CreatePostInput",
+    "FeedEventKind", "FeedEvent", "Subscription",
 }
 
 

@@ -40,3 +40,33 @@ async def sign_up(client: httpx.AsyncClient, username: str, **extra: Any) -> str
     )
     assert not result.get("errors"), result
     return result["data"]["signUp"]["token"]
+
+
+USER_ID = "query($u: String!) { user(username: $u) { id } }"
+
+
+async def user_id(client: httpx.AsyncClient, username: str, token: str | None = None) -> str:
+    result = await gql(client, USER_ID, {"u": username}, token=token)
+    return result["data"]["user"]["id"]
+
+
+FOLLOW_MUTATION = """
+mutation($id: ID!) {
+  %s(userId: $id) { status user { username followerCount followingCount } }
+}
+"""
+
+
+async def relate(
+    client: httpx.AsyncClient, mutation: str, token: str, target_id: str
+) -> dict[str, Any]:
+    """Runs follow/unfollow/block/... and returns the whole result."""
+    return await gql(client, FOLLOW_MUTATION % mutation, {"id": target_id}, token=token)
+
+
+async def relate_ok(
+    client: httpx.AsyncClient, mutation: str, token: str, target_id: str
+) -> str:
+    result = await relate(client, mutation, token, target_id)
+    assert not result.get("errors"), result
+    return result["data"][mutation]["status"]

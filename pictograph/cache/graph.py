@@ -1,0 +1,215 @@
+"""The follow graph in Redis: read in one round trip, filled and changed by Lua scripts.
+
+Per user: sorted sets `following`, `followers`, `requested`, `requests` (score = the
+follow's id, so lists page newest first) and sets `blocking`, `blocked_by`, plus a
+`graph` marker saying they are loaded. Without the marker nothing is trusted and the
+caller rebuilds from the database; an empty set is a real answer only with it.
+
+Ordering. Every change takes a sequence number per user (INCR of the user's version)
+while it holds the database locks on both users, so sequence order is commit order.
+After the commit it writes the pair's whole state with that number; a write older than
+what the graph already holds for that pair, or than the snapshot it was filled from,
+is ignored. A fill is dropped if the version moved while the snapshot was being read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from pictograph.cache import keys
+from pictograph.cache.jitter import jittered
+from pictograph.graph.relation import GraphSnapshot, PairState, Relation
+
+GRAPH_TTL = 24 * 3600
+VERSION_TTL = 3 * 24 * 3600
+_ZSET_PARTS = ("following", "followers", "requested", "requests")
+_SET_PARTS = ("blocking", "blocked_by")
+
+# KEYS: marker, six parts, applied, version. ARGV: expected version, ttl, then for each
+# of the six parts a count followed by that many (member, score) pairs.
+# The parts outlive the marker by a minute, so a reader that sees the marker never
+# finds a part already expired.
+_FILL = """
+local current = redis.call('GET', KEYS[9]) or '0'
+if current ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+local i = 3
+for part = 1, 6 do
+  local key = KEYS[part + 1]
+  local count = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, count do
+    if part <= 4 then
+      redis.call('ZADD', key, ARGV[i + 1], ARGV[i])
+    else
+      redis.call('SADD', key, ARGV[i])
+    end
+    i = i + 2
+  end
+  if count > 0 then redis.call('EXPIRE', key, ttl + 60) end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+return 1
+"""
+
+# KEYS: as for _FILL. ARGV: other user, sequence number, then six values: a score (or
+# '1' for the sets) where the other belongs in that part, '' where not.
+_APPLY_PAIR = """
+local floor = redis.call('GET', KEYS[1])
+if not floor then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+  return 0
+end
+local other = ARGV[1]
+local seq = tonumber(ARGV[2])
+if seq < tonumber(floor) then return 0 end
+local applied = redis.call('HGET', KEYS[8], other)
+if applied and tonumber(applied) >= seq then return 0 end
+local ttl = redis.call('TTL', KEYS[1]) + 60
+for part = 1, 6 do
+  local key = KEYS[part + 1]
+  local value = ARGV[part + 2]
+  if value == '' then
+    if part <= 4 then redis.call('ZREM', key, other) else redis.call('SREM', key, other) end
+  else
+    if part <= 4 then redis.call('ZADD', key, value, other) else redis.call('SADD', key, other) end
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+redis.call('HSET', KEYS[8], other, seq)
+redis.call('EXPIRE', KEYS[8], ttl)
+return 1
+"""
+
+
+class GraphCache:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._fill = redis.register_script(_FILL)
+        self._apply_pair = redis.register_script(_APPLY_PAIR)
+
+    async def relations(
+        self, viewer_id: int, other_ids: Sequence[int]
+    ) -> dict[int, Relation] | None:
+        """The viewer's relation to each other user in one round trip, or None when the
+        viewer's graph is not loaded."""
+        members = [str(other) for other in other_ids]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.graph_loaded(viewer_id))
+            for part in _ZSET_PARTS[:3]:
+                pipe.zmscore(keys.graph_part(viewer_id, part), members)
+            for part in _SET_PARTS:
+                pipe.smismember(keys.graph_part(viewer_id, part), members)
+            loaded, following, followers, requested, blocking, blocked_by = await pipe.execute()
+        if not loaded:
+            return None
+        return {
+            other: Relation(
+                following=following[i] is not None,
+                followed_by=followers[i] is not None,
+                requested=requested[i] is not None,
+                blocking=bool(blocking[i]),
+                blocked_by=bool(blocked_by[i]),
+            )
+            for i, other in enumerate(other_ids)
+        }
+
+    async def loaded(self, user_ids: Sequence[int]) -> list[bool]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.exists(keys.graph_loaded(user_id))
+            return [bool(found) for found in await pipe.execute()]
+
+    async def versions(self, user_ids: Sequence[int]) -> list[str]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.get(keys.user_version(user_id))
+            return [value or "0" for value in await pipe.execute()]
+
+    async def next_sequences(self, user_ids: Sequence[int]) -> list[int]:
+        """Bumps each user's version; called while the change holds its database locks."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.incr(keys.user_version(user_id))
+                pipe.expire(keys.user_version(user_id), VERSION_TTL)
+            results = await pipe.execute()
+        return [int(value) for value in results[::2]]
+
+    async def fill(self, snapshot: GraphSnapshot, version: str) -> bool:
+        """Stores a snapshot read from the database, unless the graph changed since
+        `version` was read (then the snapshot may be stale and is dropped)."""
+        args: list[str | int] = [version, jittered(GRAPH_TTL)]
+        for part in _ZSET_PARTS:
+            pairs = getattr(snapshot, part)
+            args.append(len(pairs))
+            for other, follow_id in pairs.items():
+                args.extend((other, follow_id))
+        for part in _SET_PARTS:
+            members = getattr(snapshot, part)
+            args.append(len(members))
+            for other in members:
+                args.extend((other, 0))
+        return bool(await self._fill(keys=keys.graph_keys(snapshot.user_id), args=args))
+
+    async def page(
+        self, user_id: int, part: str, before: int | None, limit: int
+    ) -> list[tuple[int, int]] | None:
+        """(other user, follow id) pairs of one part, newest first, strictly older than
+        `before`; None when the graph is not loaded."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.graph_loaded(user_id))
+            pipe.zrevrangebyscore(
+                keys.graph_part(user_id, part),
+                f"({before}" if before is not None else "+inf",
+                "-inf",
+                start=0,
+                num=limit,
+                withscores=True,
+            )
+            loaded, rows = await pipe.execute()
+        if not loaded:
+            return None
+        return [(int(member), int(score)) for member, score in rows]
+
+    async def apply(self, pair: PairState, sequences: tuple[int, int]) -> None:
+        """Writes the pair's state into both users' graphs (where they are loaded)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for owner, other, seq, mine in (
+                (pair.a, pair.b, sequences[0], True),
+                (pair.b, pair.a, sequences[1], False),
+            ):
+                await self._apply_pair(
+                    keys=keys.graph_keys(owner),
+                    args=[other, seq, *_pair_values(pair, mine)],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    async def forget(self, user_ids: Sequence[int]) -> None:
+        """Drops the users' graphs so the next read rebuilds them from the database."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.incr(keys.user_version(user_id))
+                pipe.delete(*keys.graph_keys(user_id)[:-1])
+            await pipe.execute()
+
+
+def _pair_values(pair: PairState, mine: bool) -> list[str]:
+    """The six part values for pair.a's graph (mine) or pair.b's graph."""
+    if mine:
+        follows, followed, requested, requests = (
+            pair.a_follows_b, pair.b_follows_a, pair.a_requested_b, pair.b_requested_a
+        )
+        blocking, blocked_by = pair.a_blocks_b, pair.b_blocks_a
+    else:
+        follows, followed, requested, requests = (
+            pair.b_follows_a, pair.a_follows_b, pair.b_requested_a, pair.a_requested_b
+        )
+        blocking, blocked_by = pair.b_blocks_a, pair.a_blocks_b
+    scores = [
+        "" if value is None else str(value) for value in (follows, followed, requested, requests)
+    ]
+    return [*scores, "1" if blocking else "", "1" if blocked_by else ""]

@@ -1,0 +1,1 @@
+"""The follow graph: who follows, asked to follow, or blocked whom."""

@@ -1,0 +1,255 @@
+"""Every change to the follow graph, each the same way: lock both users, change the
+rows and counts, record the event, commit; then write the pair through to Redis and
+publish the event. The database is the truth; Redis follows it in commit order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from pictograph import events
+from pictograph.cache.graph import GraphCache
+from pictograph.cache.users import ProfileCache
+from pictograph.errors import Forbidden, NotFound
+from pictograph.graph import store
+from pictograph.graph.relation import FollowStatus, PairState
+from pictograph.models import Block, Follow, FollowState, OutboxEvent, User
+from pictograph.visibility import follow_status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Outcome:
+    """What a change did: its events, and whose counts moved."""
+
+    events: list[tuple[str, dict[str, int]]] = field(default_factory=list)
+    counts_changed: set[int] = field(default_factory=set)
+
+
+async def _lock_users(user_ids: Sequence[int]) -> dict[int, bool]:
+    """Row locks on the users, in id order so two changes never deadlock.
+    Returns each user's is_private as of the lock."""
+    rows = (
+        await User.filter(id__in=sorted(set(user_ids)))
+        .select_for_update()
+        .order_by("id")
+        .values_list("id", "is_private")
+    )
+    return dict(rows)
+
+
+async def _adjust_counts(follower: int, followee: int, delta: int, outcome: _Outcome) -> None:
+    await User.filter(id=follower).update(following_count=F("following_count") + delta)
+    await User.filter(id=followee).update(follower_count=F("follower_count") + delta)
+    outcome.counts_changed.update((follower, followee))
+
+
+class GraphChanges:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.cache = GraphCache(redis)
+        self.profiles = ProfileCache(redis)
+
+    # The mutations. `a` is always the user making the request.
+
+    async def follow(self, a: int, b: int) -> FollowStatus:
+        async def change(pair: PairState, private: dict[int, bool], out: _Outcome) -> None:
+            if pair.b_blocks_a:
+                # Someone who blocked you does not exist for you.
+                raise NotFound("no such user")
+            if pair.a_blocks_b:
+                raise Forbidden("you blocked this user: unblock them first")
+            if pair.a_follows_b or pair.a_requested_b:
+                return
+            if private[b]:
+                await Follow.create(follower_id=a, followee_id=b, state=FollowState.REQUESTED)
+                out.events.append(("follow_requested", {"follower": a, "followee": b}))
+            else:
+                await Follow.create(follower_id=a, followee_id=b, state=FollowState.ACCEPTED)
+                await _adjust_counts(a, b, +1, out)
+                out.events.append(("followed", {"follower": a, "followee": b}))
+
+        return await self._change(a, b, change)
+
+    async def unfollow(self, a: int, b: int) -> FollowStatus:
+        async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
+            await self._end_follow(follower=a, followee=b, pair_follow=pair.a_follows_b,
+                                   pair_request=pair.a_requested_b, kind="unfollowed", out=out)
+
+        return await self._change(a, b, change)
+
+    async def remove_follower(self, a: int, b: int) -> FollowStatus:
+        async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
+            await self._end_follow(follower=b, followee=a, pair_follow=pair.b_follows_a,
+                                   pair_request=pair.b_requested_a, kind="follow_removed",
+                                   out=out)
+
+        return await self._change(a, b, change)
+
+    async def approve_request(self, a: int, b: int) -> FollowStatus:
+        async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
+            if pair.b_follows_a:
+                return
+            if pair.b_requested_a is None:
+                raise NotFound("no follow request from that user")
+            await Follow.filter(id=pair.b_requested_a).update(state=FollowState.ACCEPTED)
+            await _adjust_counts(b, a, +1, out)
+            out.events.append(("followed", {"follower": b, "followee": a}))
+
+        return await self._change(a, b, change)
+
+    async def reject_request(self, a: int, b: int) -> FollowStatus:
+        async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
+            if pair.b_requested_a is not None:
+                await Follow.filter(id=pair.b_requested_a).delete()
+                out.events.append(("follow_request_rejected", {"follower": b, "followee": a}))
+
+        return await self._change(a, b, change)
+
+    async def block(self, a: int, b: int) -> FollowStatus:
+        async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
+            if pair.a_blocks_b:
+                return
+            await self._end_follow(follower=a, followee=b, pair_follow=pair.a_follows_b,
+                                   pair_request=pair.a_requested_b, kind=None, out=out)
+            await self._end_follow(follower=b, followee=a, pair_follow=pair.b_follows_a,
+                                   pair_request=pair.b_requested_a, kind=None, out=out)
+            await Block.create(blocker_id=a, blocked_id=b)
+            out.events.append(("blocked", {"blocker": a, "blocked": b}))
+
+        return await self._change(a, b, change)
+
+    async def unblock(self, a: int, b: int) -> FollowStatus:
+        async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
+            if pair.a_blocks_b:
+                await Block.filter(blocker_id=a, blocked_id=b).delete()
+                out.events.append(("unblocked", {"blocker": a, "blocked": b}))
+
+        return await self._change(a, b, change)
+
+    async def set_privacy(self, owner: int, is_private: bool) -> None:
+        """Turns an account private or public. Going public accepts pending requests,
+        as people who asked to follow a now-public account would expect."""
+        outcome = _Outcome()
+        async with in_transaction():
+            current = await _lock_users([owner])
+            if current[owner] == is_private:
+                return
+            await User.filter(id=owner).update(is_private=is_private)
+            accepted: list[int] = []
+            if not is_private:
+                accepted = await Follow.filter(
+                    followee_id=owner, state=FollowState.REQUESTED
+                ).values_list("follower_id", flat=True)
+                if accepted:
+                    await Follow.filter(
+                        followee_id=owner, state=FollowState.REQUESTED
+                    ).update(state=FollowState.ACCEPTED)
+                    await User.filter(id__in=accepted).update(
+                        following_count=F("following_count") + 1
+                    )
+                    await User.filter(id=owner).update(
+                        follower_count=F("follower_count") + len(accepted)
+                    )
+                    for follower in accepted:
+                        outcome.events.append(
+                            ("followed", {"follower": follower, "followee": owner})
+                        )
+            outcome.events.append(("privacy_changed", {"user": owner, "private": is_private}))
+            outbox = [await events.record(events.FOLLOWS, kind, **data)
+                      for kind, data in outcome.events]
+        if accepted:
+            # Requests became follows on both sides; rebuilding is simpler than
+            # rewriting every pair, and going public is rare.
+            await self._forget_quietly([owner, *accepted])
+        await self._after_commit(outbox, {owner, *accepted})
+
+    # The machinery.
+
+    async def _end_follow(
+        self,
+        *,
+        follower: int,
+        followee: int,
+        pair_follow: int | None,
+        pair_request: int | None,
+        kind: str | None,
+        out: _Outcome,
+    ) -> None:
+        if pair_follow is not None:
+            await Follow.filter(id=pair_follow).delete()
+            await _adjust_counts(follower, followee, -1, out)
+            if kind:
+                out.events.append((kind, {"follower": follower, "followee": followee}))
+        elif pair_request is not None:
+            await Follow.filter(id=pair_request).delete()
+            if kind:
+                out.events.append(
+                    ("follow_request_withdrawn", {"follower": follower, "followee": followee})
+                )
+
+    async def _change(
+        self,
+        a: int,
+        b: int,
+        change: Callable[[PairState, dict[int, bool], _Outcome], Awaitable[None]],
+    ) -> FollowStatus:
+        outcome = _Outcome()
+        async with in_transaction():
+            private = await _lock_users([a, b])
+            if b not in private:
+                raise NotFound("no such user")
+            await change(await store.load_pair(a, b), private, outcome)
+            outbox = [
+                await events.record(events.FOLLOWS, kind, a=a, b=b, **data)
+                for kind, data in outcome.events
+            ]
+            # Taken under the row locks, so sequence order is commit order.
+            sequences = await self.cache.next_sequences([a, b])
+            after = await store.load_pair(a, b)
+        await self._write_through(after, (sequences[0], sequences[1]))
+        await self._after_commit(outbox, outcome.counts_changed)
+        return follow_status(a, b, after.relation_for_a())
+
+    async def _write_through(self, pair: PairState, sequences: tuple[int, int]) -> None:
+        try:
+            await self.cache.apply(pair, sequences)
+        except RedisError:
+            log.warning("graph cache write failed for %s/%s; dropping both graphs",
+                        pair.a, pair.b)
+            await self._forget_quietly([pair.a, pair.b])
+
+    async def _after_commit(self, outbox: list[OutboxEvent], users: set[int]) -> None:
+        try:
+            if users:
+                await self.profiles.forget(sorted(users))
+            await events.publish(self.redis, outbox)
+        except RedisError:
+            # The outbox rows stay; the relay re-syncs the graph and publishes them.
+            log.warning("publishing %d follow events failed; the outbox relay will retry",
+                        len(outbox))
+
+    async def _forget_quietly(self, user_ids: list[int]) -> None:
+        try:
+            await self.cache.forget(user_ids)
+        except RedisError:
+            log.error("could not drop cached graphs of %s; the outbox relay will re-sync",
+                      user_ids)
+
+    async def resync(self, event: OutboxEvent) -> None:
+        """Brings both users' cached graphs up to date with the database; the relay
+        calls it before publishing an event that a request failed to publish."""
+        users = [event.payload[key] for key in ("a", "b") if key in event.payload]
+        users += [event.payload[key] for key in ("user",) if key in event.payload]
+        if len(users) == 2:
+            sequences = await self.cache.next_sequences(users)
+            pair = await store.load_pair(users[0], users[1])
+            await self.cache.apply(pair, (sequences[0], sequences[1]))
+        await self.profiles.forget(users)

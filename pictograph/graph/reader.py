@@ -1,0 +1,89 @@
+"""Reading the follow graph for one request: Redis first, the database when cold."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiodataloader import DataLoader
+
+from pictograph.cache.graph import GraphCache
+from pictograph.graph import store
+from pictograph.graph.relation import NO_RELATION, GraphSnapshot, Relation
+
+
+class _RelationLoader(DataLoader[int, Relation]):
+    """Batches one viewer's relation lookups (a page of 100 users is one round trip)."""
+
+    def __init__(self, graph: FollowGraph, viewer_id: int) -> None:
+        super().__init__()
+        self.graph = graph
+        self.viewer_id = viewer_id
+
+    async def batch_load_fn(self, other_ids: Sequence[int]) -> list[Relation]:
+        found = await self.graph.relations(self.viewer_id, other_ids)
+        return [found[other] for other in other_ids]
+
+
+class FollowGraph:
+    """Per-request reader. Graphs it had to load from the database are kept for the
+    rest of the request, so a cold request reads each graph once."""
+
+    def __init__(self, cache: GraphCache) -> None:
+        self.cache = cache
+        self._snapshots: dict[int, GraphSnapshot] = {}
+        self._loading = asyncio.Lock()
+        self._relation_loaders: dict[int, _RelationLoader] = {}
+
+    async def relation(self, viewer_id: int | None, other_id: int) -> Relation:
+        if viewer_id is None or viewer_id == other_id:
+            return NO_RELATION
+        loader = self._relation_loaders.get(viewer_id)
+        if loader is None:
+            loader = self._relation_loaders[viewer_id] = _RelationLoader(self, viewer_id)
+        return await loader.load(other_id)
+
+    async def relations(self, viewer_id: int, other_ids: Sequence[int]) -> dict[int, Relation]:
+        if not other_ids:
+            return {}
+        snapshot = self._snapshots.get(viewer_id)
+        if snapshot is None:
+            found = await self.cache.relations(viewer_id, other_ids)
+            if found is not None:
+                return found
+            snapshot = (await self.ensure_loaded([viewer_id]))[viewer_id]
+        return {other: snapshot.relation_to(other) for other in other_ids}
+
+    async def page(
+        self, user_id: int, part: str, before: int | None, limit: int
+    ) -> list[tuple[int, int]]:
+        """(other user, follow id) pairs, newest first, older than `before`."""
+        snapshot = self._snapshots.get(user_id)
+        if snapshot is None:
+            rows = await self.cache.page(user_id, part, before, limit)
+            if rows is not None:
+                return rows
+            snapshot = (await self.ensure_loaded([user_id]))[user_id]
+        pairs = getattr(snapshot, part).items()
+        newest_first = sorted(pairs, key=lambda pair: pair[1], reverse=True)
+        return [pair for pair in newest_first if before is None or pair[1] < before][:limit]
+
+    async def ensure_loaded(self, user_ids: Sequence[int]) -> dict[int, GraphSnapshot | None]:
+        """Loads, in one batch, the graphs of those users that Redis does not hold.
+
+        Returns the snapshots read from the database (None for users already cached).
+        """
+        async with self._loading:
+            wanted = [u for u in dict.fromkeys(user_ids) if u not in self._snapshots]
+            if wanted:
+                loaded = await self.cache.loaded(wanted)
+                cold = [user_id for user_id, hit in zip(wanted, loaded, strict=True) if not hit]
+                if cold:
+                    # The version is read before the database, so a change that commits
+                    # in between makes the fill below a no-op instead of a stale cache.
+                    versions = await self.cache.versions(cold)
+                    snapshots = await store.load_snapshots(cold)
+                    for user_id, version in zip(cold, versions, strict=True):
+                        await self.cache.fill(snapshots[user_id], version)
+                    self._snapshots.update(snapshots)
+            return {user_id: self._snapshots.get(user_id) for user_id in user_ids}

@@ -1,0 +1,71 @@
+"""Following, requests, removing followers, blocking, and the lists they make."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pictograph.context import Context
+from pictograph.errors import BadUserInput, NotFound
+from pictograph.graph.changes import GraphChanges
+from pictograph.graph.relation import FollowStatus
+from pictograph.records import UserRecord
+from pictograph.visibility import can_view_posts, profile_visible
+
+# An unbound GraphChanges method: (changes, viewer, other) -> the viewer's new status.
+GraphChange = Callable[[GraphChanges, int, int], Awaitable[FollowStatus]]
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    users: list[tuple[UserRecord, int]]  # (user, position for the cursor)
+    has_next: bool
+
+
+async def change_relation(
+    context: Context, target_id: int | None, change: GraphChange
+) -> tuple[UserRecord, FollowStatus]:
+    """Runs one graph change by the viewer on the target; returns the target as it is now."""
+    viewer_id = await context.require_viewer_id()
+    if target_id is None or await context.loaders.users.load(target_id) is None:
+        raise NotFound("no such user")
+    if target_id == viewer_id:
+        raise BadUserInput("that is you", field="userId")
+    status = await change(context.graph_changes, viewer_id, target_id)
+    context.forget_reads()  # counts and relations just changed
+    record = await context.loaders.users.load(target_id)
+    if record is None:
+        raise NotFound("no such user")
+    return record, status
+
+
+async def user_list(
+    context: Context, owner: UserRecord, part: str, first: int, before: int | None
+) -> UserPage:
+    """One page of a user's followers or following (or the viewer's follow requests)."""
+    viewer_id = await context.viewer_id()
+    # Both graphs in one batch, so a cold page costs a fixed number of queries.
+    await context.graph.ensure_loaded([owner.id] if viewer_id is None else [owner.id, viewer_id])
+    if not await can_view_posts(context.graph, viewer_id, owner):
+        return UserPage([], False)
+    rows = await context.graph.page(owner.id, part, before, first + 1)
+    shown = rows[:first]
+    records = await context.loaders.users.load_many([user_id for user_id, _ in shown])
+    relations = await context.graph.relations(viewer_id, [u for u, _ in shown]) if (
+        viewer_id is not None and shown
+    ) else {}
+    users = [
+        (record, position)
+        for record, (user_id, position) in zip(records, shown, strict=True)
+        if record is not None
+        # People who blocked the viewer do not appear in lists the viewer reads.
+        and (viewer_id is None or profile_visible(viewer_id, user_id, relations[user_id]))
+    ]
+    return UserPage(users, len(rows) > first)
+
+
+async def follow_requests(context: Context, first: int, before: int | None) -> UserPage:
+    viewer_id = await context.require_viewer_id()
+    viewer = await context.loaders.users.load(viewer_id)
+    assert viewer is not None
+    return await user_list(context, viewer, "requests", first, before)

@@ -1,0 +1,193 @@
+"""The follow graph in Redis: write-through, rebuild, ordering, failures, and counts."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from pictograph import events
+from pictograph.cache import keys
+from pictograph.cache.graph import GraphCache
+from pictograph.graph import store
+from pictograph.graph.relation import PairState
+from pictograph.models import Follow, FollowState, OutboxEvent, User
+from pictograph.resources import Resources
+from pictograph.workers.outbox_relay import relay_once
+from tests.support.counting import count_queries
+from tests.support.graphql import gql, relate_ok, sign_up, user_id
+
+PAGE = """query($u: String!) {
+  user(username: $u) {
+    followers(first: 100) {
+      edges { node { username viewerFollowStatus followsViewer followerCount followingCount } }
+    }
+  }
+}"""
+
+
+async def _hub_with_followers(client: httpx.AsyncClient, count: int) -> str:
+    token = await sign_up(client, "hub")
+    hub = await User.get(username="hub")
+    users = [User(username=f"member{i:03d}", password_hash="x") for i in range(count)]
+    await User.bulk_create(users)
+    await Follow.bulk_create(
+        [Follow(follower_id=u.id, followee_id=hub.id, state=FollowState.ACCEPTED) for u in users]
+    )
+    # The hub follows a third of them back: followsViewer and statuses vary by row.
+    await Follow.bulk_create(
+        [Follow(follower_id=hub.id, followee_id=u.id, state=FollowState.ACCEPTED)
+         for u in users[::3]]
+    )
+    return token
+
+
+@pytest.mark.parametrize("size", [10, 100])
+async def test_a_page_of_followers_costs_constant_queries_and_none_when_warm(
+    client: httpx.AsyncClient, resources: Resources, size: int
+) -> None:
+    token = await _hub_with_followers(client, size)
+    await gql(client, "{ viewer { id } }", token=token)  # the session is warm, nothing else
+    async with resources.redis.pipeline(transaction=False) as pipe:
+        for key in await resources.redis.keys("user:*"):
+            pipe.delete(key)
+        await pipe.execute()
+    with count_queries() as cold:
+        result = await gql(client, PAGE, {"u": "hub"}, token=token)
+    edges = result["data"]["user"]["followers"]["edges"]
+    assert len(edges) == size
+    assert {e["node"]["viewerFollowStatus"] for e in edges} == {"FOLLOWING", "NONE"}
+    assert all(e["node"]["followsViewer"] for e in edges)
+    assert len(cold) <= 4, cold
+    with count_queries() as warm:
+        again = await gql(client, PAGE, {"u": "hub"}, token=token)
+    assert again == result
+    assert warm == []
+
+
+async def test_follow_writes_through_to_a_loaded_graph(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    ann = await sign_up(client, "ann")
+    await sign_up(client, "bob")
+    bob = await user_id(client, "bob")
+    await gql(client, PAGE, {"u": "ann"}, token=ann)  # loads ann's graph into Redis
+    ann_id = (await User.get(username="ann")).id
+    bob_id = (await User.get(username="bob")).id
+    assert await resources.redis.exists(keys.graph_loaded(ann_id))
+    await relate_ok(client, "follow", ann, bob)
+    # Updated in place, not dropped: the marker survives and holds the new edge.
+    assert await resources.redis.exists(keys.graph_loaded(ann_id))
+    assert await resources.redis.zscore(keys.graph_part(ann_id, "following"), bob_id)
+    with count_queries() as queries:
+        relations = await GraphCache(resources.redis).relations(ann_id, [bob_id])
+    assert relations is not None and relations[bob_id].following and queries == []
+
+
+async def test_a_flushed_redis_rebuilds_the_same_graph(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    ann = await sign_up(client, "ann")
+    others = [await sign_up(client, f"other{i}") for i in range(3)]
+    for i, token in enumerate(others):
+        await relate_ok(client, "follow", token, await user_id(client, "ann"))
+        await relate_ok(client, "follow", ann, await user_id(client, f"other{i}"))
+    before = await gql(client, PAGE, {"u": "ann"}, token=ann)
+    await resources.redis.flushdb()
+    after = await gql(client, PAGE, {"u": "ann"}, token=ann)
+    assert after == before and len(after["data"]["user"]["followers"]["edges"]) == 3
+
+
+async def test_a_fill_from_before_a_change_is_dropped(resources: Resources) -> None:
+    cache = GraphCache(resources.redis)
+    a, b = (await User.create(username="first", password_hash="x"),
+            await User.create(username="second", password_hash="x"))
+    [version] = await cache.versions([a.id])
+    stale = (await store.load_snapshots([a.id]))[a.id]  # read before the change below
+    await cache.next_sequences([a.id, b.id])  # a change commits meanwhile
+    assert await cache.fill(stale, version) is False
+    assert await cache.relations(a.id, [b.id]) is None
+
+
+async def test_pair_writes_arriving_out_of_order_keep_the_newest(resources: Resources) -> None:
+    cache = GraphCache(resources.redis)
+    a = await User.create(username="aaa", password_hash="x")
+    b = await User.create(username="bbb", password_hash="x")
+    [version] = await cache.versions([a.id])
+    await cache.fill((await store.load_snapshots([a.id]))[a.id], version)
+    followed = PairState(a=a.id, b=b.id, a_follows_b=12345)
+    unfollowed = PairState(a=a.id, b=b.id)
+    seq_follow = tuple(await cache.next_sequences([a.id, b.id]))
+    seq_unfollow = tuple(await cache.next_sequences([a.id, b.id]))
+    await cache.apply(unfollowed, seq_unfollow)  # the later change lands first
+    await cache.apply(followed, seq_follow)  # then the earlier one, late
+    relations = await cache.relations(a.id, [b.id])
+    assert relations is not None and not relations[b.id].following
+
+
+async def test_every_change_puts_an_event_on_the_stream(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    ann = await sign_up(client, "ann")
+    await sign_up(client, "bob")
+    bob = await user_id(client, "bob")
+    await relate_ok(client, "follow", ann, bob)
+    await relate_ok(client, "unfollow", ann, bob)
+    await relate_ok(client, "block", ann, bob)
+    await gql(client, "mutation { updateProfile(input: {isPrivate: true}) { id } }", token=ann)
+    entries = await resources.redis.xrange(keys.event_stream(events.FOLLOWS))
+    kinds = [events.decode(fields)["kind"] for _, fields in entries]
+    assert kinds == ["followed", "unfollowed", "blocked", "privacy_changed"]
+    assert await OutboxEvent.all().count() == 0
+
+
+async def test_events_survive_a_redis_failure_after_commit(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = await sign_up(client, "ann")
+    await sign_up(client, "bob")
+    bob = await user_id(client, "bob")
+    await gql(client, PAGE, {"u": "ann"}, token=ann)  # ann's graph is cached: no follow yet
+
+    async def redis_down(*_: object, **__: object) -> None:
+        raise RedisConnectionError("redis went away")
+
+    monkeypatch.setattr(GraphCache, "apply", redis_down)
+    monkeypatch.setattr(events, "publish", redis_down)
+    monkeypatch.setattr(GraphCache, "forget", redis_down)
+    assert await relate_ok(client, "follow", ann, bob) == "FOLLOWING"  # committed
+    monkeypatch.undo()
+    assert await OutboxEvent.all().count() == 1
+    ann_id = (await User.get(username="ann")).id
+    bob_id = (await User.get(username="bob")).id
+    # The stale cache still says "not following"; the relay repairs it and publishes.
+    stale = await GraphCache(resources.redis).relations(ann_id, [bob_id])
+    assert stale is not None and not stale[bob_id].following
+    assert await relay_once(resources, older_than=__import__("datetime").timedelta(0)) == 1
+    fixed = await GraphCache(resources.redis).relations(ann_id, [bob_id])
+    assert fixed is not None and fixed[bob_id].following
+    entries = await resources.redis.xrange(keys.event_stream(events.FOLLOWS))
+    assert [events.decode(f)["kind"] for _, f in entries] == ["followed"]
+    assert await OutboxEvent.all().count() == 0
+
+
+async def test_a_failed_cache_write_drops_the_graphs_so_reads_rebuild(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann = await sign_up(client, "ann")
+    await sign_up(client, "bob")
+    bob = await user_id(client, "bob")
+    await relate_ok(client, "follow", ann, bob)
+    await gql(client, PAGE, {"u": "ann"}, token=ann)
+    ann_id = (await User.get(username="ann")).id
+
+    async def write_fails(*_: object, **__: object) -> None:
+        raise RedisConnectionError("write failed")
+
+    monkeypatch.setattr(GraphCache, "apply", write_fails)
+    assert await relate_ok(client, "unfollow", ann, bob) == "NONE"
+    monkeypatch.undo()
+    assert not await resources.redis.exists(keys.graph_loaded(ann_id))
+    status = await gql(client, "query { user(username: \"bob\") { viewerFollowStatus } }",
+                       token=ann)
+    assert status["data"]["user"]["viewerFollowStatus"] == "NONE"

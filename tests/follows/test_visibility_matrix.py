@@ -1,0 +1,97 @@
+"""The whole matrix: public/private owner by every relation the viewer can be in, through
+the API and through the one visibility authority, on a cold and on a warm cache."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pictograph.cache.graph import GraphCache
+from pictograph.graph.reader import FollowGraph
+from pictograph.models import User
+from pictograph.records import UserRecord
+from pictograph.resources import Resources
+from pictograph.visibility import can_view_media, can_view_posts, can_view_profile
+from tests.support.graphql import gql, relate_ok, sign_up, user_id
+
+# state: (profile visible, posts visible, media visible, viewerFollowStatus) per privacy
+EXPECTED = {
+    "self": {"public": (True, True, True, "SELF"), "private": (True, True, True, "SELF")},
+    "anonymous": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
+    "none": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
+    "requested": {"private": (True, False, False, "REQUESTED")},
+    "following": {"public": (True, True, True, "FOLLOWING"),
+                  "private": (True, True, True, "FOLLOWING")},
+    "unfollowed": {"public": (True, True, False, "NONE"),
+                   "private": (True, False, False, "NONE")},
+    "removed": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
+    "blocked_by_owner": {"public": (False, False, False, "BLOCKED"),
+                         "private": (False, False, False, "BLOCKED")},
+    "blocking_owner": {"public": (True, False, False, "BLOCKED"),
+                       "private": (True, False, False, "BLOCKED")},
+}
+CASES = [(state, privacy) for state, by_privacy in EXPECTED.items() for privacy in by_privacy]
+
+PROBE = """query($u: String!) {
+  user(username: $u) { viewerFollowStatus followers { edges { node { username } } } }
+}"""
+
+
+async def _arrange(client: httpx.AsyncClient, state: str, privacy: str) -> str | None:
+    """Makes owner `owner`, a follower `witness`, and a viewer in `state`; returns the
+    viewer's token."""
+    owner = await sign_up(client, "owner")
+    witness = await sign_up(client, "witness")
+    owner_id = await user_id(client, "owner")
+    await relate_ok(client, "follow", witness, owner_id)
+    if privacy == "private":
+        await gql(client, "mutation { updateProfile(input: {isPrivate: true}) { id } }",
+                  token=owner)
+    if state == "self":
+        return owner
+    if state == "anonymous":
+        return None
+    viewer = await sign_up(client, "viewer")
+    viewer_id = await user_id(client, "viewer")
+    if state in ("requested", "following", "unfollowed", "removed"):
+        await relate_ok(client, "follow", viewer, owner_id)
+        if privacy == "private" and state != "requested":
+            await relate_ok(client, "approveFollowRequest", owner, viewer_id)
+    if state == "unfollowed":
+        await relate_ok(client, "unfollow", viewer, owner_id)
+    if state == "removed":
+        await relate_ok(client, "removeFollower", owner, viewer_id)
+    if state == "blocked_by_owner":
+        await relate_ok(client, "follow", viewer, owner_id)
+        await relate_ok(client, "block", owner, viewer_id)
+    if state == "blocking_owner":
+        await relate_ok(client, "follow", viewer, owner_id)
+        await relate_ok(client, "block", viewer, owner_id)
+    return viewer
+
+
+@pytest.mark.parametrize(("state", "privacy"), CASES)
+async def test_visibility_matrix(
+    client: httpx.AsyncClient, resources: Resources, state: str, privacy: str
+) -> None:
+    token = await _arrange(client, state, privacy)
+    profile, posts, media, status = EXPECTED[state][privacy]
+
+    owner = UserRecord.from_model(await User.get(username="owner"))
+    viewer_row = await User.get_or_none(username="viewer")
+    viewer_id = {"self": owner.id, "anonymous": None}.get(
+        state, viewer_row.id if viewer_row else None
+    )
+    for cache in ("warm", "cold"):
+        if cache == "cold":
+            await resources.redis.flushdb()
+        graph = FollowGraph(GraphCache(resources.redis))
+        assert await can_view_profile(graph, viewer_id, owner.id) is profile, cache
+        assert await can_view_posts(graph, viewer_id, owner) is posts, cache
+        assert await can_view_media(graph, viewer_id, owner.id) is media, cache
+
+    seen = (await gql(client, PROBE, {"u": "owner"}, token=token))["data"]["user"]
+    assert (seen is not None) is profile
+    if seen is not None:
+        assert seen["viewerFollowStatus"] == status
+        assert bool(seen["followers"]["edges"]) is posts
