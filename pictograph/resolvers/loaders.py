@@ -36,6 +36,8 @@ class UserLoader(DataLoader[int, UserRecord | None]):
 
 
 class UserIdByUsernameLoader(DataLoader[str, int | None]):
+    """Usernames never change, so the name → id map caches without invalidation."""
+
     def __init__(self, profiles: ProfileCache, users: UserLoader) -> None:
         super().__init__()
         self.profiles = profiles
@@ -49,7 +51,9 @@ class UserIdByUsernameLoader(DataLoader[str, int | None]):
             async with redis.pipeline(transaction=False) as pipe:
                 for user in await User.filter(username__in=missing):
                     found[user.username] = user.id
-                    # The row is at hand: hand it to the user loader instead of a 2nd query.
+                    # The whole row is at hand: this request's user loader takes it rather
+                    # than query again. (Redis gets the profile on a later, id-keyed load,
+                    # whose fill is version-checked; this read had no version to check.)
                     self.users.prime(user.id, UserRecord.from_model(user))
                     pipe.set(keys.username(user.username), user.id, ex=jittered(USERNAME_TTL))
                 await pipe.execute()

@@ -1,0 +1,99 @@
+"""Shared pieces of the benchmarks: an app on the chosen backend, timing, the table."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+from pictograph.app import create_app
+from pictograph.settings import Settings
+
+
+async def with_backend(services: bool, work: Coroutine[Any, Any, None]) -> None:
+    """Runs `work` on the embedded default, or on a throwaway PostgreSQL database and
+    Redis database 13 on 127.0.0.1 (dropped and flushed afterwards)."""
+    if not services:
+        await work
+        return
+    import asyncpg
+    from redis.asyncio import Redis
+
+    admin_url = os.environ.get("PICTOGRAPH_BENCH_ADMIN_URL",
+                               "postgres://postgres@127.0.0.1:5432/test")
+    database = f"pictograph_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    redis_url = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    os.environ["PICTOGRAPH_DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + "/" + database
+    os.environ["PICTOGRAPH_REDIS_URL"] = redis_url
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.flushdb()
+        await work
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def bench_app() -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app on the backend the PICTOGRAPH_* environment names (embedded by default),
+    with a throwaway data dir, migrated, and an httpx client on it."""
+    from pictograph.db import apply_migrations
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        os.environ.setdefault("PICTOGRAPH_DATA_DIR", data_dir)
+        settings = Settings(run_workers=False, argon2_time_cost=1, argon2_memory_kib=64,
+                            argon2_parallelism=1, data_dir=Path(data_dir))
+        if not settings.embedded_database:
+            await apply_migrations(settings.resolved_database_url())
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                yield app, client
+
+
+async def per_second(fn: Callable[[], Awaitable[object]], count: int, rounds: int = 5) -> float:
+    """Median operations per second over `rounds` rounds of `count` calls."""
+    rates = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(count):
+            await fn()
+        rates.append(count / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+async def latencies_ms(fn: Callable[[], Awaitable[object]], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{title}")
+    print("-" * (width + 24))
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
