@@ -12,8 +12,10 @@ from starlette.routing import Route, WebSocketRoute
 
 from pictograph.http.graphql import GraphQLEndpoint
 from pictograph.http.health import healthz, readyz
+from pictograph.http.media import serve_media
 from pictograph.http.metrics import metrics_endpoint
 from pictograph.http.middleware import RequestContextMiddleware
+from pictograph.http.uploads import receive_upload
 from pictograph.resources import open_resources
 from pictograph.schema import build_schema
 from pictograph.settings import Settings, load_settings
@@ -40,6 +42,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/uploads/{upload_id:int}", receive_upload, methods=["PUT"]),
+            Route("/media/{post_id:int}/{size:str}", serve_media, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -17,7 +17,9 @@ from pictograph.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
-FOLLOWS = "follows"
+FOLLOWS = "follows"  # the follow graph changed
+MEDIA = "media"  # a post's photo waits for processing
+POSTS = "posts"  # a post became visible, or went away
 STREAM_MAX_LENGTH = 100_000
 
 

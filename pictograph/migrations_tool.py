@@ -23,5 +23,18 @@ async def make_migrations(name: str | None) -> list[Path]:
         if name:
             number = int(writer.name.split("_", 1)[0])
             writer.name = format_migration_name(number, name)
-        paths.append(writer.write())
+        path = writer.write()
+        _keep_snowflake_keys(path)
+        paths.append(path)
     return paths
+
+
+def _keep_snowflake_keys(path: Path) -> None:
+    # Tortoise 1.1's writer drops `generated=False` from primary keys with a default,
+    # which would make PostgreSQL give our snowflake ids a useless sequence.
+    text = path.read_text()
+    text = text.replace(
+        "BigIntField(primary_key=True, default=new_id,",
+        "BigIntField(primary_key=True, generated=False, default=new_id,",
+    )
+    path.write_text(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +26,13 @@ class Settings(BaseSettings):
 
     celebrity_threshold: Annotated[int, Field(ge=1)] = 10_000
     media_url_ttl: Annotated[int, Field(ge=1, le=86_400)] = 300
+    # How long the pre-signed S3 GET behind a /media redirect lives.
+    media_redirect_ttl: Annotated[int, Field(ge=1, le=60)] = 10
+    # "redirect" sends S3 clients to a short pre-signed GET; "stream" proxies the bytes.
+    s3_media_delivery: Literal["redirect", "stream"] = "redirect"
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
+    upload_ticket_ttl: Annotated[int, Field(ge=30, le=86_400)] = 900
+    max_image_pixels: Annotated[int, Field(ge=1_000_000)] = 40_000_000
     token_ttl: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
     # Argon2id cost. The defaults are argon2-cffi's RFC 9106 low-memory profile;
     # tests lower them because they hash hundreds of passwords.
@@ -35,6 +42,7 @@ class Settings(BaseSettings):
 
     run_workers: bool = True
     token_sweep_interval: Annotated[float, Field(gt=0)] = 3600.0
+    storage_sweep_interval: Annotated[float, Field(gt=0)] = 60.0
     log_level: str = "INFO"
 
     @field_validator("database_url")

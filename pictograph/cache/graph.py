@@ -5,16 +5,18 @@ follow's id, so lists page newest first) and sets `blocking`, `blocked_by`, plus
 `graph` marker saying they are loaded. Without the marker nothing is trusted and the
 caller rebuilds from the database; an empty set is a real answer only with it.
 
-Ordering. Every change takes a sequence number per user (INCR of the user's version)
-while it holds the database locks on both users, so sequence order is commit order.
-After the commit it writes the pair's whole state with that number; a write older than
-what the graph already holds for that pair, or than the snapshot it was filled from,
-is ignored. A fill is dropped if the version moved while the snapshot was being read.
+Ordering. Every change bumps `users.graph_seq` of both users inside its transaction,
+under their row locks, so a user's sequence numbers are in commit order. A snapshot
+is read together with the user's graph_seq in one statement, so it holds exactly the
+changes numbered up to that value (its floor). After commit, a change writes its pair
+with its number: ignored if the snapshot already holds it (number <= floor) or a later
+change of the pair was written; and it raises `maxseq` even when the graph is not
+loaded, so that a fill from an older snapshot, arriving later, is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -23,17 +25,17 @@ from pictograph.cache.jitter import jittered
 from pictograph.graph.relation import GraphSnapshot, PairState, Relation
 
 GRAPH_TTL = 24 * 3600
-VERSION_TTL = 3 * 24 * 3600
+# Longer than any snapshot can take between its read and its fill.
+MAX_SEQUENCE_TTL = 3600
 _ZSET_PARTS = ("following", "followers", "requested", "requests")
 _SET_PARTS = ("blocking", "blocked_by")
 
-# KEYS: marker, six parts, applied, version. ARGV: expected version, ttl, then for each
-# of the six parts a count followed by that many (member, score) pairs.
-# The parts outlive the marker by a minute, so a reader that sees the marker never
-# finds a part already expired.
+# KEYS: marker, six parts, applied, maxseq. ARGV: floor, ttl, then for each of the six
+# parts a count followed by that many (member, score) pairs. The parts outlive the
+# marker by a minute, so a reader that sees the marker never finds a part expired.
 _FILL = """
-local current = redis.call('GET', KEYS[9]) or '0'
-if current ~= ARGV[1] then return 0 end
+local newest = tonumber(redis.call('GET', KEYS[9]) or '0')
+if newest > tonumber(ARGV[1]) then return 0 end
 local ttl = tonumber(ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 local i = 3
@@ -55,23 +57,26 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
 return 1
 """
 
-# KEYS: as for _FILL. ARGV: other user, sequence number, then six values: a score (or
-# '1' for the sets) where the other belongs in that part, '' where not.
+# KEYS: as for _FILL. ARGV: other user, sequence number, maxseq ttl, then six values:
+# a score (or '1' for the sets) where the other belongs in that part, '' where not.
 _APPLY_PAIR = """
+local seq = tonumber(ARGV[2])
+if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
+  redis.call('SET', KEYS[9], seq, 'EX', tonumber(ARGV[3]))
+end
 local floor = redis.call('GET', KEYS[1])
 if not floor then
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
   return 0
 end
+if seq <= tonumber(floor) then return 0 end
 local other = ARGV[1]
-local seq = tonumber(ARGV[2])
-if seq < tonumber(floor) then return 0 end
 local applied = redis.call('HGET', KEYS[8], other)
 if applied and tonumber(applied) >= seq then return 0 end
 local ttl = redis.call('TTL', KEYS[1]) + 60
 for part = 1, 6 do
   local key = KEYS[part + 1]
-  local value = ARGV[part + 2]
+  local value = ARGV[part + 3]
   if value == '' then
     if part <= 4 then redis.call('ZREM', key, other) else redis.call('SREM', key, other) end
   else
@@ -84,12 +89,24 @@ redis.call('EXPIRE', KEYS[8], ttl)
 return 1
 """
 
+# KEYS: as for _FILL. ARGV: sequence number, maxseq ttl. Drops the graph and refuses
+# fills from snapshots older than the change that could not be written.
+_FORGET = """
+local seq = tonumber(ARGV[1])
+if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
+  redis.call('SET', KEYS[9], seq, 'EX', tonumber(ARGV[2]))
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+return 1
+"""
+
 
 class GraphCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._fill = redis.register_script(_FILL)
         self._apply_pair = redis.register_script(_APPLY_PAIR)
+        self._forget = redis.register_script(_FORGET)
 
     async def relations(
         self, viewer_id: int, other_ids: Sequence[int]
@@ -97,7 +114,8 @@ class GraphCache:
         """The viewer's relation to each other user in one round trip, or None when the
         viewer's graph is not loaded."""
         members = [str(other) for other in other_ids]
-        async with self.redis.pipeline(transaction=False) as pipe:
+        # MULTI: the marker and the parts are read at one instant (one hash slot).
+        async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(keys.graph_loaded(viewer_id))
             for part in _ZSET_PARTS[:3]:
                 pipe.zmscore(keys.graph_part(viewer_id, part), members)
@@ -123,43 +141,31 @@ class GraphCache:
                 pipe.exists(keys.graph_loaded(user_id))
             return [bool(found) for found in await pipe.execute()]
 
-    async def versions(self, user_ids: Sequence[int]) -> list[str]:
+    async def fill(self, snapshots: Sequence[GraphSnapshot]) -> list[bool]:
+        """Stores snapshots read from the database, each unless a newer change has
+        already tried to write that user's graph."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.get(keys.user_version(user_id))
-            return [value or "0" for value in await pipe.execute()]
-
-    async def next_sequences(self, user_ids: Sequence[int]) -> list[int]:
-        """Bumps each user's version; called while the change holds its database locks."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.incr(keys.user_version(user_id))
-                pipe.expire(keys.user_version(user_id), VERSION_TTL)
-            results = await pipe.execute()
-        return [int(value) for value in results[::2]]
-
-    async def fill(self, snapshot: GraphSnapshot, version: str) -> bool:
-        """Stores a snapshot read from the database, unless the graph changed since
-        `version` was read (then the snapshot may be stale and is dropped)."""
-        args: list[str | int] = [version, jittered(GRAPH_TTL)]
-        for part in _ZSET_PARTS:
-            pairs = getattr(snapshot, part)
-            args.append(len(pairs))
-            for other, follow_id in pairs.items():
-                args.extend((other, follow_id))
-        for part in _SET_PARTS:
-            members = getattr(snapshot, part)
-            args.append(len(members))
-            for other in members:
-                args.extend((other, 0))
-        return bool(await self._fill(keys=keys.graph_keys(snapshot.user_id), args=args))
+            for snapshot in snapshots:
+                args: list[str | int] = [snapshot.floor, jittered(GRAPH_TTL)]
+                for part in _ZSET_PARTS:
+                    pairs = getattr(snapshot, part)
+                    args.append(len(pairs))
+                    for other, follow_id in pairs.items():
+                        args.extend((other, follow_id))
+                for part in _SET_PARTS:
+                    members = getattr(snapshot, part)
+                    args.append(len(members))
+                    for other in members:
+                        args.extend((other, 0))
+                await self._fill(keys=keys.graph_keys(snapshot.user_id), args=args, client=pipe)
+            return [bool(done) for done in await pipe.execute()]
 
     async def page(
         self, user_id: int, part: str, before: int | None, limit: int
     ) -> list[tuple[int, int]] | None:
         """(other user, follow id) pairs of one part, newest first, strictly older than
         `before`; None when the graph is not loaded."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(keys.graph_loaded(user_id))
             pipe.zrevrangebyscore(
                 keys.graph_part(user_id, part),
@@ -183,17 +189,18 @@ class GraphCache:
             ):
                 await self._apply_pair(
                     keys=keys.graph_keys(owner),
-                    args=[other, seq, *_pair_values(pair, mine)],
+                    args=[other, seq, MAX_SEQUENCE_TTL, *_pair_values(pair, mine)],
                     client=pipe,
                 )
             await pipe.execute()
 
-    async def forget(self, user_ids: Sequence[int]) -> None:
-        """Drops the users' graphs so the next read rebuilds them from the database."""
+    async def forget(self, sequences: Mapping[int, int]) -> None:
+        """Drops users' graphs after changes numbered `sequences[user]` could not be
+        written, so the next read rebuilds them from the database."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.incr(keys.user_version(user_id))
-                pipe.delete(*keys.graph_keys(user_id)[:-1])
+            for user_id, seq in sequences.items():
+                await self._forget(keys=keys.graph_keys(user_id), args=[seq, MAX_SEQUENCE_TTL],
+                                   client=pipe)
             await pipe.execute()
 
 

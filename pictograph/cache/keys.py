@@ -49,13 +49,18 @@ def graph_applied(user_id: int) -> str:
     return f"user:{{{user_id}}}:applied"
 
 
+def graph_max_sequence(user_id: int) -> str:
+    """The highest sequence number any change has tried to write, loaded or not."""
+    return f"user:{{{user_id}}}:maxseq"
+
+
 def graph_keys(user_id: int) -> list[str]:
-    """Marker, the six parts, the applied-sequence hash, the version: the scripts' order."""
+    """Marker, the six parts, the applied hash, the max sequence: the scripts' order."""
     return [
         graph_loaded(user_id),
         *(graph_part(user_id, part) for part in GRAPH_PARTS),
         graph_applied(user_id),
-        user_version(user_id),
+        graph_max_sequence(user_id),
     ]
 
 
@@ -66,3 +71,11 @@ def event_stream(name: str) -> str:
 def id_nodes() -> str:
     """A counter handing each starting process its node number for ids."""
     return "idgen:nodes"
+
+
+def post(post_id: int) -> str:
+    return f"post:{{{post_id}}}"
+
+
+def post_version(post_id: int) -> str:
+    return f"post:{{{post_id}}}:ver"

@@ -1,9 +1,5 @@
-"""Cached user profiles and the username → id map.
-
-A profile fill carries the user's version read before the database read and is
-dropped if the version moved meanwhile, so a slow reader never caches a profile
-older than a change (an account going private, above all).
-"""
+"""Cached user profiles and the username → id map. Profile fills are version-checked
+(see versioned.py), so an account going private is never undone by a slow reader."""
 
 from __future__ import annotations
 
@@ -14,23 +10,17 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.versioned import VersionedWrites, bump_and_drop
 from pictograph.records import UserRecord
 
 PROFILE_TTL = 600
 USERNAME_TTL = 24 * 3600
-VERSION_TTL = 3 * 24 * 3600
-
-_SET_IF_VERSION = """
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
-return 1
-"""
 
 
 class ProfileCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._set_if_version = redis.register_script(_SET_IF_VERSION)
+        self._writes = VersionedWrites(redis)
 
     async def get(self, user_ids: Sequence[int]) -> list[tuple[UserRecord | None, str]]:
         """Each user's cached profile (or None) and the version to fill it at."""
@@ -48,10 +38,9 @@ class ProfileCache:
     async def fill(self, records: Sequence[tuple[UserRecord, str]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for record, version in records:
-                await self._set_if_version(
-                    keys=[keys.user_profile(record.id), keys.user_version(record.id)],
-                    args=[version, orjson.dumps(record.to_json()), jittered(PROFILE_TTL)],
-                    client=pipe,
+                await self._writes.set_if_version(
+                    pipe, keys.user_profile(record.id), keys.user_version(record.id), version,
+                    orjson.dumps(record.to_json()), jittered(PROFILE_TTL),
                 )
                 pipe.set(keys.username(record.username), record.id, ex=jittered(USERNAME_TTL))
             await pipe.execute()
@@ -60,9 +49,7 @@ class ProfileCache:
         """Drops the profiles and moves the versions, so in-flight fills are dropped too."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
-                pipe.incr(keys.user_version(user_id))
-                pipe.expire(keys.user_version(user_id), VERSION_TTL)
-                pipe.delete(keys.user_profile(user_id))
+                bump_and_drop(pipe, keys.user_profile(user_id), keys.user_version(user_id))
             await pipe.execute()
 
     async def user_ids(self, usernames: Sequence[str]) -> list[int | None]:

@@ -34,15 +34,27 @@ class _Outcome:
 
 
 async def _lock_users(user_ids: Sequence[int]) -> dict[int, bool]:
-    """Row locks on the users, in id order so two changes never deadlock.
-    Returns each user's is_private as of the lock."""
-    rows = (
-        await User.filter(id__in=sorted(set(user_ids)))
-        .select_for_update()
-        .order_by("id")
-        .values_list("id", "is_private")
-    )
-    return dict(rows)
+    """Row locks on the users, taken in one statement in id order so that two changes
+    never deadlock. Returns each user's is_private as of the lock.
+
+    (Whole rows, not values_list: Tortoise drops FOR UPDATE from a values query.)"""
+    rows = await User.filter(id__in=sorted(set(user_ids))).select_for_update().order_by("id")
+    return {row.id: row.is_private for row in rows}
+
+
+async def _next_sequences(user_ids: Sequence[int]) -> dict[int, int]:
+    """Numbers this change in each user's graph order; call while holding their locks."""
+    await User.filter(id__in=list(user_ids)).update(graph_seq=F("graph_seq") + 1)
+    return dict(await User.filter(id__in=list(user_ids)).values_list("id", "graph_seq"))
+
+
+def _is_lock_conflict(error: BaseException) -> bool:
+    """A deadlock or serialization failure that PostgreSQL resolved by aborting us."""
+    while error is not None:
+        if type(error).__name__ in ("DeadlockDetectedError", "SerializationError"):
+            return True
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
 
 
 async def _adjust_counts(follower: int, followee: int, delta: int, outcome: _Outcome) -> None:
@@ -138,19 +150,30 @@ class GraphChanges:
         """Turns an account private or public. Going public accepts pending requests,
         as people who asked to follow a now-public account would expect."""
         outcome = _Outcome()
+        requesters: list[int] = []
+        if not is_private:
+            requesters = await Follow.filter(
+                followee_id=owner, state=FollowState.REQUESTED
+            ).values_list("follower_id", flat=True)
         async with in_transaction():
-            current = await _lock_users([owner])
+            # The owner and every requester, locked in one ordered statement like any
+            # other change, so this cannot deadlock with a requester's own change.
+            current = await _lock_users([owner, *requesters])
             if current[owner] == is_private:
                 return
             await User.filter(id=owner).update(is_private=is_private)
             accepted: list[int] = []
             if not is_private:
+                # Only requests whose requester we locked; one made since is accepted
+                # by the requester's next look, as the account is public now.
                 accepted = await Follow.filter(
-                    followee_id=owner, state=FollowState.REQUESTED
+                    followee_id=owner, state=FollowState.REQUESTED,
+                    follower_id__in=list(current),
                 ).values_list("follower_id", flat=True)
                 if accepted:
                     await Follow.filter(
-                        followee_id=owner, state=FollowState.REQUESTED
+                        followee_id=owner, state=FollowState.REQUESTED,
+                        follower_id__in=accepted,
                     ).update(state=FollowState.ACCEPTED)
                     await User.filter(id__in=accepted).update(
                         following_count=F("following_count") + 1
@@ -159,16 +182,17 @@ class GraphChanges:
                         follower_count=F("follower_count") + len(accepted)
                     )
                     for follower in accepted:
-                        outcome.events.append(
-                            ("followed", {"follower": follower, "followee": owner})
-                        )
+                        outcome.events.append(("followed", {
+                            "a": owner, "b": follower, "follower": follower, "followee": owner,
+                        }))
             outcome.events.append(("privacy_changed", {"user": owner, "private": is_private}))
             outbox = [await events.record(events.FOLLOWS, kind, **data)
                       for kind, data in outcome.events]
-        if accepted:
+            sequences = await _next_sequences([owner, *accepted]) if accepted else {}
+        if sequences:
             # Requests became follows on both sides; rebuilding is simpler than
             # rewriting every pair, and going public is rare.
-            await self._forget_quietly([owner, *accepted])
+            await self._forget_quietly(sequences)
         await self._after_commit(outbox, {owner, *accepted})
 
     # The machinery.
@@ -202,29 +226,50 @@ class GraphChanges:
         change: Callable[[PairState, dict[int, bool], _Outcome], Awaitable[None]],
     ) -> FollowStatus:
         outcome = _Outcome()
-        async with in_transaction():
-            private = await _lock_users([a, b])
-            if b not in private:
-                raise NotFound("no such user")
-            await change(await store.load_pair(a, b), private, outcome)
-            outbox = [
-                await events.record(events.FOLLOWS, kind, a=a, b=b, **data)
-                for kind, data in outcome.events
-            ]
-            # Taken under the row locks, so sequence order is commit order.
-            sequences = await self.cache.next_sequences([a, b])
-            after = await store.load_pair(a, b)
-        await self._write_through(after, (sequences[0], sequences[1]))
-        await self._after_commit(outbox, outcome.counts_changed)
+        after, sequences, outbox = await self._commit(a, b, change, outcome)
+        written = await self._write_through(after, sequences)
+        # If Redis could not take the new state, the outbox rows stay for the relay,
+        # which re-syncs the pair before it publishes them.
+        await self._after_commit(outbox if written else [], outcome.counts_changed)
         return follow_status(a, b, after.relation_for_a())
 
-    async def _write_through(self, pair: PairState, sequences: tuple[int, int]) -> None:
+    async def _commit(
+        self,
+        a: int,
+        b: int,
+        change: Callable[[PairState, dict[int, bool], _Outcome], Awaitable[None]],
+        outcome: _Outcome,
+    ) -> tuple[PairState, tuple[int, int], list[OutboxEvent]]:
+        for attempt in range(3):
+            try:
+                async with in_transaction():
+                    private = await _lock_users([a, b])
+                    if b not in private:
+                        raise NotFound("no such user")
+                    await change(await store.load_pair(a, b), private, outcome)
+                    outbox = [
+                        await events.record(events.FOLLOWS, kind, a=a, b=b, **data)
+                        for kind, data in outcome.events
+                    ]
+                    sequences = await _next_sequences([a, b])
+                    after = await store.load_pair(a, b)
+                return after, (sequences[a], sequences[b]), outbox
+            except Exception as error:
+                if attempt == 2 or not _is_lock_conflict(error):
+                    raise
+                outcome.events.clear()
+                outcome.counts_changed.clear()
+        raise AssertionError("unreachable")
+
+    async def _write_through(self, pair: PairState, sequences: tuple[int, int]) -> bool:
         try:
             await self.cache.apply(pair, sequences)
+            return True
         except RedisError:
             log.warning("graph cache write failed for %s/%s; dropping both graphs",
                         pair.a, pair.b)
-            await self._forget_quietly([pair.a, pair.b])
+            await self._forget_quietly({pair.a: sequences[0], pair.b: sequences[1]})
+            return False
 
     async def _after_commit(self, outbox: list[OutboxEvent], users: set[int]) -> None:
         try:
@@ -236,20 +281,28 @@ class GraphChanges:
             log.warning("publishing %d follow events failed; the outbox relay will retry",
                         len(outbox))
 
-    async def _forget_quietly(self, user_ids: list[int]) -> None:
+    async def _forget_quietly(self, sequences: dict[int, int]) -> None:
         try:
-            await self.cache.forget(user_ids)
+            await self.cache.forget(sequences)
         except RedisError:
             log.error("could not drop cached graphs of %s; the outbox relay will re-sync",
-                      user_ids)
+                      list(sequences))
 
     async def resync(self, event: OutboxEvent) -> None:
-        """Brings both users' cached graphs up to date with the database; the relay
-        calls it before publishing an event that a request failed to publish."""
-        users = [event.payload[key] for key in ("a", "b") if key in event.payload]
-        users += [event.payload[key] for key in ("user",) if key in event.payload]
-        if len(users) == 2:
-            sequences = await self.cache.next_sequences(users)
-            pair = await store.load_pair(users[0], users[1])
-            await self.cache.apply(pair, (sequences[0], sequences[1]))
-        await self.profiles.forget(users)
+        """Brings the cached graphs of an event's users up to date with the database;
+        the relay calls it before publishing an event that a request could not."""
+        if event.stream != events.FOLLOWS:
+            return
+        payload = event.payload
+        if "a" in payload and "b" in payload:
+            # A change that changes nothing: the locks and a fresh sequence number order
+            # this write after every committed change of the pair.
+            async def unchanged(*_: object) -> None:
+                return None
+
+            pair, sequences, _ = await self._commit(payload["a"], payload["b"], unchanged,
+                                                    _Outcome())
+            await self.cache.apply(pair, sequences)
+            await self.profiles.forget([payload["a"], payload["b"]])
+        elif "user" in payload:
+            await self.profiles.forget([payload["user"]])

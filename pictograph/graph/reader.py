@@ -51,7 +51,7 @@ class FollowGraph:
             found = await self.cache.relations(viewer_id, other_ids)
             if found is not None:
                 return found
-            snapshot = (await self.ensure_loaded([viewer_id]))[viewer_id]
+            snapshot = (await self._load([viewer_id]))[viewer_id]
         return {other: snapshot.relation_to(other) for other in other_ids}
 
     async def page(
@@ -63,27 +63,27 @@ class FollowGraph:
             rows = await self.cache.page(user_id, part, before, limit)
             if rows is not None:
                 return rows
-            snapshot = (await self.ensure_loaded([user_id]))[user_id]
+            snapshot = (await self._load([user_id]))[user_id]
         pairs = getattr(snapshot, part).items()
         newest_first = sorted(pairs, key=lambda pair: pair[1], reverse=True)
         return [pair for pair in newest_first if before is None or pair[1] < before][:limit]
 
-    async def ensure_loaded(self, user_ids: Sequence[int]) -> dict[int, GraphSnapshot | None]:
-        """Loads, in one batch, the graphs of those users that Redis does not hold.
+    async def ensure_loaded(self, user_ids: Sequence[int]) -> None:
+        """Loads, in one batch, the graphs of those users that Redis does not hold, so
+        that a request needing several graphs pays one query for all of them."""
+        wanted = [u for u in dict.fromkeys(user_ids) if u not in self._snapshots]
+        if wanted:
+            hits = await self.cache.loaded(wanted)
+            cold = [user_id for user_id, hit in zip(wanted, hits, strict=True) if not hit]
+            if cold:
+                await self._load(cold)
 
-        Returns the snapshots read from the database (None for users already cached).
-        """
+    async def _load(self, user_ids: Sequence[int]) -> dict[int, GraphSnapshot]:
+        """Reads the graphs from the database (once per request) and offers them to Redis."""
         async with self._loading:
-            wanted = [u for u in dict.fromkeys(user_ids) if u not in self._snapshots]
-            if wanted:
-                loaded = await self.cache.loaded(wanted)
-                cold = [user_id for user_id, hit in zip(wanted, loaded, strict=True) if not hit]
-                if cold:
-                    # The version is read before the database, so a change that commits
-                    # in between makes the fill below a no-op instead of a stale cache.
-                    versions = await self.cache.versions(cold)
-                    snapshots = await store.load_snapshots(cold)
-                    for user_id, version in zip(cold, versions, strict=True):
-                        await self.cache.fill(snapshots[user_id], version)
-                    self._snapshots.update(snapshots)
-            return {user_id: self._snapshots.get(user_id) for user_id in user_ids}
+            missing = [u for u in dict.fromkeys(user_ids) if u not in self._snapshots]
+            if missing:
+                snapshots = await store.load_snapshots(missing)
+                await self.cache.fill(list(snapshots.values()))
+                self._snapshots.update(snapshots)
+            return {user_id: self._snapshots[user_id] for user_id in user_ids}

@@ -37,6 +37,7 @@ class GraphSnapshot:
     """One user's relations: (other user, follow id) pairs, ids order newest first."""
 
     user_id: int
+    floor: int = 0  # the user's graph_seq when read: holds every change numbered up to it
     following: dict[int, int] = field(default_factory=dict)
     followers: dict[int, int] = field(default_factory=dict)
     requested: dict[int, int] = field(default_factory=dict)

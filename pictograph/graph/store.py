@@ -23,16 +23,22 @@ async def load_snapshots(user_ids: Sequence[int]) -> dict[int, GraphSnapshot]:
     connection = Follow._meta.db
     dialect = connection.capabilities.dialect
     n = len(ids)
-    slots = [_placeholders(dialect, n, 1 + i * n) for i in range(4)]
-    # Follows and blocks in one round trip: the cold path of a page counts its queries.
+    slots = [_placeholders(dialect, n, 1 + i * n) for i in range(5)]
+    # One statement, so one consistent snapshot: the rows are exactly those of the
+    # changes numbered up to each user's graph_seq (the floor; see cache/graph.py).
+    # Also one round trip: the cold path of a page counts its queries.
     sql = (
         "SELECT 0, id, follower_id, followee_id, state FROM follows"  # noqa: S608 - placeholders only
         f" WHERE follower_id IN ({slots[0]}) OR followee_id IN ({slots[1]})"
         " UNION ALL SELECT 1, id, blocker_id, blocked_id, '' FROM blocks"
         f" WHERE blocker_id IN ({slots[2]}) OR blocked_id IN ({slots[3]})"
+        f" UNION ALL SELECT 2, graph_seq, id, 0, '' FROM users WHERE id IN ({slots[4]})"
     )
-    _, rows = await connection.execute_query(sql, ids * 4)
+    _, rows = await connection.execute_query(sql, ids * 5)
     for kind, row_id, source, target, state in (tuple(row) for row in rows):
+        if kind == 2:
+            snapshots[source].floor = row_id
+            continue
         if kind == 1:
             if source in snapshots:
                 snapshots[source].blocking.add(target)

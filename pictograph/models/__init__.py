@@ -2,5 +2,18 @@
 
 from pictograph.models.accounts import AuthToken, User
 from pictograph.models.follows import Block, Follow, FollowState, OutboxEvent
+from pictograph.models.posts import MediaVariant, Post, PostStatus, StorageGarbage, Upload
 
-__all__ = ["AuthToken", "Block", "Follow", "FollowState", "OutboxEvent", "User"]
+__all__ = [
+    "AuthToken",
+    "Block",
+    "Follow",
+    "FollowState",
+    "MediaVariant",
+    "OutboxEvent",
+    "Post",
+    "PostStatus",
+    "StorageGarbage",
+    "Upload",
+    "User",
+]

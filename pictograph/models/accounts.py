@@ -18,6 +18,9 @@ class User(Model):
     follower_count = fields.IntField(default=0)
     following_count = fields.IntField(default=0)
     post_count = fields.IntField(default=0)
+    # Bumped by every change to this user's follow graph, under the row lock, so it
+    # orders changes exactly as they commit (see cache/graph.py).
+    graph_seq = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

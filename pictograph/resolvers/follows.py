@@ -31,6 +31,9 @@ async def change_relation(
         raise NotFound("no such user")
     if target_id == viewer_id:
         raise BadUserInput("that is you", field="userId")
+    if (await context.graph.relation(viewer_id, target_id)).blocked_by:
+        # Someone who blocked you does not exist for you: not even the payload shows them.
+        raise NotFound("no such user")
     status = await change(context.graph_changes, viewer_id, target_id)
     context.forget_reads()  # counts and relations just changed
     record = await context.loaders.users.load(target_id)

@@ -9,9 +9,11 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.posts import PostCache
 from pictograph.cache.users import USERNAME_TTL, ProfileCache
-from pictograph.models import User
-from pictograph.records import UserRecord
+from pictograph.models import PostStatus, User
+from pictograph.posts.store import load_posts
+from pictograph.records import PostRecord, UserRecord
 
 
 class UserLoader(DataLoader[int, UserRecord | None]):
@@ -60,8 +62,35 @@ class UserIdByUsernameLoader(DataLoader[str, int | None]):
         return [found[name] for name in usernames]
 
 
+class PostLoader(DataLoader[int, PostRecord | None]):
+    """Posts by id. Only finished posts are cached: a PROCESSING post changes soon."""
+
+    def __init__(self, posts: PostCache) -> None:
+        super().__init__()
+        self.posts = posts
+
+    async def batch_load_fn(self, post_ids: Sequence[int]) -> list[PostRecord | None]:
+        found: dict[int, PostRecord | None] = {}
+        versions: dict[int, str] = {}
+        for post_id, (record, version) in zip(
+            post_ids, await self.posts.get(post_ids), strict=True
+        ):
+            if record is None:
+                versions[post_id] = version
+            found[post_id] = record
+        if versions:
+            loaded = await load_posts(list(versions))
+            await self.posts.fill(
+                [(record, versions[record.id]) for record in loaded.values()
+                 if record.status != PostStatus.PROCESSING]
+            )
+            found.update(loaded)
+        return [found.get(post_id) for post_id in post_ids]
+
+
 class Loaders:
     def __init__(self, redis: Redis) -> None:
         profiles = ProfileCache(redis)
         self.users = UserLoader(profiles)
         self.user_ids_by_username = UserIdByUsernameLoader(profiles, self.users)
+        self.posts = PostLoader(PostCache(redis))

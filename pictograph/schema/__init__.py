@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from strawberry.types.execution import ExecutionContext
 
 from pictograph.schema.errors import CodedErrors, log_unexpected
+from pictograph.schema.posts import PostType
 from pictograph.schema.root import Mutation, Query
 from pictograph.schema.users import UserType
 
@@ -23,6 +24,6 @@ def build_schema() -> PictographSchema:
     return PictographSchema(
         query=Query,
         mutation=Mutation,
-        types=[UserType],
+        types=[UserType, PostType],
         extensions=[CodedErrors],
     )

@@ -7,11 +7,19 @@ from strawberry.types import Info
 
 from pictograph.context import Context
 from pictograph.graph.changes import GraphChanges
-from pictograph.resolvers import accounts, follows
+from pictograph.resolvers import accounts, follows, posts
 from pictograph.resolvers.follows import GraphChange
 from pictograph.schema.accounts import AuthPayload, LogInInput, SignUpInput, UpdateProfileInput
-from pictograph.schema.node import Node, decode_global_id, decode_id_of
+from pictograph.schema.node import Node, decode_global_id, decode_id_of, encode_global_id
 from pictograph.schema.pagination import decode_cursor, page_size
+from pictograph.schema.posts import (
+    CreatePostInput,
+    CreateUploadInput,
+    HttpHeader,
+    PostType,
+    UploadTicket,
+    post_or_none,
+)
 from pictograph.schema.users import FollowPayload, UserConnection, UserType, user_or_none
 
 ContextInfo = Info[Context, None]
@@ -35,7 +43,16 @@ class Query:
         type_name, pk = decoded
         if type_name == "User":
             return user_or_none(await accounts.visible_user(info.context, pk))
+        if type_name == "Post":
+            return post_or_none(await posts.visible_post(info.context, pk))
         return None
+
+    @strawberry.field
+    async def post(self, info: ContextInfo, id: strawberry.ID) -> PostType | None:
+        post_id = decode_id_of(id, "Post")
+        if post_id is None:
+            return None
+        return post_or_none(await posts.visible_post(info.context, post_id))
 
     @strawberry.field(description="Pending requests to follow the viewer (private accounts).")
     async def follow_requests(
@@ -114,3 +131,29 @@ class Mutation:
     @strawberry.mutation
     async def unblock(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
         return await _follow_change(info, user_id, GraphChanges.unblock)
+
+    @strawberry.mutation
+    async def create_upload(
+        self,
+        info: ContextInfo,
+        input: CreateUploadInput,
+    ) -> UploadTicket:
+        ticket = await posts.new_upload(info.context, input.content_type, input.byte_size)
+        return UploadTicket(
+            upload_id=encode_global_id("Upload", ticket.upload_id),
+            url=ticket.url,
+            method=ticket.method,
+            headers=[HttpHeader(name=k, value=v) for k, v in ticket.headers.items()],
+            expires_at=ticket.expires_at,
+        )
+
+    @strawberry.mutation
+    async def create_post(self, info: ContextInfo, input: CreatePostInput) -> PostType:
+        record = await posts.new_post(
+            info.context, decode_id_of(input.upload_id, "Upload"), input.caption
+        )
+        return PostType.from_record(record)
+
+    @strawberry.mutation
+    async def delete_post(self, info: ContextInfo, id: strawberry.ID) -> bool:
+        return await posts.remove_post(info.context, decode_id_of(id, "Post"))

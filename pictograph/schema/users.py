@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -11,10 +12,14 @@ from pictograph.context import Context
 from pictograph.graph.relation import FollowStatus
 from pictograph.records import UserRecord
 from pictograph.resolvers import follows
+from pictograph.resolvers import posts as post_resolvers
 from pictograph.resolvers.follows import UserPage
 from pictograph.schema.node import Node, encode_global_id
 from pictograph.schema.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from pictograph.visibility import viewer_follow_status
+
+if TYPE_CHECKING:
+    from pictograph.schema.posts import PostConnection
 
 FollowStatusEnum = strawberry.enum(FollowStatus, name="FollowStatus")
 
@@ -49,6 +54,17 @@ class UserType(Node):
             return False
         relation = await info.context.graph.relation(viewer_id, self.record.id)
         return relation.followed_by and not relation.blocked
+
+    @strawberry.field(description="Empty where the viewer may not see this user's posts.")
+    async def posts(
+        self, info: Info[Context, None], first: int | None = 20, after: str | None = None
+    ) -> Annotated[PostConnection, strawberry.lazy("pictograph.schema.posts")]:
+        from pictograph.schema.posts import PostConnection
+
+        records, has_next = await post_resolvers.posts_of(
+            info.context, self.record, page_size(first), decode_cursor(after)
+        )
+        return PostConnection.from_records(records, has_next, after)
 
     @strawberry.field
     async def followers(

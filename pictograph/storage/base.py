@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 
 class ObjectNotFound(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class DirectUpload:
+    """A pre-signed request that puts bytes straight into the bucket."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
 
 
 class ObjectStorage(Protocol):
@@ -28,3 +38,11 @@ class ObjectStorage(Protocol):
 
     async def delete(self, key: str) -> None:
         """Removes the object; a missing object is not an error."""
+
+    async def direct_upload(
+        self, key: str, content_type: str, byte_size: int, expires_in: int
+    ) -> DirectUpload | None:
+        """A pre-signed PUT for the client, or None where the app takes uploads itself."""
+
+    async def direct_download(self, key: str, expires_in: int) -> str | None:
+        """A pre-signed GET URL, or None where the app serves the bytes itself."""

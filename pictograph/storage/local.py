@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from pictograph.storage.base import ObjectNotFound
+from pictograph.storage.base import DirectUpload, ObjectNotFound
 
 
 class LocalDiskStorage:
@@ -64,3 +64,11 @@ class LocalDiskStorage:
 
     async def delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
+
+    async def direct_upload(
+        self, key: str, content_type: str, byte_size: int, expires_in: int
+    ) -> DirectUpload | None:
+        return None
+
+    async def direct_download(self, key: str, expires_in: int) -> str | None:
+        return None

@@ -8,7 +8,7 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pictograph.storage.base import ObjectNotFound
+from pictograph.storage.base import DirectUpload, ObjectNotFound
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
@@ -75,3 +75,31 @@ class S3Storage:
 
     async def delete(self, key: str) -> None:
         await self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def direct_upload(
+        self, key: str, content_type: str, byte_size: int, expires_in: int
+    ) -> DirectUpload:
+        # Content type and length are signed: a client cannot swap either.
+        url = await self.client.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ContentType": content_type,
+                "ContentLength": byte_size,
+            },
+            ExpiresIn=expires_in,
+        )
+        return DirectUpload(url=url, method="PUT", headers={"Content-Type": content_type})
+
+    async def direct_download(self, key: str, expires_in: int) -> str:
+        return await self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )
+
+    async def open_stream(self, key: str, byte_range: str | None = None) -> dict[str, Any]:
+        """The raw GetObject response (Body streams), for proxying to a client."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if byte_range:
+            params["Range"] = byte_range
+        return await self.client.get_object(**params)

@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 
 from pictograph.db import using_database
 from pictograph.resources import Resources
+from pictograph.workers.media import run_media_worker
 from pictograph.workers.outbox_relay import relay_outbox
+from pictograph.workers.storage_sweeper import sweep_storage
 from pictograph.workers.token_sweeper import sweep_expired_tokens
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,8 @@ Worker = Callable[[Resources, asyncio.Event], Awaitable[None]]
 WORKERS: dict[str, Worker] = {
     "token-sweeper": sweep_expired_tokens,
     "outbox-relay": relay_outbox,
+    "media": run_media_worker,
+    "storage-sweeper": sweep_storage,
 }
 
 

@@ -15,7 +15,7 @@ from pictograph.models import Follow, FollowState, OutboxEvent, User
 from pictograph.resources import Resources
 from pictograph.workers.outbox_relay import relay_once
 from tests.support.counting import count_queries
-from tests.support.graphql import gql, relate_ok, sign_up, user_id
+from tests.support.graphql import error_codes, gql, relate, relate_ok, sign_up, user_id
 
 PAGE = """query($u: String!) {
   user(username: $u) {
@@ -103,31 +103,66 @@ async def test_a_flushed_redis_rebuilds_the_same_graph(
     assert after == before and len(after["data"]["user"]["followers"]["edges"]) == 3
 
 
-async def test_a_fill_from_before_a_change_is_dropped(resources: Resources) -> None:
+@pytest.mark.parametrize("change", ["block", "follow"])
+async def test_a_fill_from_before_a_change_is_refused(
+    client: httpx.AsyncClient, resources: Resources, change: str
+) -> None:
+    """A reader loads B's graph, a change commits and writes through (B's graph not
+    loaded yet), then the reader's older snapshot arrives: it must not be stored."""
     cache = GraphCache(resources.redis)
-    a, b = (await User.create(username="first", password_hash="x"),
-            await User.create(username="second", password_hash="x"))
-    [version] = await cache.versions([a.id])
-    stale = (await store.load_snapshots([a.id]))[a.id]  # read before the change below
-    await cache.next_sequences([a.id, b.id])  # a change commits meanwhile
-    assert await cache.fill(stale, version) is False
-    assert await cache.relations(a.id, [b.id]) is None
+    alice = await sign_up(client, "alice")
+    await sign_up(client, "bob")
+    bob = await User.get(username="bob")
+    stale = (await store.load_snapshots([bob.id]))[bob.id]  # before the change
+    await relate_ok(client, change, alice, await user_id(client, "bob"))
+    assert await cache.fill([stale]) == [False]
+    assert await cache.relations(bob.id, [(await User.get(username="alice")).id]) is None
+    fresh = (await store.load_snapshots([bob.id]))[bob.id]
+    assert await cache.fill([fresh]) == [True]
 
 
 async def test_pair_writes_arriving_out_of_order_keep_the_newest(resources: Resources) -> None:
     cache = GraphCache(resources.redis)
     a = await User.create(username="aaa", password_hash="x")
     b = await User.create(username="bbb", password_hash="x")
-    [version] = await cache.versions([a.id])
-    await cache.fill((await store.load_snapshots([a.id]))[a.id], version)
+    await cache.fill([(await store.load_snapshots([a.id]))[a.id]])
     followed = PairState(a=a.id, b=b.id, a_follows_b=12345)
     unfollowed = PairState(a=a.id, b=b.id)
-    seq_follow = tuple(await cache.next_sequences([a.id, b.id]))
-    seq_unfollow = tuple(await cache.next_sequences([a.id, b.id]))
-    await cache.apply(unfollowed, seq_unfollow)  # the later change lands first
-    await cache.apply(followed, seq_follow)  # then the earlier one, late
+    await cache.apply(unfollowed, (2, 2))  # the later change lands first
+    await cache.apply(followed, (1, 1))  # then the earlier one, late
     relations = await cache.relations(a.id, [b.id])
     assert relations is not None and not relations[b.id].following
+
+
+async def test_concurrent_changes_of_one_pair_are_serialised(client: httpx.AsyncClient) -> None:
+    import asyncio
+
+    owner = await sign_up(client, "owner")
+    fan = await sign_up(client, "fan")
+    await gql(client, "mutation { updateProfile(input: {isPrivate: true}) { id } }",
+              token=owner)
+    owner_id, fan_id = await user_id(client, "owner"), await user_id(client, "fan")
+    await relate_ok(client, "follow", fan, owner_id)
+    await asyncio.gather(*(relate_ok(client, "approveFollowRequest", owner, fan_id)
+                           for _ in range(4)))
+    assert (await User.get(username="owner")).follower_count == 1
+    await asyncio.gather(relate_ok(client, "unfollow", fan, owner_id),
+                         relate_ok(client, "block", owner, fan_id),
+                         relate_ok(client, "removeFollower", owner, fan_id))
+    counts = await User.all().values_list("follower_count", "following_count")
+    assert set(counts) == {(0, 0)}
+
+
+async def test_a_blocker_stays_hidden_in_mutation_payloads(client: httpx.AsyncClient) -> None:
+    alice = await sign_up(client, "alice")
+    mallory = await sign_up(client, "mallory")
+    alice_id, mallory_id = await user_id(client, "alice"), await user_id(client, "mallory")
+    await relate_ok(client, "block", alice, mallory_id)
+    for mutation in ("unfollow", "unblock", "removeFollower", "rejectFollowRequest",
+                     "approveFollowRequest", "block"):
+        result = await relate(client, mutation, mallory, alice_id)
+        assert error_codes(result) == ["NOT_FOUND"], mutation
+        assert "alice" not in str(result)
 
 
 async def test_every_change_puts_an_event_on_the_stream(

@@ -1,0 +1,90 @@
+"""GET /media/{post}/{size}: photos, served only after the signature, the expiry and the
+live follow graph all say yes. Every refusal is the same 403, so nothing tells whether
+the photo exists."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+
+from pictograph.cache.graph import GraphCache
+from pictograph.cache.posts import PostCache
+from pictograph.graph.reader import FollowGraph
+from pictograph.models import PostStatus
+from pictograph.records import MediaSize
+from pictograph.resolvers.loaders import PostLoader
+from pictograph.storage.local import LocalDiskStorage
+from pictograph.storage.s3 import S3Storage
+from pictograph.storage.signing import verify
+from pictograph.visibility import can_view_media
+
+REFUSED = Response("forbidden", status_code=403, media_type="text/plain")
+_SIZES = {size.lower(): size for size in MediaSize}
+
+
+async def serve_media(request: Request) -> Response:
+    resources = request.app.state.resources
+    try:
+        post_id = int(request.path_params["post_id"])
+        size = _SIZES[request.path_params["size"]]
+        viewer_id = int(request.query_params["v"])
+        expires = int(request.query_params["e"])
+        signature = request.query_params["s"]
+    except (KeyError, ValueError):
+        return REFUSED
+    remaining = expires - int(time.time())
+    if remaining <= 0 or not verify(
+        resources.secret_key, signature, "media", viewer_id, post_id, size.lower(), expires
+    ):
+        return REFUSED
+    post = await PostLoader(PostCache(resources.redis)).load(post_id)
+    if post is None or post.status != PostStatus.READY or size not in post.variants:
+        return REFUSED
+    # Asked again on every request, against the live graph: an unfollow, a removal or a
+    # block refuses URLs minted before it.
+    if not await can_view_media(FollowGraph(GraphCache(resources.redis)), viewer_id,
+                                post.author_id):
+        return REFUSED
+    variant = post.variants[size]
+    headers = {
+        "ETag": f'"{variant.etag}"',
+        "Cache-Control": f"private, max-age={min(remaining, resources.settings.media_url_ttl)}",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    storage = resources.storage
+    if isinstance(storage, LocalDiskStorage):
+        return FileResponse(storage.path_for(variant.object_key), headers=headers,
+                            media_type=variant.content_type)
+    assert isinstance(storage, S3Storage)
+    if resources.settings.s3_media_delivery == "redirect":
+        url = await storage.direct_download(
+            variant.object_key, resources.settings.media_redirect_ttl
+        )
+        # The redirect itself must not be cached longer than the pre-signed URL lives.
+        return RedirectResponse(url, status_code=302,
+                                headers={"Cache-Control": "private, no-store"})
+    return await _stream_from_s3(storage, variant.object_key, request, headers,
+                                 variant.content_type)
+
+
+async def _stream_from_s3(
+    storage: S3Storage, key: str, request: Request, headers: dict[str, str], content_type: str
+) -> Response:
+    byte_range = request.headers.get("range")
+    response = await storage.open_stream(key, byte_range)
+    body = response["Body"]
+
+    async def chunks():
+        async with body as stream:
+            async for chunk in stream.iter_chunks():
+                yield chunk
+
+    status = 206 if byte_range and response.get("ContentRange") else 200
+    out = {**headers, "Accept-Ranges": "bytes", "Content-Length": str(response["ContentLength"])}
+    if status == 206:
+        out["Content-Range"] = response["ContentRange"]
+    return StreamingResponse(chunks(), status_code=status, headers=out, media_type=content_type)

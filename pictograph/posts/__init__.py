@@ -1,0 +1,1 @@
+"""Posts and their photos: uploads, processing, and what is stored."""

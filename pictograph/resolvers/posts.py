@@ -1,0 +1,104 @@
+"""Uploads, posts and their photos, each shown only as visibility.py allows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pictograph.context import Context
+from pictograph.errors import NotFound
+from pictograph.models import PostStatus
+from pictograph.posts import lifecycle, store
+from pictograph.posts.uploads import Ticket, create_upload
+from pictograph.records import MediaSize, PostRecord, UserRecord
+from pictograph.storage.signing import media_url
+from pictograph.visibility import can_view_media, can_view_posts
+
+
+@dataclass(frozen=True, slots=True)
+class MintedMedia:
+    url: str
+    expires_at: datetime
+    width: int
+    height: int
+    content_type: str
+
+
+async def new_upload(context: Context, content_type: str, byte_size: int) -> Ticket:
+    viewer_id = await context.require_viewer_id()
+    return await create_upload(context.resources, viewer_id, content_type, byte_size)
+
+
+async def new_post(context: Context, upload_id: int | None, caption: str | None) -> PostRecord:
+    viewer_id = await context.require_viewer_id()
+    post_id = await lifecycle.create_post(context.resources, viewer_id, upload_id, caption)
+    post = await context.loaders.posts.load(post_id)
+    assert post is not None
+    return post
+
+
+async def remove_post(context: Context, post_id: int | None) -> bool:
+    viewer_id = await context.require_viewer_id()
+    post = await visible_post(context, post_id) if post_id is not None else None
+    if post is None:
+        # Someone else's hidden post is as absent as one that never existed.
+        raise NotFound("no such post")
+    await lifecycle.delete_post(context.resources, viewer_id, post.id)
+    context.forget_reads()
+    return True
+
+
+async def visible_post(context: Context, post_id: int) -> PostRecord | None:
+    """The post, if the viewer may see it: its author always; others once it is READY
+    and the author's posts are visible to them."""
+    post = await context.loaders.posts.load(post_id)
+    if post is None:
+        return None
+    viewer_id = await context.viewer_id()
+    if viewer_id == post.author_id:
+        return post
+    if post.status != PostStatus.READY:
+        return None
+    author = await context.loaders.users.load(post.author_id)
+    if author is None or not await can_view_posts(context.graph, viewer_id, author):
+        return None
+    return post
+
+
+async def media_of(context: Context, post: PostRecord, size: MediaSize) -> MintedMedia | None:
+    viewer_id = await context.viewer_id()
+    if viewer_id is None or post.status != PostStatus.READY:
+        return None
+    if not await can_view_media(context.graph, viewer_id, post.author_id):
+        return None
+    variant = post.variants.get(size)
+    if variant is None:
+        return None
+    settings = context.resources.settings
+    expires = int(datetime.now(UTC).timestamp()) + settings.media_url_ttl
+    return MintedMedia(
+        url=media_url(
+            settings.public_base_url, context.resources.secret_key, viewer_id, post.id, size,
+            expires,
+        ),
+        expires_at=datetime.fromtimestamp(expires, UTC),
+        width=variant.width,
+        height=variant.height,
+        content_type=variant.content_type,
+    )
+
+
+async def failure_reason(context: Context, post: PostRecord) -> str | None:
+    return post.failure_reason if await context.viewer_id() == post.author_id else None
+
+
+async def posts_of(
+    context: Context, owner: UserRecord, first: int, before: int | None
+) -> tuple[list[PostRecord], bool]:
+    """One page of a user's posts (all of them, for the author), newest first."""
+    viewer_id = await context.viewer_id()
+    if not await can_view_posts(context.graph, viewer_id, owner):
+        return [], False
+    ids = await store.author_post_ids(owner.id, viewer_id == owner.id, before, first + 1)
+    posts = await context.loaders.posts.load_many(ids[:first])
+    return [post for post in posts if post is not None], len(ids) > first

@@ -1,0 +1,45 @@
+"""HMAC signatures for the URLs the app hands out, and unguessable object keys.
+
+Every signature names its purpose, so a signature minted for one thing (an upload)
+can never be replayed as another (a media URL)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import urlencode
+
+
+def sign(secret: bytes, purpose: str, *parts: object) -> str:
+    message = "\n".join([purpose, *map(str, parts)]).encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def verify(secret: bytes, signature: str, purpose: str, *parts: object) -> bool:
+    return hmac.compare_digest(sign(secret, purpose, *parts), signature)
+
+
+def media_url(
+    base_url: str, secret: bytes, viewer_id: int, post_id: int, size: str, expires: int
+) -> str:
+    size = size.lower()
+    query = urlencode({
+        "v": viewer_id,
+        "e": expires,
+        "s": sign(secret, "media", viewer_id, post_id, size, expires),
+    })
+    return f"{base_url}/media/{post_id}/{size}?{query}"
+
+
+def upload_url(base_url: str, secret: bytes, upload_id: int, expires: int) -> str:
+    query = urlencode({"e": expires, "s": sign(secret, "upload", upload_id, expires)})
+    return f"{base_url}/uploads/{upload_id}?{query}"
+
+
+def variant_key(secret: bytes, post_id: int, size: str, extension: str) -> str:
+    """Deterministic, so a retried processing step overwrites instead of orphaning, and
+    secret-derived, so nobody can guess it from the post id."""
+    token = sign(secret, "variant-key", post_id)[:32]
+    return f"media/{post_id}/{token}/{size.lower()}.{extension}"

@@ -1,0 +1,121 @@
+"""Consuming a Redis Stream with a consumer group: at-least-once, crash-safe.
+
+A message is acknowledged only after its handler finished, so a consumer that dies
+mid-way leaves it pending; another consumer claims it (XAUTOCLAIM) once it has been
+idle long enough. Handlers must therefore be idempotent. A message that keeps failing
+is handed to `on_poison` after `max_deliveries` and acknowledged, so one bad message
+cannot block a stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from pictograph.events import decode
+from pictograph.http.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str,
+        group: str,
+        handler: Handler,
+        metrics: Metrics,
+        *,
+        on_poison: Handler | None = None,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        batch: int = 10,
+        block_ms: int = 1000,
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.name = consumer_name()
+        self.handler = handler
+        self.metrics = metrics
+        self.on_poison = on_poison
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.batch = batch
+        self.block_ms = block_ms
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_group()
+        while not stop.is_set():
+            try:
+                await self.step()
+            except ResponseError as error:  # before RedisError: it is one
+                if "NOGROUP" not in str(error):
+                    raise
+                await self.ensure_group()  # Redis was flushed or restarted empty
+            except RedisError as error:
+                log.warning("%s: redis unavailable (%s); retrying", self.group,
+                            type(error).__name__)
+                await asyncio.sleep(1)
+
+    async def step(self) -> int:
+        """Handles what others abandoned, then new messages. Returns how many."""
+        _, claimed, _ = await self.redis.xautoclaim(
+            self.stream, self.group, self.name, self.claim_idle_ms, start_id="0-0",
+            count=self.batch,
+        )
+        messages = list(claimed)
+        if not messages:
+            response = await self.redis.xreadgroup(
+                self.group, self.name, {self.stream: ">"}, count=self.batch,
+                block=self.block_ms,
+            )
+            messages = [m for _, entries in response or [] for m in entries]
+        for message_id, fields in messages:
+            await self._handle(message_id, fields)
+        return len(messages)
+
+    async def _handle(self, message_id: str, fields: dict[str, str]) -> None:
+        event = decode(fields)
+        try:
+            await self.handler(event)
+        except Exception:
+            deliveries = await self._deliveries(message_id)
+            log.exception("%s: message %s failed (delivery %d)", self.group, message_id,
+                          deliveries)
+            self.metrics.worker_jobs.labels(self.group, "failed").inc()
+            if deliveries < self.max_deliveries:
+                return  # stays pending; claimed again after claim_idle_ms
+            if self.on_poison is not None:
+                await self.on_poison(event)
+            self.metrics.worker_jobs.labels(self.group, "poisoned").inc()
+        else:
+            self.metrics.worker_jobs.labels(self.group, "ok").inc()
+        await self.redis.xack(self.stream, self.group, message_id)
+
+    async def _deliveries(self, message_id: str) -> int:
+        pending = await self.redis.xpending_range(
+            self.stream, self.group, min=message_id, max=message_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else 1
