@@ -5,6 +5,7 @@ the photo exists."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
@@ -78,10 +79,12 @@ async def _stream_from_s3(
     response = await storage.open_stream(key, byte_range)
     body = response["Body"]
 
-    async def chunks():
-        async with body as stream:
-            async for chunk in stream.iter_chunks():
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in body.iter_chunks(64 * 1024):
                 yield chunk
+        finally:
+            body.close()
 
     status = 206 if byte_range and response.get("ContentRange") else 200
     out = {**headers, "Accept-Ranges": "bytes", "Content-Length": str(response["ContentLength"])}

@@ -12,6 +12,7 @@ from tortoise.transactions import in_transaction
 
 from pictograph import events
 from pictograph.cache.posts import PostCache
+from pictograph.cache.users import ProfileCache
 from pictograph.errors import BadUserInput, Conflict, Forbidden, NotFound
 from pictograph.models import MediaVariant, Post, PostStatus, Upload, User
 from pictograph.posts import garbage
@@ -86,6 +87,7 @@ async def delete_post(resources: Resources, viewer_id: int, post_id: int) -> Non
             events.POSTS, "post_deleted", post_id=post_id, author_id=viewer_id
         )
     await PostCache(resources.redis).forget([post_id])
+    await ProfileCache(resources.redis).forget([viewer_id])  # postCount
     await _publish_quietly(resources, [event])
     await garbage.collect(resources.storage, trash)
 

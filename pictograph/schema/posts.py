@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -70,7 +71,7 @@ class PostType(Node):
         size: MediaSizeEnum = MediaSize.FULL,  # type: ignore[valid-type]
     ) -> Media | None:
         minted = await posts.media_of(info.context, self.record, MediaSize(size))
-        return Media(**vars(minted)) if minted is not None else None
+        return Media(**asdict(minted)) if minted is not None else None
 
     @strawberry.field(description="Why processing failed; only the author sees it.")
     async def failure_reason(self, info: Info[Context, None]) -> str | None:

@@ -15,11 +15,7 @@ CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
 # Parts of the contract that later issues build. This list only shrinks; anything
 # missing that is not named here (accounts, above all) fails the test.
 NOT_YET_BUILT = {
-    "User.posts", "Query.post", "Query.feed",
-    "Mutation.createUpload", "Mutation.createPost", "Mutation.deletePost",
-    "PostStatus", "MediaSize", "Media", "Post", "PostEdge", "PostConnection",
-    "CreateUploadInput", "HttpHeader", "UploadTicket", "CreatePostInput",
-    "FeedEventKind", "FeedEvent", "Subscription",
+    "Query.feed", "FeedEventKind", "FeedEvent", "Subscription",
 }
 
 
