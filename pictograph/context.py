@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 
 from pictograph.cache.graph import GraphCache
 from pictograph.errors import Unauthenticated
+from pictograph.feed.policy import HomeFeed
 from pictograph.graph.changes import GraphChanges
 from pictograph.graph.reader import FollowGraph
 from pictograph.resolvers.loaders import Loaders
@@ -52,6 +53,10 @@ class Context:
     @cached_property
     def graph_changes(self) -> GraphChanges:
         return GraphChanges(self.resources.redis)
+
+    @cached_property
+    def feed(self) -> HomeFeed:
+        return HomeFeed(self.resources.redis, self.resources.settings.celebrity_threshold)
 
     @property
     def redis(self) -> Redis:

@@ -52,6 +52,16 @@ def media_visible(viewer_id: int | None, owner_id: int, relation: Relation) -> b
     return viewer_id is not None and relation.following and not relation.blocked
 
 
+def feed_visible(viewer_id: int, author: UserRecord, relation: Relation | None) -> bool:
+    """The home feed holds the viewer's own posts and those of accounts they follow
+    (and may still see): checked against the live graph on every read."""
+    if viewer_id == author.id:
+        return True
+    return relation is not None and relation.following and posts_visible(
+        viewer_id, author, relation
+    )
+
+
 async def can_view_profile(graph: RelationSource, viewer_id: int | None, owner_id: int) -> bool:
     return profile_visible(viewer_id, owner_id, await graph.relation(viewer_id, owner_id))
 

@@ -79,3 +79,31 @@ def post(post_id: int) -> str:
 
 def post_version(post_id: int) -> str:
     return f"post:{{{post_id}}}:ver"
+
+
+# The home feed. A sorted set of post ids (score = id) per user; the member "~" (score
+# 0) marks a feed that holds everything up to its cap, not just what fan-out added.
+FEED_COMPLETE = "~"
+
+
+def home_feed(user_id: int) -> str:
+    return f"feed:{{{user_id}}}"
+
+
+def home_feed_page(user_id: int) -> str:
+    """The merged first page of candidates, cached briefly (user_feed in the design)."""
+    return f"user_feed:{{{user_id}}}"
+
+
+def home_feed_page_lock(user_id: int) -> str:
+    return f"user_feed:{{{user_id}}}:lock"
+
+
+def recent_posts(author_id: int) -> str:
+    """An author's newest post ids, written once per post: backfill and celebrities."""
+    return f"recent:{{{author_id}}}"
+
+
+def celebrities() -> str:
+    """Authors whose posts are merged at read time instead of fanned out."""
+    return "celebrities"

@@ -14,6 +14,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from pictograph import events
+from pictograph.cache.feeds import FeedCache
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.users import ProfileCache
 from pictograph.errors import Forbidden, NotFound
@@ -68,6 +69,7 @@ class GraphChanges:
         self.redis = redis
         self.cache = GraphCache(redis)
         self.profiles = ProfileCache(redis)
+        self.feeds = FeedCache(redis)
 
     # The mutations. `a` is always the user making the request.
 
@@ -275,6 +277,9 @@ class GraphChanges:
         try:
             if users:
                 await self.profiles.forget(sorted(users))
+                # Reads filter by the live graph anyway; the cached first page goes too,
+                # so a follow's backfill shows up without waiting for it to expire.
+                await self.feeds.drop_pages(users)
             await events.publish(self.redis, outbox)
         except RedisError:
             # The outbox rows stay; the relay re-syncs the graph and publishes them.

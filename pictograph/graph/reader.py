@@ -68,6 +68,10 @@ class FollowGraph:
         newest_first = sorted(pairs, key=lambda pair: pair[1], reverse=True)
         return [pair for pair in newest_first if before is None or pair[1] < before][:limit]
 
+    async def following_ids(self, user_id: int) -> list[int]:
+        """Everyone the user follows (accepted), newest first."""
+        return [other for other, _ in await self.page(user_id, "following", None, 1_000_000)]
+
     async def ensure_loaded(self, user_ids: Sequence[int]) -> None:
         """Loads, in one batch, the graphs of those users that Redis does not hold, so
         that a request needing several graphs pays one query for all of them."""

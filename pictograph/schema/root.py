@@ -7,7 +7,7 @@ from strawberry.types import Info
 
 from pictograph.context import Context
 from pictograph.graph.changes import GraphChanges
-from pictograph.resolvers import accounts, follows, posts
+from pictograph.resolvers import accounts, feed, follows, posts
 from pictograph.resolvers.follows import GraphChange
 from pictograph.schema.accounts import AuthPayload, LogInInput, SignUpInput, UpdateProfileInput
 from pictograph.schema.node import Node, decode_global_id, decode_id_of, encode_global_id
@@ -16,6 +16,7 @@ from pictograph.schema.posts import (
     CreatePostInput,
     CreateUploadInput,
     HttpHeader,
+    PostConnection,
     PostType,
     UploadTicket,
     post_or_none,
@@ -53,6 +54,18 @@ class Query:
         if post_id is None:
             return None
         return post_or_none(await posts.visible_post(info.context, post_id))
+
+    @strawberry.field(
+        description="The viewer's home feed, newest first: their own posts and those of "
+        "everyone they follow. Needs a token."
+    )
+    async def feed(
+        self, info: ContextInfo, first: int | None = 20, after: str | None = None
+    ) -> PostConnection:
+        records, has_next = await feed.home_feed(
+            info.context, page_size(first), decode_cursor(after)
+        )
+        return PostConnection.from_records(records, has_next, after)
 
     @strawberry.field(description="Pending requests to follow the viewer (private accounts).")
     async def follow_requests(

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from pictograph.db import using_database
 from pictograph.resources import Resources
+from pictograph.workers.fanout import run_fanout_worker
 from pictograph.workers.media import run_media_worker
 from pictograph.workers.outbox_relay import relay_outbox
 from pictograph.workers.storage_sweeper import sweep_storage
@@ -21,6 +22,7 @@ WORKERS: dict[str, Worker] = {
     "token-sweeper": sweep_expired_tokens,
     "outbox-relay": relay_outbox,
     "media": run_media_worker,
+    "fanout": run_fanout_worker,
     "storage-sweeper": sweep_storage,
 }
 

@@ -1,0 +1,119 @@
+"""Home feeds, authors' recent posts and the celebrity set in Redis.
+
+Fan-out adds to a feed whether or not it is complete; a rebuild from the database
+merges into what is there and then marks it complete. So a post fanned out while a
+rebuild was reading is never lost, and nothing is ever overwritten by an older read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+from redis.asyncio import Redis
+
+from pictograph.cache import keys
+from pictograph.cache.jitter import jittered
+
+FEED_TTL = 7 * 24 * 3600
+RECENT_TTL = 7 * 24 * 3600
+PAGE_TTL = 45  # 30 to 60 s with the jitter below
+LOCK_MS = 3000
+
+# KEYS[1]: a feed or recent list. ARGV: cap, ttl, complete ('1' marks it complete),
+# then post ids. Trims to the newest `cap` ids; the marker (score 0) is never trimmed.
+_ADD = """
+local key = KEYS[1]
+local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 4, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
+if ARGV[3] == '1' then redis.call('ZADD', key, 0, '~') end
+local marked = redis.call('ZSCORE', key, '~') and 1 or 0
+local count = redis.call('ZCARD', key) - marked
+if count > cap then
+  redis.call('ZREMRANGEBYRANK', key, marked, marked + count - cap - 1)
+end
+if ARGV[3] == '1' or redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+return count
+"""
+
+
+class FeedCache:
+    def __init__(self, redis: Redis, cap: int = 800) -> None:
+        self.redis = redis
+        self.cap = cap
+        self._add = redis.register_script(_ADD)
+
+    async def add(self, feed_keys: Iterable[str], post_ids: Sequence[int],
+                  batch: int = 1000) -> int:
+        """Adds the posts to every listed feed (or recent list), pipelined in batches.
+        Returns the number of lists written."""
+        sent = 0
+        feed_keys = list(feed_keys)
+        for start in range(0, len(feed_keys), batch):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in feed_keys[start:start + batch]:
+                    await self._add(keys=[key], args=[self.cap, FEED_TTL, "", *post_ids],
+                                    client=pipe)
+                await pipe.execute()
+            sent += len(feed_keys[start:start + batch])
+        return sent
+
+    async def complete(self, key: str, post_ids: Sequence[int]) -> None:
+        """Merges ids read from the database and marks the list complete."""
+        await self._add(keys=[key], args=[self.cap, FEED_TTL, "1", *post_ids])
+
+    async def remove(self, key: str, post_ids: Sequence[int]) -> None:
+        if post_ids:
+            await self.redis.zrem(key, *post_ids)
+
+    async def ranges(
+        self, list_keys: Sequence[str], before: int | None, limit: int
+    ) -> list[tuple[list[int], bool]]:
+        """Newest ids older than `before` from each list, and whether each is complete."""
+        top = f"({before}" if before is not None else "+inf"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in list_keys:
+                pipe.zscore(key, keys.FEED_COMPLETE)
+                pipe.zrevrangebyscore(key, top, "(0", start=0, num=limit)
+            raw = await pipe.execute()
+        return [
+            ([int(member) for member in raw[i + 1]], raw[i] is not None)
+            for i in range(0, len(raw), 2)
+        ]
+
+    # The first page, cached briefly; one rebuild at a time per user.
+
+    async def cached_page(self, user_id: int) -> list[int] | None:
+        raw = await self.redis.get(keys.home_feed_page(user_id))
+        return orjson.loads(raw) if raw else None
+
+    async def cache_page(self, user_id: int, post_ids: list[int]) -> None:
+        await self.redis.set(keys.home_feed_page(user_id), orjson.dumps(post_ids),
+                             ex=jittered(PAGE_TTL, 0.33))
+
+    async def drop_pages(self, user_ids: Iterable[int]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.delete(keys.home_feed_page(user_id))
+            await pipe.execute()
+
+    async def lock_page(self, user_id: int) -> bool:
+        return bool(await self.redis.set(keys.home_feed_page_lock(user_id), "1", nx=True,
+                                         px=LOCK_MS))
+
+    async def unlock_page(self, user_id: int) -> None:
+        await self.redis.delete(keys.home_feed_page_lock(user_id))
+
+    # Celebrities: sticky once in, so their older posts stay merged at read time.
+
+    async def celebrity_ids(self) -> set[int] | None:
+        members = await self.redis.smembers(keys.celebrities())
+        if keys.FEED_COMPLETE not in members:
+            return None
+        return {int(member) for member in members if member != keys.FEED_COMPLETE}
+
+    async def fill_celebrities(self, author_ids: Iterable[int]) -> None:
+        await self.redis.sadd(keys.celebrities(), keys.FEED_COMPLETE, *author_ids)
+
+    async def add_celebrity(self, author_id: int) -> None:
+        await self.redis.sadd(keys.celebrities(), author_id)

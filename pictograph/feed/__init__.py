@@ -1,0 +1,1 @@
+"""The home feed: what each user sees, newest first."""

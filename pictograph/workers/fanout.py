@@ -1,0 +1,54 @@
+"""The fan-out worker: applies post and follow events to the stored home feeds.
+
+Reads never wait for it (they filter against the live follow graph), so it only has
+to be eventually right, and every step is idempotent: adding a post that is there,
+or removing one that is not, changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pictograph import events
+from pictograph.cache import keys
+from pictograph.feed.policy import HomeFeed
+from pictograph.workers.streams import StreamConsumer
+
+if TYPE_CHECKING:
+    from pictograph.resources import Resources
+
+log = logging.getLogger(__name__)
+
+GROUP = "fanout"
+_ENDED = ("unfollowed", "follow_removed")
+
+
+async def apply_event(feed: HomeFeed, event: dict[str, Any]) -> None:
+    kind = event["kind"]
+    if kind == "post_ready":
+        written = await feed.push_to_home(event["post_id"], event["author_id"])
+        log.debug("post %s fanned out to %d feeds", event["post_id"], written)
+    elif kind == "post_deleted":
+        await feed.forget_post(event["post_id"], event["author_id"])
+    elif kind == "followed":
+        await feed.merge_into_home(event["follower"], event["followee"])
+    elif kind in _ENDED:
+        await feed.unmerge_from_home(event["follower"], event["followee"])
+    elif kind == "blocked":
+        await feed.unmerge_from_home(event["blocker"], event["blocked"])
+        await feed.unmerge_from_home(event["blocked"], event["blocker"])
+
+
+async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
+    feed = HomeFeed(resources.redis, resources.settings.celebrity_threshold)
+
+    async def handle(event: dict[str, Any]) -> None:
+        await apply_event(feed, event)
+
+    consumers = [
+        StreamConsumer(resources.redis, keys.event_stream(stream), GROUP, handle,
+                       resources.metrics)
+        for stream in (events.POSTS, events.FOLLOWS)
+    ]
+    await asyncio.gather(*(consumer.run(stop) for consumer in consumers))

@@ -1,0 +1,159 @@
+"""Fan-out on write, fan-out on read for celebrities, the first-page cache, and counts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from pictograph.feed import policy
+from pictograph.feed.policy import HomeFeed
+from pictograph.models import Follow, FollowState, Post, User
+from pictograph.resources import Resources
+from tests.support.counting import count_queries
+from tests.support.feeds import FEED, consumers, fan_out, feed_captions, publish
+from tests.support.graphql import gql, relate_ok, sign_up, user_id
+from tests.support.redis_counter import count_redis
+
+
+async def _followers(author: str, count: int) -> list[int]:
+    star = await User.get(username=author)
+    fans = [User(username=f"{author}_fan{i:04d}", password_hash="!") for i in range(count)]
+    await User.bulk_create(fans)
+    await Follow.bulk_create(
+        [Follow(follower_id=f.id, followee_id=star.id, state=FollowState.ACCEPTED) for f in fans]
+    )
+    await User.filter(id=star.id).update(follower_count=count)
+    return [f.id for f in fans]
+
+
+@pytest.mark.parametrize("followers", [5, 60])
+async def test_a_celebrity_post_costs_the_same_redis_writes_whatever_the_following(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch,
+    followers: int,
+) -> None:
+    monkeypatch.setattr(resources.settings, "celebrity_threshold", 5)
+    token = await sign_up(client, "star")
+    await _followers("star", followers)
+    feed = HomeFeed(resources.redis, 5)
+    await feed.push_to_home(1, (await User.get(username="star")).id)  # warms the celebrity set
+    from tests.support.photos import jpeg, post_photo, process_media
+
+    await post_photo(client, token, jpeg(64, 48), caption="to the world")
+    await process_media(resources)
+    post = await Post.get(caption="to the world")
+    with count_redis(monkeypatch) as redis:
+        await feed.push_to_home(post.id, post.author_id)  # type: ignore[attr-defined]
+    assert redis.commands == 2  # the recent list, the celebrity set; nothing per follower
+    # And every follower sees it, merged at read time.
+    fan = await User.filter(username__startswith="star_fan").first()
+    assert fan is not None
+    from pictograph.sessions import mint_token
+
+    fan_token = await mint_token(fan.id, 3600)
+    assert (await feed_captions(client, fan_token))[0] == ["to the world"]
+
+
+async def test_normal_posts_fan_out_in_batches_to_every_follower(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy, "FANOUT_BATCH", 7)
+    token = await sign_up(client, "writer")
+    fans = await _followers("writer", 30)
+    await publish(client, resources, token, "for all")
+    post = await Post.get(caption="for all")
+    from pictograph.cache import keys
+
+    for fan in fans:
+        assert await resources.redis.zscore(keys.home_feed(fan), post.id) == post.id
+
+
+async def test_a_fan_out_killed_midway_is_finished_by_another_worker_exactly_once(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pictograph.cache import keys
+
+    monkeypatch.setattr(policy, "FANOUT_BATCH", 5)
+    token = await sign_up(client, "busy")
+    fans = await _followers("busy", 23)
+    from tests.support.photos import jpeg, post_photo, process_media
+
+    await post_photo(client, token, jpeg(64, 48), caption="interrupted")
+    await process_media(resources)
+    # Worker A takes the event and dies after two batches, never acknowledging it.
+    pushed = 0
+    original = HomeFeed._push
+
+    async def dies_after_two(self: HomeFeed, user_ids: list[int], post_id: int) -> int:
+        nonlocal pushed
+        if pushed == 2:
+            raise SystemExit("worker killed")
+        pushed += 1
+        return await original(self, user_ids, post_id)
+
+    posts_consumer, follows_consumer = consumers(resources, claim_idle_ms=0)
+    await follows_consumer.ensure_group()
+    while await follows_consumer.step():
+        pass
+    monkeypatch.setattr(HomeFeed, "_push", dies_after_two)
+    await posts_consumer.ensure_group()
+    with pytest.raises(SystemExit):
+        await posts_consumer.step()
+    monkeypatch.setattr(HomeFeed, "_push", original)
+    # Worker B claims the pending event and completes the fan-out.
+    assert await fan_out(resources, claim_idle_ms=0) == 1
+    post = await Post.get(caption="interrupted")
+    for fan in fans:
+        entries = await resources.redis.zrangebyscore(keys.home_feed(fan), post.id, post.id)
+        assert entries == [str(post.id)]
+
+
+async def test_concurrent_misses_rebuild_the_first_page_once(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = await sign_up(client, "crowded")
+    author = await sign_up(client, "source")
+    await relate_ok(client, "follow", me, await user_id(client, "source"))
+    await publish(client, resources, author, "one")
+    assert await resources.redis.keys("user_feed:*") == []  # the first page is cold
+    merges = 0
+    original = HomeFeed._merge
+
+    async def counting_merge(self, *args, **kwargs):
+        nonlocal merges
+        merges += 1
+        await asyncio.sleep(0.05)  # a slow rebuild: the others arrive meanwhile
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(HomeFeed, "_merge", counting_merge)
+    results = await asyncio.gather(*(feed_captions(client, me) for _ in range(8)))
+    assert all(captions == ["one"] for captions, _ in results)
+    assert merges == 1
+
+
+async def test_feed_pages_cost_no_sql_when_warm_and_few_when_cold(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = await sign_up(client, "counter")
+    authors = [await sign_up(client, f"poster{i}") for i in range(4)]
+    for i in range(4):
+        await relate_ok(client, "follow", me, await user_id(client, f"poster{i}"))
+    await fan_out(resources)
+    for round_ in range(5):
+        for token in authors:
+            await publish(client, resources, token, f"r{round_}")
+    await gql(client, FEED, {"first": 20}, token=me)
+    with count_queries() as warm, count_redis(monkeypatch) as redis:
+        result = await gql(client, FEED, {"first": 20}, token=me)
+    assert len(result["data"]["feed"]["edges"]) == 20
+    assert all(e["node"]["media"] for e in result["data"]["feed"]["edges"])
+    assert warm == []
+    # Token, first page, posts, authors, relations, celebrities: a bound, not a timing.
+    assert redis.round_trips <= 6, redis
+    for key in await resources.redis.keys("*"):
+        if not key.startswith("auth:"):
+            await resources.redis.delete(key)
+    with count_queries() as cold:
+        assert await gql(client, FEED, {"first": 20}, token=me) == result
+    assert len(cold) <= 5, cold
