@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+from botocore.exceptions import ClientError
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
@@ -51,7 +52,9 @@ async def serve_media(request: Request) -> Response:
     variant = post.variants[size]
     headers = {
         "ETag": f'"{variant.etag}"',
-        "Cache-Control": f"private, max-age={min(remaining, resources.settings.media_url_ttl)}",
+        # Browsers keep the bytes but ask again (If-None-Match) before each use, so an
+        # unfollow takes effect on the next view, not when a max-age runs out.
+        "Cache-Control": "private, max-age=0, must-revalidate",
         "X-Content-Type-Options": "nosniff",
     }
     if request.headers.get("if-none-match") == headers["ETag"]:
@@ -76,7 +79,11 @@ async def _stream_from_s3(
     storage: S3Storage, key: str, request: Request, headers: dict[str, str], content_type: str
 ) -> Response:
     byte_range = request.headers.get("range")
-    response = await storage.open_stream(key, byte_range)
+    try:
+        response = await storage.open_stream(key, byte_range)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        return Response(status_code=416) if code == "InvalidRange" else REFUSED
     body = response["Body"]
 
     async def chunks() -> AsyncIterator[bytes]:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pictograph.models import Upload
+from pictograph.storage.local import LocalDiskStorage, ObjectTooLarge, UploadExpired
 from pictograph.storage.signing import verify
 
 
@@ -18,6 +19,9 @@ def _refuse(status: int, message: str) -> JSONResponse:
 
 async def receive_upload(request: Request) -> Response:
     resources = request.app.state.resources
+    storage = resources.storage
+    if not isinstance(storage, LocalDiskStorage):
+        return _refuse(404, "uploads go straight to object storage")
     try:
         upload_id = int(request.path_params["upload_id"])
         expires = int(request.query_params["e"])
@@ -37,13 +41,19 @@ async def receive_upload(request: Request) -> Response:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > upload.byte_size:
         return _refuse(413, f"at most {upload.byte_size} bytes, as declared")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > upload.byte_size:
-            # Stop reading at once: a client must not fill our disk past its declaration.
-            return _refuse(413, f"at most {upload.byte_size} bytes, as declared")
-    if not body:
+    try:
+        # Streamed to disk, and cut off at the declared size or the ticket's expiry: a
+        # client can neither fill memory nor trickle a body past the sweeper.
+        written = await storage.put_stream(upload.object_key, request.stream(),
+                                           upload.byte_size, expires)
+    except ObjectTooLarge:
+        return _refuse(413, f"at most {upload.byte_size} bytes, as declared")
+    except UploadExpired:
+        return _refuse(403, "this upload URL has expired")
+    if not written:
+        await storage.delete(upload.object_key)
         return _refuse(400, "the body is empty")
-    await resources.storage.put(upload.object_key, bytes(body), content_type)
+    if not await Upload.exists(id=upload_id):
+        await storage.delete(upload.object_key)  # swept while we wrote
+        return _refuse(403, "this upload URL is no longer usable")
     return Response(status_code=200)

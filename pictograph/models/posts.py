@@ -75,6 +75,8 @@ class StorageGarbage(Model):
     id = fields.BigIntField(primary_key=True)
     object_key = fields.CharField(max_length=200)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Not before this moment: an original's ticket may still let a client PUT it again.
+    not_before = fields.DatetimeField(null=True, db_index=True)
 
     class Meta:
         table = "storage_garbage"

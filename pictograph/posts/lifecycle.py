@@ -75,11 +75,12 @@ async def delete_post(resources: Resources, viewer_id: int, post_id: int) -> Non
         if post.author_id != viewer_id:  # type: ignore[attr-defined]
             raise Forbidden("only its author can delete a post")
         keys = await MediaVariant.filter(post_id=post_id).values_list("object_key", flat=True)
+        trash = await garbage.discard(keys)
         upload = await Upload.get_or_none(id=post.upload_id)
         if upload is not None:
-            keys.append(upload.object_key)  # gone already once processed; harmless then
+            # Gone already once processed, but a still-valid ticket could put it back.
+            trash += await garbage.discard_original(upload)
             await upload.delete()
-        trash = await garbage.discard(keys)
         await post.delete()
         if post.status == PostStatus.READY:
             await User.filter(id=viewer_id).update(post_count=F("post_count") - 1)

@@ -3,11 +3,20 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from pictograph.storage.base import DirectUpload, ObjectNotFound
+
+
+class ObjectTooLarge(Exception):
+    pass
+
+
+class UploadExpired(Exception):
+    pass
 
 
 class LocalDiskStorage:
@@ -49,6 +58,29 @@ class LocalDiskStorage:
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
         partial.write_bytes(data)
         os.replace(partial, path)
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], limit: int, deadline: float
+    ) -> int:
+        """Writes chunks to the object without holding them in memory; stops (and
+        leaves nothing) past `limit` bytes or the `deadline` (a time.time())."""
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        written = 0
+        try:
+            with partial.open("wb") as file:
+                async for chunk in chunks:
+                    written += len(chunk)
+                    if written > limit:
+                        raise ObjectTooLarge(limit)
+                    if time.time() > deadline:
+                        raise UploadExpired
+                    await asyncio.to_thread(file.write, chunk)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
 
     async def get(self, key: str) -> bytes:
         try:

@@ -18,7 +18,10 @@ def sign(secret: bytes, purpose: str, *parts: object) -> str:
 
 
 def verify(secret: bytes, signature: str, purpose: str, *parts: object) -> bool:
-    return hmac.compare_digest(sign(secret, purpose, *parts), signature)
+    # Bytes, not str: compare_digest raises on non-ASCII text, and that must be a no.
+    return hmac.compare_digest(
+        sign(secret, purpose, *parts).encode(), signature.encode("utf-8", "replace")
+    )
 
 
 def media_url(

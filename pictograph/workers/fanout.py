@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pictograph import events
 from pictograph.cache import keys
 from pictograph.feed.policy import HomeFeed
-from pictograph.workers.streams import StreamConsumer
+from pictograph.workers.streams import StreamConsumer, run_together
 
 if TYPE_CHECKING:
     from pictograph.resources import Resources
@@ -51,4 +51,4 @@ async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
                        resources.metrics)
         for stream in (events.POSTS, events.FOLLOWS)
     ]
-    await asyncio.gather(*(consumer.run(stop) for consumer in consumers))
+    await run_together(consumer.run(stop) for consumer in consumers)

@@ -23,7 +23,7 @@ from pictograph.models import MediaVariant, Post, PostStatus, Upload, User
 from pictograph.posts import garbage
 from pictograph.storage.base import ObjectNotFound
 from pictograph.storage.signing import variant_key
-from pictograph.workers.streams import StreamConsumer
+from pictograph.workers.streams import StreamConsumer, run_together
 
 if TYPE_CHECKING:
     from pictograph.resources import Resources
@@ -43,14 +43,14 @@ async def process_post(resources: Resources, post_id: int) -> None:
     try:
         original = await resources.storage.get(upload.object_key)
     except ObjectNotFound:
-        await _finish(resources, post, upload.object_key, [], "the upload is gone")
+        await _finish(resources, post, [], "the upload is gone")
         return
     try:
         variants = await asyncio.to_thread(
             process_image, original, max_pixels=resources.settings.max_image_pixels
         )
     except ImageRejected as rejected:
-        await _finish(resources, post, upload.object_key, [], rejected.reason)
+        await _finish(resources, post, [], rejected.reason)
         return
     stored: list[dict[str, Any]] = []
     for variant in variants:
@@ -66,23 +66,25 @@ async def process_post(resources: Resources, post_id: int) -> None:
             "byte_size": len(variant.data),
             "etag": hashlib.sha256(variant.data).hexdigest()[:32],
         })
-    await _finish(resources, post, upload.object_key, stored, None)
+    await _finish(resources, post, stored, None)
 
 
 async def _finish(
     resources: Resources,
     post: Post,
-    original_key: str,
     variants: list[dict[str, Any]],
     failure: str | None,
 ) -> None:
     async with in_transaction():
         locked = await Post.filter(id=post.id).select_for_update().first()
-        if locked is None or locked.status != PostStatus.PROCESSING:
-            # Deleted (or finished by another worker) while we worked: what we wrote
-            # is nobody's.
+        if locked is None:
+            # Deleted while we worked: what we wrote is nobody's.
             trash = await garbage.discard(v["object_key"] for v in variants)
             outbox = []
+        elif locked.status != PostStatus.PROCESSING:
+            # Another delivery of this job finished first. Our keys are its keys (they
+            # derive from the post id), so they must stay.
+            trash, outbox = [], []
         else:
             await MediaVariant.filter(post_id=post.id).delete()
             for variant in variants:
@@ -93,7 +95,8 @@ async def _finish(
             if status == PostStatus.READY:
                 await User.filter(id=author_id).update(post_count=F("post_count") + 1)
             # Originals are never served: once processed, the original goes.
-            trash = await garbage.discard([original_key])
+            upload = await Upload.get(id=locked.upload_id)
+            trash = await garbage.discard_original(upload)
             kind = "post_ready" if status == PostStatus.READY else "post_failed"
             outbox = [await events.record(events.POSTS, kind, post_id=post.id,
                                           author_id=author_id)]
@@ -112,13 +115,15 @@ async def run_media_worker(resources: Resources, stop: asyncio.Event) -> None:
     async def give_up(event: dict[str, Any]) -> None:
         post = await Post.get_or_none(id=int(event["post_id"]))
         if post is not None and post.status == PostStatus.PROCESSING:
-            upload = await Upload.get(id=post.upload_id)
-            await _finish(resources, post, upload.object_key, [],
-                          "the photo could not be processed")
+            await _finish(resources, post, [], "the photo could not be processed; post it again")
 
+    # One message at a time: a claimed batch could otherwise sit idle long enough for
+    # another consumer to take it over while this one still works on it. A failing job
+    # is retried for about ten minutes (storage outages pass) before the post fails.
     consumers = [
         StreamConsumer(resources.redis, keys.event_stream(events.MEDIA), GROUP, handle,
-                       resources.metrics, on_poison=give_up)
+                       resources.metrics, on_poison=give_up, batch=1, claim_idle_ms=30_000,
+                       max_deliveries=20)
         for _ in range(CONSUMERS_PER_PROCESS)
     ]
-    await asyncio.gather(*(consumer.run(stop) for consumer in consumers))
+    await run_together(consumer.run(stop) for consumer in consumers)

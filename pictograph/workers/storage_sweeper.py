@@ -28,8 +28,9 @@ async def sweep_storage_once(resources: Resources) -> int | None:
         return None
     try:
         async with in_transaction():
+            # After the grace: a PUT that started before the expiry may still be arriving.
             abandoned = await Upload.filter(
-                post_id__isnull=True, expires_at__lte=datetime.now(UTC)
+                post_id__isnull=True, expires_at__lte=datetime.now(UTC) - garbage.UPLOAD_GRACE
             ).select_for_update().limit(500)
             await garbage.discard(upload.object_key for upload in abandoned)
             await Upload.filter(id__in=[upload.id for upload in abandoned]).delete()

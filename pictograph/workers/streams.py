@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -25,6 +25,14 @@ from pictograph.http.metrics import Metrics
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def run_together(runs: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Runs consumers as one worker: if one fails, the others are cancelled too, so the
+    supervisor restarts the whole set instead of leaving orphans running."""
+    async with asyncio.TaskGroup() as group:
+        for run in runs:
+            group.create_task(run)
 
 
 def consumer_name() -> str:
@@ -85,13 +93,19 @@ class StreamConsumer:
             self.stream, self.group, self.name, self.claim_idle_ms, start_id="0-0",
             count=self.batch,
         )
-        messages = list(claimed)
-        if not messages:
-            response = await self.redis.xreadgroup(
-                self.group, self.name, {self.stream: ">"}, count=self.batch,
-                block=self.block_ms,
-            )
-            messages = [m for _, entries in response or [] for m in entries]
+        for message_id, fields in claimed:
+            # Checked before handling: a message that kills its process (memory, a
+            # segfault in a decoder) would otherwise come back for ever.
+            if await self._deliveries(message_id) > self.max_deliveries:
+                await self._give_up(message_id, decode(fields))
+            else:
+                await self._handle(message_id, fields)
+        if claimed:
+            return len(claimed)
+        response = await self.redis.xreadgroup(
+            self.group, self.name, {self.stream: ">"}, count=self.batch, block=self.block_ms,
+        )
+        messages = [m for _, entries in response or [] for m in entries]
         for message_id, fields in messages:
             await self._handle(message_id, fields)
         return len(messages)
@@ -105,13 +119,16 @@ class StreamConsumer:
             log.exception("%s: message %s failed (delivery %d)", self.group, message_id,
                           deliveries)
             self.metrics.worker_jobs.labels(self.group, "failed").inc()
-            if deliveries < self.max_deliveries:
-                return  # stays pending; claimed again after claim_idle_ms
-            if self.on_poison is not None:
-                await self.on_poison(event)
-            self.metrics.worker_jobs.labels(self.group, "poisoned").inc()
-        else:
-            self.metrics.worker_jobs.labels(self.group, "ok").inc()
+            if deliveries >= self.max_deliveries:
+                await self._give_up(message_id, event)
+            return  # stays pending; claimed again after claim_idle_ms
+        self.metrics.worker_jobs.labels(self.group, "ok").inc()
+        await self.redis.xack(self.stream, self.group, message_id)
+
+    async def _give_up(self, message_id: str, event: dict[str, Any]) -> None:
+        if self.on_poison is not None:
+            await self.on_poison(event)
+        self.metrics.worker_jobs.labels(self.group, "poisoned").inc()
         await self.redis.xack(self.stream, self.group, message_id)
 
     async def _deliveries(self, message_id: str) -> int:

@@ -107,8 +107,53 @@ async def test_a_post_deleted_while_processing_leaves_no_objects(
     }, headers={"Authorization": f"Bearer {token}"})
     assert await Post.all().count() == 0
     # The worker finishes its work on the vanished post: its outputs become garbage.
-    await media._finish(resources, stale, "uploads/none", [
+    await media._finish(resources, stale, [
         {"size": "FULL", "object_key": "media/orphan/full.jpg", "width": 1, "height": 1,
          "content_type": "image/jpeg", "byte_size": 1, "etag": "x"}], None)
-    assert await StorageGarbage.all().count() == 0
+    assert await StorageGarbage.filter(not_before__isnull=True).count() == 0
     assert await MediaVariant.all().count() == 0
+
+
+async def test_two_deliveries_racing_keep_the_finished_photo(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    import asyncio
+
+    token = await sign_up(client, "author")
+    await post_photo(client, token, jpeg(500, 400))
+    post = await Post.get()
+    await asyncio.gather(process_post(resources, post.id), process_post(resources, post.id))
+    assert (await Post.get()).status == PostStatus.READY
+    for key in await MediaVariant.all().values_list("object_key", flat=True):
+        assert await resources.storage.size(key)
+
+
+async def test_an_original_put_again_after_processing_is_swept_later(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pictograph.models import StorageGarbage, Upload
+    from pictograph.posts import garbage
+    from pictograph.workers.storage_sweeper import sweep_storage_once
+    from tests.support.photos import CREATE_POST, create_upload, put_bytes
+
+    token = await sign_up(client, "sneaky")
+    data = jpeg(300, 200)
+    ticket = await create_upload(client, token, data)
+    assert await put_bytes(client, ticket, data) == 200
+    await client.post("/graphql", json={"query": CREATE_POST,
+                                        "variables": {"upload": ticket["uploadId"]}},
+                      headers={"Authorization": f"Bearer {token}"})
+    await process_post(resources, (await Post.get()).id)
+    upload = await Upload.get()
+    assert await resources.storage.size(upload.object_key) is None
+    # The ticket is still valid: on S3 a client can put the original back.
+    await resources.storage.put(upload.object_key, data, "image/jpeg")
+    assert await StorageGarbage.all().count() == 1  # the deletion waiting for expiry
+    await StorageGarbage.all().update(
+        not_before=datetime.now(UTC) - garbage.UPLOAD_GRACE - timedelta(seconds=1)
+    )
+    await sweep_storage_once(resources)
+    assert await resources.storage.size(upload.object_key) is None
+    assert await StorageGarbage.all().count() == 0
