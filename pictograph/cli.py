@@ -124,3 +124,34 @@ def makemigrations(
 
     for path in asyncio.run(make_migrations(name)):
         typer.echo(f"created {path}")
+
+
+@app.command()
+def seed(
+    users: Annotated[int, typer.Option(help="Accounts to create (5 are demo logins).")] = 10_000,
+    posts: Annotated[int, typer.Option(help="READY photo posts, over the last 30 days.")] = 50_000,
+    celebrities: Annotated[
+        int, typer.Option(help="Accounts followed by a large share of users.")
+    ] = 5,
+    random_seed: Annotated[int, typer.Option("--seed", help="Seed of the random data.")] = 1,
+    force: Annotated[
+        bool, typer.Option(help="Add to a database that already has users.")
+    ] = False,
+) -> None:
+    """Fill the database with a realistic network to try it out (demo0..demo4 can log in)."""
+    from pictograph.seed import SeedRefused, run_seed
+
+    settings = _settings()
+    logging.getLogger("pictograph").setLevel(logging.WARNING)  # the bars say what happens
+    try:
+        report = asyncio.run(run_seed(settings, users=users, posts=posts,
+                                      celebrities=celebrities, seed=random_seed, force=force))
+    except SeedRefused as refused:
+        typer.echo(f"pictograph: {refused}", err=True)
+        raise typer.Exit(1) from None
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if settings.embedded_redis:
+        typer.echo("(the embedded cache lives in each process: restart a running "
+                   "`pictograph serve` so it forgets feeds it cached)", err=True)
+    typer.echo(report.summary())

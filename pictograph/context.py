@@ -38,6 +38,8 @@ class Context:
         self.connection = connection
         self.token = token
         self.request_id = request_id
+        # Set by Strawberry from a WebSocket's connection_init payload.
+        self.connection_params: dict[str, object] | None = None
         self._viewer_id: int | None = None
         self._viewer_resolved = False
 

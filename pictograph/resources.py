@@ -16,6 +16,7 @@ from pictograph.cache.connection import open_redis
 from pictograph.db import open_database
 from pictograph.http.metrics import Metrics
 from pictograph.ids import configure_node
+from pictograph.live.hub import LiveHub
 from pictograph.passwords import Passwords
 from pictograph.settings import Settings
 from pictograph.storage import ObjectStorage, open_storage
@@ -32,6 +33,7 @@ class Resources:
     passwords: Passwords
     metrics: Metrics
     secret_key: bytes
+    live: LiveHub
 
     def describe(self) -> str:
         database = "sqlite" if self.settings.resolved_database_url().startswith("sqlite") else (
@@ -70,7 +72,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             passwords=Passwords(settings),
             metrics=Metrics(),
             secret_key=settings.resolved_secret_key(),
+            live=LiveHub(redis),
         )
+        await resources.live.start()
+        stack.push_async_callback(resources.live.stop)
         await _take_id_node(redis)
         log.info("resources open: %s", resources.describe())
         yield resources

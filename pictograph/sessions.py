@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 
 from pictograph.cache import tokens as token_cache
+from pictograph.live import publish as live
 from pictograph.models import AuthToken
 
 
@@ -62,6 +63,7 @@ async def revoke_token(redis: Redis, token: str) -> None:
     await token_cache.mark_revoked(
         redis, token_hash, int((row.expires_at - now).total_seconds())
     )
+    await live.token_revoked(redis, token_hash)  # its open subscriptions end
 
 
 async def delete_expired_tokens(now: datetime | None = None) -> int:

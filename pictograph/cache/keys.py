@@ -107,3 +107,24 @@ def recent_posts(author_id: int) -> str:
 def celebrities() -> str:
     """Authors whose posts are merged at read time instead of fanned out."""
     return "celebrities"
+
+
+# Live updates (Redis pub/sub). Channels are not keys, but their names live here too.
+def live_viewer(user_id: int) -> str:
+    """What happens to one viewer's feed: fanned-out posts, removals, graph changes."""
+    return f"live:{{{user_id}}}"
+
+
+def live_author(author_id: int) -> str:
+    """A celebrity's posts: one publish reaches every follower's subscription."""
+    return f"live:author:{{{author_id}}}"
+
+
+def live_token(token_hash: str) -> str:
+    """Said once, when the token is revoked: its subscriptions end."""
+    return f"live:token:{{{token_hash}}}"
+
+
+def live_connections(user_id: int) -> str:
+    """The user's open sockets (member: connection id; score: lease expiry)."""
+    return f"live:conns:{{{user_id}}}"

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from pictograph.cache import keys
 from pictograph.cache.feeds import FeedCache
 from pictograph.graph.reader import FollowGraph
+from pictograph.live import publish as live
 from pictograph.models import Follow, FollowState, Post, PostStatus, User
 from pictograph.records import PostRecord
 from pictograph.visibility import feed_visible
@@ -51,7 +52,9 @@ class HomeFeed:
     async def push_to_home(self, post_id: int, author_id: int) -> int:
         """Returns how many feeds were written (1 for a celebrity: the recent list)."""
         await self.cache.add([keys.recent_posts(author_id)], [post_id])
+        added = {"kind": live.POST_ADDED, "post_id": post_id, "author_id": author_id}
         if await self._is_celebrity(author_id):
+            await live.to_author_followers(self.redis, author_id, added)
             return 1
         written = 1
         followers = self._followers(author_id)
@@ -59,15 +62,18 @@ class HomeFeed:
         async for follower in followers:
             batch.append(follower)
             if len(batch) >= FANOUT_BATCH:
-                written += await self._push(batch, post_id)
+                written += await self._push(batch, post_id, author_id)
                 batch = []
         if batch:
-            written += await self._push(batch, post_id)
+            written += await self._push(batch, post_id, author_id)
         return written
 
-    async def _push(self, user_ids: list[int], post_id: int) -> int:
+    async def _push(self, user_ids: list[int], post_id: int, author_id: int) -> int:
         written = await self.cache.add([keys.home_feed(u) for u in user_ids], [post_id])
         await self.cache.drop_pages(user_ids)
+        await live.to_viewers(self.redis, user_ids, {
+            "kind": live.POST_ADDED, "post_id": post_id, "author_id": author_id,
+        })
         return written
 
     async def merge_into_home(self, follower_id: int, author_id: int) -> None:
@@ -82,7 +88,30 @@ class HomeFeed:
         await self.cache.drop_pages([follower_id])
 
     async def forget_post(self, post_id: int, author_id: int) -> None:
+        """Reads already skip a deleted post; this tells live subscriptions and tidies
+        the author's recent list."""
         await self.cache.remove(keys.recent_posts(author_id), [post_id])
+        removed = {"kind": live.POST_REMOVED, "post_id": post_id, "author_id": author_id}
+        if await self._is_celebrity(author_id):
+            await live.to_author_followers(self.redis, author_id, removed)
+            return
+        batch: list[int] = [author_id]
+        async for follower in self._followers(author_id):
+            batch.append(follower)
+            if len(batch) >= FANOUT_BATCH:
+                await live.to_viewers(self.redis, batch, removed)
+                batch = []
+        await live.to_viewers(self.redis, batch, removed)
+
+    async def recent_post_ids(self, author_id: int, limit: int) -> list[int]:
+        return await self._recent(author_id, None, limit)
+
+    async def followed_celebrities(self, viewer_id: int, graph: FollowGraph) -> list[int]:
+        celebrities = await self._celebrities()
+        if not celebrities:
+            return []
+        relations = await graph.relations(viewer_id, sorted(celebrities))
+        return [c for c, relation in relations.items() if relation.following]
 
     async def _followers(self, author_id: int):
         """Accepted followers from the database, in keyset pages (a hot path for big
@@ -201,11 +230,7 @@ class HomeFeed:
         self, viewer_id: int, graph: FollowGraph, before: int | None, want: int
     ) -> list[int]:
         """The viewer's feed entries and followed celebrities' recent posts, merged."""
-        celebrities = await self._celebrities()
-        followed_celebrities: list[int] = []
-        if celebrities:
-            relations = await graph.relations(viewer_id, sorted(celebrities))
-            followed_celebrities = [c for c, r in relations.items() if r.following]
+        followed_celebrities = await self.followed_celebrities(viewer_id, graph)
         [(own, complete)] = await self.cache.ranges([keys.home_feed(viewer_id)], before, want)
         if not complete:
             own = await self.regenerate(viewer_id, graph, before, want)

@@ -20,6 +20,7 @@ from pictograph.cache.users import ProfileCache
 from pictograph.errors import Forbidden, NotFound
 from pictograph.graph import store
 from pictograph.graph.relation import FollowStatus, PairState
+from pictograph.live import publish as live
 from pictograph.models import Block, Follow, FollowState, OutboxEvent, User
 from pictograph.visibility import follow_status
 
@@ -233,7 +234,27 @@ class GraphChanges:
         # If Redis could not take the new state, the outbox rows stay for the relay,
         # which re-syncs the pair before it publishes them.
         await self._after_commit(outbox if written else [], outcome.counts_changed)
+        await self._tell_subscriptions(outcome.events)
         return follow_status(a, b, after.relation_for_a())
+
+    async def _tell_subscriptions(self, changes: list[tuple[str, dict[str, int]]]) -> None:
+        """Open subscriptions stop showing an author the moment the follow ends (they
+        check the live graph too; this makes them say POST_REMOVED)."""
+        try:
+            for kind, data in changes:
+                if kind in ("unfollowed", "follow_removed"):
+                    await live.to_viewers(self.redis, [data["follower"]], {
+                        "kind": live.AUTHOR_GONE, "author_id": data["followee"]})
+                elif kind == "blocked":
+                    for viewer, author in ((data["blocker"], data["blocked"]),
+                                           (data["blocked"], data["blocker"])):
+                        await live.to_viewers(self.redis, [viewer], {
+                            "kind": live.AUTHOR_GONE, "author_id": author})
+                elif kind == "followed":
+                    await live.to_viewers(self.redis, [data["follower"]], {
+                        "kind": live.GRAPH_CHANGED, "author_id": data["followee"]})
+        except RedisError:
+            log.warning("could not tell live subscriptions about %d changes", len(changes))
 
     async def _commit(
         self,

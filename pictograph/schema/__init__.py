@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from strawberry.types.execution import ExecutionContext
 
 from pictograph.schema.errors import CodedErrors, log_unexpected
+from pictograph.schema.live import Subscription
 from pictograph.schema.posts import PostType
 from pictograph.schema.root import Mutation, Query
 from pictograph.schema.users import UserType
@@ -24,6 +25,7 @@ def build_schema() -> PictographSchema:
     return PictographSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[UserType, PostType],
         extensions=[CodedErrors],
     )

@@ -45,7 +45,8 @@ async def test_a_celebrity_post_costs_the_same_redis_writes_whatever_the_followi
     post = await Post.get(caption="to the world")
     with count_redis(monkeypatch) as redis:
         await feed.push_to_home(post.id, post.author_id)  # type: ignore[attr-defined]
-    assert redis.commands == 2  # the recent list, the celebrity set; nothing per follower
+    # The recent list, the celebrity set, one publish: nothing per follower.
+    assert redis.commands == 3
     # And every follower sees it, merged at read time.
     fan = await User.filter(username__startswith="star_fan").first()
     assert fan is not None
@@ -85,12 +86,13 @@ async def test_a_fan_out_killed_midway_is_finished_by_another_worker_exactly_onc
     pushed = 0
     original = HomeFeed._push
 
-    async def dies_after_two(self: HomeFeed, user_ids: list[int], post_id: int) -> int:
+    async def dies_after_two(self: HomeFeed, user_ids: list[int], post_id: int,
+                             author_id: int) -> int:
         nonlocal pushed
         if pushed == 2:
             raise SystemExit("worker killed")
         pushed += 1
-        return await original(self, user_ids, post_id)
+        return await original(self, user_ids, post_id, author_id)
 
     posts_consumer, follows_consumer = consumers(resources, claim_idle_ms=0)
     await follows_consumer.ensure_group()

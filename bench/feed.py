@@ -1,0 +1,359 @@
+"""What the home feed costs: fan-out writes, warm and cold reads, celebrities, rebuilds.
+
+    python bench/feed.py              # embedded default (SQLite + fakeredis)
+    python bench/feed.py --services   # PostgreSQL + Redis on 127.0.0.1 (a throwaway database)
+    python bench/feed.py --quick      # smaller sizes, for a first look
+
+Prints medians and ratios measured in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytest import MonkeyPatch
+from tortoise.transactions import in_transaction
+from tqdm import tqdm
+
+from bench._harness import bench_app, percentile, print_table, with_backend
+from pictograph import events
+from pictograph.cache import keys
+from pictograph.cache.graph import GraphCache
+from pictograph.db import using_database
+from pictograph.feed.policy import FEED_CAP, HomeFeed
+from pictograph.graph.reader import FollowGraph
+from pictograph.ids import new_id
+from pictograph.images import process_image
+from pictograph.models import (
+    Follow,
+    FollowState,
+    MediaVariant,
+    Post,
+    PostStatus,
+    Upload,
+    User,
+)
+from pictograph.storage.signing import variant_key
+from tests.support.counting import count_queries
+from tests.support.feeds import consumers
+from tests.support.graphql import sign_up
+from tests.support.photos import jpeg
+from tests.support.redis_counter import count_redis
+
+FEED_QUERY = """query {
+  feed(first: 20) {
+    edges { node { id caption author { username displayName }
+                   media(size: THUMBNAIL) { url } } }
+  }
+}"""
+UNUSABLE = "!"  # no argon2 hash matches it: these users cannot log in
+BATCH = 5000
+NEVER = 10**9  # a celebrity threshold nobody reaches
+
+
+async def main(followers: int, quick: bool) -> None:
+    sizes = {
+        "pushes": 5,
+        "latency_posts": 5 if quick else 12,
+        "authors": 200,
+        "posts_per_author": 5,
+        "requests": 60 if quick else 300,
+        "cold_requests": 20 if quick else 60,
+        "rebuilds": 10 if quick else 25,
+        "small_celebrity": 1000,
+        "big_celebrity": 20_000 if quick else 100_000,
+    }
+    rows: list[tuple[str, str]] = []
+    async with bench_app() as (app, client):
+        resources = app.state.resources
+        settings = resources.settings
+        redis = resources.redis
+        with using_database(resources.database):
+            await redis.flushdb()
+            backend = "embedded" if settings.embedded_redis else "postgres+redis"
+
+            # 1. Fan-out: an ordinary author (not a celebrity) with `followers` followers.
+            settings.celebrity_threshold = NEVER
+            author = await User.create(username="author", password_hash=UNUSABLE)
+            crowd = await _users("fan", followers)
+            await _follow(crowd, [author.id])
+            await User.filter(id=author.id).update(follower_count=followers)
+            feed = HomeFeed(redis, settings.celebrity_threshold)
+            await feed.push_to_home(await _ready_post(author.id), author.id)  # feeds exist
+            rates, push_ms = [], []
+            for _ in tqdm(range(sizes["pushes"]), desc="push_to_home", unit="post"):
+                post = await _ready_post(author.id)
+                started = time.perf_counter()
+                written = await feed.push_to_home(post, author.id)
+                elapsed = time.perf_counter() - started
+                assert written == followers + 2, written  # the recent list, own feed, fans
+                rates.append(written / elapsed)
+                push_ms.append(elapsed * 1000)
+            latencies = await _ready_to_last_feed(resources, author.id, max(crowd),
+                                                  sizes["latency_posts"])
+            rows += [
+                (f"fan-out push_to_home, {followers:,} followers",
+                 f"{statistics.median(rates):,.0f} feed entries/s per worker "
+                 f"({statistics.median(push_ms):,.0f} ms/post, median of {len(rates)})"),
+                ("READY -> in the last follower's feed",
+                 f"p50 {statistics.median(latencies):,.0f} ms, "
+                 f"p99 {percentile(latencies, 0.99):,.0f} ms "
+                 f"({len(latencies)} posts, real fan-out consumer)"),
+            ]
+
+            # 2. Reads: a viewer following 200 authors with posts.
+            token = await sign_up(client, "viewer")
+            viewer = await User.get(username="viewer")
+            authors = await _users("author", sizes["authors"])
+            await _follow([viewer.id], authors)
+            post_ids = await _posts_with_media(resources, authors, sizes["posts_per_author"])
+            await User.filter(id=viewer.id).update(following_count=len(authors))
+            await User.filter(id__in=authors).update(follower_count=1,
+                                                     post_count=sizes["posts_per_author"])
+            headers = {"Authorization": f"Bearer {token}"}
+
+            async def read() -> None:
+                response = await client.post("/graphql", json={"query": FEED_QUERY},
+                                             headers=headers)
+                body = response.json()
+                assert not body.get("errors"), body
+                edges = body["data"]["feed"]["edges"]
+                assert len(edges) == 20 and all(e["node"]["media"]["url"] for e in edges)
+
+            cold_keys = [
+                keys.home_feed(viewer.id), keys.home_feed_page(viewer.id),
+                keys.home_feed_page_lock(viewer.id), *keys.graph_keys(viewer.id),
+                keys.user_profile(viewer.id), keys.user_version(viewer.id),
+                *(keys.post(i) for i in post_ids), *(keys.post_version(i) for i in post_ids),
+            ]
+
+            async def forget() -> None:
+                for start in range(0, len(cold_keys), 500):
+                    await redis.delete(*cold_keys[start:start + 500])
+
+            for _ in range(5):
+                await read()
+            warm_ms = await _timed(read, sizes["requests"], None, "warm feed reads")
+            cold_ms = await _timed(read, sizes["cold_requests"], forget, "cold feed reads")
+            warm_sql, warm_redis = await _costs(read, None)
+            cold_sql, cold_redis = await _costs(read, forget)
+            rows += [
+                ("feed(first: 20), warm", _reads(warm_ms, warm_sql, warm_redis)),
+                ("feed(first: 20), cold", _reads(cold_ms, cold_sql, cold_redis)),
+                ("ratio cold / warm (p50)",
+                 f"{statistics.median(cold_ms) / statistics.median(warm_ms):.1f}x"),
+            ]
+
+            # 3. Rebuilding the viewer's feed from posts and follows.
+            graph_cache = GraphCache(redis)
+            await FollowGraph(graph_cache).ensure_loaded([viewer.id])
+            rebuild_ms = []
+            with count_queries() as rebuild_sql:
+                for _ in tqdm(range(sizes["rebuilds"]), desc="regenerate", unit="feed"):
+                    await redis.delete(keys.home_feed(viewer.id))
+                    started = time.perf_counter()
+                    await feed.regenerate(viewer.id, FollowGraph(graph_cache), None, 20)
+                    rebuild_ms.append((time.perf_counter() - started) * 1000)
+            entries = await redis.zcard(keys.home_feed(viewer.id)) - 1  # less the marker
+            assert entries == FEED_CAP, entries
+            rows += [
+                (f"regenerate (rebuild {entries} entries)",
+                 f"{statistics.median(rebuild_ms):,.1f} ms/rebuild (median of "
+                 f"{len(rebuild_ms)}), {len(rebuild_sql) / len(rebuild_ms):.0f} SQL "
+                 f"queries, follow graph in Redis"),
+                ("ratio rebuild / warm read (p50)",
+                 f"{statistics.median(rebuild_ms) / statistics.median(warm_ms):.1f}x"),
+            ]
+
+            # 4. Celebrities: the write costs the same at any follower count.
+            small, big = sizes["small_celebrity"], sizes["big_celebrity"]
+            extra = await _users("crowd", max(0, big - len(crowd)))
+            everyone = crowd + extra
+            small_star = await User.create(username="star_small", password_hash=UNUSABLE,
+                                           follower_count=small)
+            big_star = await User.create(username="star_big", password_hash=UNUSABLE,
+                                         follower_count=big)
+            await _follow(everyone[:small], [small_star.id])
+            await _follow(everyone[:big], [big_star.id])
+            celebrity_feed = HomeFeed(redis, celebrity_threshold=small // 2)
+            costs = {}
+            for star, count in ((small_star.id, small), (big_star.id, big)):
+                await celebrity_feed.push_to_home(await _ready_post(star), star)  # warm-up
+                post = await _ready_post(star)
+                with MonkeyPatch().context() as patch, count_redis(patch) as sent, \
+                        count_queries() as sql:
+                    started = time.perf_counter()
+                    assert await celebrity_feed.push_to_home(post, star) == 1
+                    elapsed = (time.perf_counter() - started) * 1000
+                costs[count] = (sent.commands, sent.round_trips, len(sql), elapsed)
+            ordinary = HomeFeed(redis, NEVER)
+            await redis.delete(keys.celebrities())  # else the star stays one (sticky)
+            await ordinary.push_to_home(await _ready_post(small_star.id), small_star.id)
+            post = await _ready_post(small_star.id)
+            with MonkeyPatch().context() as patch, count_redis(patch) as fanned:
+                assert await ordinary.push_to_home(post, small_star.id) == small + 2
+            equal = costs[small][:3] == costs[big][:3]
+            for count in (small, big):
+                commands, trips, sql_count, elapsed = costs[count]
+                rows.append((f"celebrity push_to_home, {count:,} followers",
+                             f"{commands} Redis commands in {trips} round trips, "
+                             f"{sql_count} SQL, {elapsed:.1f} ms"))
+            rows += [
+                ("celebrity write cost equal at both sizes", "yes" if equal else "NO"),
+                (f"same post fanned out to {small:,} followers instead",
+                 f"{fanned.commands:,} Redis commands in {fanned.round_trips} round trips"),
+            ]
+
+    print_table(f"Home feed ({backend}; fan-out to {followers:,} followers, viewer following "
+                f"{sizes['authors']} authors)", rows)
+
+
+async def _users(prefix: str, count: int) -> list[int]:
+    """Bulk-creates users who cannot log in; returns their ids in creation order."""
+    people = [User(id=new_id(), username=f"{prefix}{i:06d}", password_hash=UNUSABLE)
+              for i in range(count)]
+    for start in tqdm(range(0, count, BATCH), desc=f"creating {prefix} users", unit="batch",
+                      disable=count <= BATCH):
+        await User.bulk_create(people[start:start + BATCH], batch_size=BATCH)
+    return [p.id for p in people]
+
+
+async def _follow(followers: list[int], followees: list[int]) -> None:
+    rows = [Follow(id=new_id(), follower_id=a, followee_id=b, state=FollowState.ACCEPTED)
+            for a in followers for b in followees]
+    for start in tqdm(range(0, len(rows), BATCH), desc="creating follows", unit="batch",
+                      disable=len(rows) <= BATCH):
+        await Follow.bulk_create(rows[start:start + BATCH], batch_size=BATCH)
+
+
+async def _ready_post(author_id: int) -> int:
+    post = await Post.create(author_id=author_id, status=PostStatus.READY, upload_id=new_id())
+    return post.id
+
+
+async def _posts_with_media(resources: Any, authors: list[int], each: int) -> list[int]:
+    """READY posts with stored THUMBNAIL and FULL variants, newest interleaved across
+    authors, all sharing one stored photo."""
+    variants = process_image(jpeg(480, 360))
+    order = [a for a in authors for _ in range(each)]
+    random.Random(1).shuffle(order)
+    post_ids = [new_id() for _ in order]
+    stored = []
+    for variant in variants:
+        key = variant_key(resources.secret_key, post_ids[0], variant.size, "jpg")
+        await resources.storage.put(key, variant.data, variant.content_type)
+        stored.append({"size": variant.size, "object_key": key, "width": variant.width,
+                       "height": variant.height, "content_type": variant.content_type,
+                       "byte_size": len(variant.data),
+                       "etag": hashlib.sha256(variant.data).hexdigest()[:32]})
+    uploads, posts, media = [], [], []
+    for post_id, author_id in zip(post_ids, order, strict=True):
+        upload_id = new_id()
+        uploads.append(Upload(id=upload_id, owner_id=author_id, content_type="image/jpeg",
+                              byte_size=1000, object_key=f"uploads/{author_id}/b{upload_id}",
+                              expires_at=_now(), post_id=post_id))
+        posts.append(Post(id=post_id, author_id=author_id, caption=f"photo {post_id}",
+                          status=PostStatus.READY, upload_id=upload_id))
+        media += [MediaVariant(post_id=post_id, **v) for v in stored]
+    await Upload.bulk_create(uploads, batch_size=BATCH)
+    await Post.bulk_create(posts, batch_size=BATCH)
+    await MediaVariant.bulk_create(media, batch_size=BATCH)
+    return post_ids
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+async def _ready_to_last_feed(resources: Any, author_id: int, last_follower: int,
+                              count: int) -> list[float]:
+    """Milliseconds from a post_ready event's publication to the post in the last
+    follower's feed, with the real fan-out consumer running in the background."""
+    [consumer] = [c for c in consumers(resources)
+                  if c.stream == keys.event_stream(events.POSTS)]
+    await consumer.ensure_group()
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    redis = resources.redis
+    samples = []
+    try:
+        for _ in tqdm(range(count), desc="READY -> last follower", unit="post"):
+            async with in_transaction():
+                post = await Post.create(author_id=author_id, status=PostStatus.READY,
+                                         upload_id=new_id())
+                outbox = [await events.record(events.POSTS, "post_ready", post_id=post.id,
+                                              author_id=author_id)]
+            started = time.perf_counter()
+            await events.publish(redis, outbox)
+            while await redis.zscore(keys.home_feed(last_follower), post.id) is None:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.0005)
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        stop.set()
+        await task
+    return samples
+
+
+async def _timed(request: Callable[[], Awaitable[None]], count: int,
+                 before: Callable[[], Awaitable[None]] | None, what: str) -> list[float]:
+    """Latencies of sequential requests; `before` runs untimed ahead of each."""
+    samples = []
+    for _ in tqdm(range(count), desc=what, unit="req"):
+        if before is not None:
+            await before()
+        started = time.perf_counter()
+        await request()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def _costs(request: Callable[[], Awaitable[None]],
+                 before: Callable[[], Awaitable[None]] | None,
+                 rounds: int = 5) -> tuple[float, tuple[float, float]]:
+    """SQL queries, and Redis commands and round trips, per request (mean of `rounds`)."""
+    sql = commands = trips = 0
+    for _ in range(rounds):
+        if before is not None:
+            await before()
+        with MonkeyPatch().context() as patch, count_redis(patch) as sent, \
+                count_queries() as queries:
+            await request()
+        sql += len(queries)
+        commands += sent.commands
+        trips += sent.round_trips
+    return sql / rounds, (commands / rounds, trips / rounds)
+
+
+def _reads(samples: list[float], sql: float, redis: tuple[float, float]) -> str:
+    rate = len(samples) / (sum(samples) / 1000)
+    return (f"{rate:,.0f} req/s, p50 {statistics.median(samples):.1f} ms, "
+            f"p99 {percentile(samples, 0.99):.1f} ms; {sql:.0f} SQL, "
+            f"{redis[1]:.0f} Redis round trips ({redis[0]:.0f} commands) per request")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--followers", type=int, default=None,
+                        help="followers of the fan-out author (default 10000; 2000 --quick)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer samples")
+    parser.add_argument("--services", action="store_true",
+                        help="PostgreSQL and Redis on 127.0.0.1 (a throwaway database)")
+    args = parser.parse_args()
+    followers = args.followers or (2000 if args.quick else 10_000)
+    asyncio.run(with_backend(args.services, main(followers, args.quick)))

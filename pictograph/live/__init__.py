@@ -1,0 +1,1 @@
+"""Live feed updates: Redis pub/sub, shared by every subscription of a process."""

@@ -1,0 +1,33 @@
+"""What the rest of the system says to live subscriptions. Messages carry ids only:
+each subscription decides, against the live graph, what its viewer may see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+from redis.asyncio import Redis
+
+from pictograph.cache import keys
+
+POST_ADDED = "post_added"
+POST_REMOVED = "post_removed"
+AUTHOR_GONE = "author_gone"  # unfollowed, removed or blocked: the author's posts go
+GRAPH_CHANGED = "graph_changed"  # a follow: which celebrities to listen to may change
+REVOKED = "revoked"
+
+
+async def to_viewers(redis: Redis, viewer_ids: Iterable[int], message: dict) -> None:
+    data = orjson.dumps(message)
+    async with redis.pipeline(transaction=False) as pipe:
+        for viewer_id in viewer_ids:
+            pipe.publish(keys.live_viewer(viewer_id), data)
+        await pipe.execute()
+
+
+async def to_author_followers(redis: Redis, author_id: int, message: dict) -> None:
+    await redis.publish(keys.live_author(author_id), orjson.dumps(message))
+
+
+async def token_revoked(redis: Redis, token_hash: str) -> None:
+    await redis.publish(keys.live_token(token_hash), orjson.dumps({"kind": REVOKED}))

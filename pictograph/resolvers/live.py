@@ -1,0 +1,80 @@
+"""Live feed updates for one viewer: what enters and leaves their home feed.
+
+Every message is judged here, against the live follow graph, before the client sees
+it, so a message published before an unfollow and delivered after it shows nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pictograph.cache import keys
+from pictograph.context import Context
+from pictograph.errors import Unauthenticated
+from pictograph.live import publish as live
+from pictograph.models import PostStatus
+from pictograph.records import PostRecord
+from pictograph.sessions import hash_token
+from pictograph.visibility import feed_visible
+
+REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave
+
+
+@dataclass(frozen=True, slots=True)
+class FeedChange:
+    kind: str  # "POST_ADDED" or "POST_REMOVED"
+    post_id: int
+    post: PostRecord | None
+
+
+async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
+    viewer_id = await context.require_viewer_id()
+    assert context.token is not None
+    hub = context.resources.live
+    channels = [keys.live_viewer(viewer_id), keys.live_token(hash_token(context.token))]
+    async with hub.listener(channels) as listener:
+        celebrities = await _celebrity_channels(context, viewer_id)
+        await listener.listen_to(celebrities)
+        while True:
+            message = await listener.get()
+            # Each message is judged afresh: nothing read for an earlier one is reused.
+            context.forget_reads()
+            kind = message.get("kind")
+            if kind == live.REVOKED:
+                raise Unauthenticated("the token was revoked")
+            if kind == live.POST_ADDED:
+                post = await _visible_post(context, viewer_id, int(message["post_id"]))
+                if post is not None:
+                    yield FeedChange("POST_ADDED", post.id, post)
+            elif kind == live.POST_REMOVED:
+                yield FeedChange("POST_REMOVED", int(message["post_id"]), None)
+            elif kind in (live.AUTHOR_GONE, live.GRAPH_CHANGED):
+                fresh = await _celebrity_channels(context, viewer_id)
+                await listener.stop_listening_to(
+                    [c for c in listener.channels if c.startswith("live:author:")
+                     and c not in fresh]
+                )
+                await listener.listen_to(fresh)
+                if kind == live.AUTHOR_GONE:
+                    author_id = int(message["author_id"])
+                    for post_id in await context.feed.recent_post_ids(
+                        author_id, REMOVED_ON_UNFOLLOW
+                    ):
+                        yield FeedChange("POST_REMOVED", post_id, None)
+
+
+async def _celebrity_channels(context: Context, viewer_id: int) -> list[str]:
+    followed = await context.feed.followed_celebrities(viewer_id, context.graph)
+    return [keys.live_author(author_id) for author_id in followed]
+
+
+async def _visible_post(context: Context, viewer_id: int, post_id: int) -> PostRecord | None:
+    post = await context.loaders.posts.load(post_id)
+    if post is None or post.status != PostStatus.READY:
+        return None
+    author = await context.loaders.users.load(post.author_id)
+    if author is None:
+        return None
+    relation = (None if author.id == viewer_id
+                else await context.graph.relation(viewer_id, author.id))
+    return post if feed_visible(viewer_id, author, relation) else None
