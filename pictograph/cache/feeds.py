@@ -7,7 +7,9 @@ rebuild was reading is never lost, and nothing is ever overwritten by an older r
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 from redis.asyncio import Redis
@@ -16,25 +18,52 @@ from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
 
 FEED_TTL = 7 * 24 * 3600
-RECENT_TTL = 7 * 24 * 3600
 PAGE_TTL = 45  # 30 to 60 s with the jitter below
 LOCK_MS = 3000
 
 # KEYS[1]: a feed or recent list. ARGV: cap, ttl, complete ('1' marks it complete),
-# then post ids. Trims to the newest `cap` ids; the marker (score 0) is never trimmed.
+# then post ids. Trims to the newest `cap` ids and then marks the list trimmed; the
+# markers (score 0) are never trimmed themselves.
 _ADD = """
 local key = KEYS[1]
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 for i = 4, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
 if ARGV[3] == '1' then redis.call('ZADD', key, 0, '~') end
-local marked = redis.call('ZSCORE', key, '~') and 1 or 0
-local count = redis.call('ZCARD', key) - marked
+local markers = redis.call('ZCOUNT', key, 0, 0)
+local count = redis.call('ZCARD', key) - markers
 if count > cap then
-  redis.call('ZREMRANGEBYRANK', key, marked, marked + count - cap - 1)
+  redis.call('ZREMRANGEBYRANK', key, markers, markers + count - cap - 1)
+  redis.call('ZADD', key, 0, '^')
 end
 if ARGV[3] == '1' or redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
 return count
 """
+
+# KEYS: page, generation. ARGV: generation read before building, page, ttl.
+_CACHE_PAGE = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS: lock. ARGV: token. Only the holder releases it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IdRange:
+    ids: list[int]  # newest first
+    complete: bool  # nothing is missing above the oldest id
+    trimmed: bool  # ... but entries older than the oldest id were cut at the cap
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPage:
+    ids: list[int]
+    celebrities: list[int]  # followed celebrities at build time, merged at read
 
 
 class FeedCache:
@@ -42,6 +71,8 @@ class FeedCache:
         self.redis = redis
         self.cap = cap
         self._add = redis.register_script(_ADD)
+        self._cache_page = redis.register_script(_CACHE_PAGE)
+        self._unlock = redis.register_script(_UNLOCK)
 
     async def add(self, feed_keys: Iterable[str], post_ids: Sequence[int],
                   batch: int = 1000) -> int:
@@ -68,41 +99,55 @@ class FeedCache:
 
     async def ranges(
         self, list_keys: Sequence[str], before: int | None, limit: int
-    ) -> list[tuple[list[int], bool]]:
-        """Newest ids older than `before` from each list, and whether each is complete."""
+    ) -> list[IdRange]:
+        """Newest ids older than `before` from each list, in one round trip."""
         top = f"({before}" if before is not None else "+inf"
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in list_keys:
-                pipe.zscore(key, keys.FEED_COMPLETE)
+                pipe.zmscore(key, [keys.FEED_COMPLETE, keys.FEED_TRIMMED])
                 pipe.zrevrangebyscore(key, top, "(0", start=0, num=limit)
             raw = await pipe.execute()
         return [
-            ([int(member) for member in raw[i + 1]], raw[i] is not None)
+            IdRange([int(member) for member in raw[i + 1]], raw[i][0] is not None,
+                    raw[i][1] is not None)
             for i in range(0, len(raw), 2)
         ]
 
     # The first page, cached briefly; one rebuild at a time per user.
 
-    async def cached_page(self, user_id: int) -> list[int] | None:
-        raw = await self.redis.get(keys.home_feed_page(user_id))
-        return orjson.loads(raw) if raw else None
+    async def cached_page(self, user_id: int) -> tuple[CachedPage | None, str]:
+        """The cached page (or None) and the generation to store a rebuilt one at."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.home_feed_page(user_id))
+            pipe.get(keys.home_feed_page_generation(user_id))
+            raw, generation = await pipe.execute()
+        page = CachedPage(**orjson.loads(raw)) if raw else None
+        return page, generation or "0"
 
-    async def cache_page(self, user_id: int, post_ids: list[int]) -> None:
-        await self.redis.set(keys.home_feed_page(user_id), orjson.dumps(post_ids),
-                             ex=jittered(PAGE_TTL, 0.33))
+    async def cache_page(self, user_id: int, page: CachedPage, generation: str) -> None:
+        """Stores the page unless it went stale while it was being built."""
+        await self._cache_page(
+            keys=[keys.home_feed_page(user_id), keys.home_feed_page_generation(user_id)],
+            args=[generation, orjson.dumps({"ids": page.ids, "celebrities": page.celebrities}),
+                  jittered(PAGE_TTL, 0.33)],
+        )
 
     async def drop_pages(self, user_ids: Iterable[int]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
+                pipe.incr(keys.home_feed_page_generation(user_id))
+                pipe.expire(keys.home_feed_page_generation(user_id), 3600)
                 pipe.delete(keys.home_feed_page(user_id))
             await pipe.execute()
 
-    async def lock_page(self, user_id: int) -> bool:
-        return bool(await self.redis.set(keys.home_feed_page_lock(user_id), "1", nx=True,
-                                         px=LOCK_MS))
+    async def lock_page(self, user_id: int) -> str | None:
+        token = secrets.token_hex(8)
+        taken = await self.redis.set(keys.home_feed_page_lock(user_id), token, nx=True,
+                                     px=LOCK_MS)
+        return token if taken else None
 
-    async def unlock_page(self, user_id: int) -> None:
-        await self.redis.delete(keys.home_feed_page_lock(user_id))
+    async def unlock_page(self, user_id: int, token: str) -> None:
+        await self._unlock(keys=[keys.home_feed_page_lock(user_id)], args=[token])
 
     # Celebrities: sticky once in, so their older posts stay merged at read time.
 

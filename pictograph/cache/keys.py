@@ -81,9 +81,12 @@ def post_version(post_id: int) -> str:
     return f"post:{{{post_id}}}:ver"
 
 
-# The home feed. A sorted set of post ids (score = id) per user; the member "~" (score
-# 0) marks a feed that holds everything up to its cap, not just what fan-out added.
+# The home feed. A sorted set of post ids (score = id) per user. Two markers, both at
+# score 0 so ranges over real ids never see them: "~" says the list holds everything
+# down to its oldest entry, not just what fan-out added; "^" says older entries were
+# trimmed off at the cap, so what lies below the oldest entry must come from the database.
 FEED_COMPLETE = "~"
+FEED_TRIMMED = "^"
 
 
 def home_feed(user_id: int) -> str:
@@ -97,6 +100,12 @@ def home_feed_page(user_id: int) -> str:
 
 def home_feed_page_lock(user_id: int) -> str:
     return f"user_feed:{{{user_id}}}:lock"
+
+
+def home_feed_page_generation(user_id: int) -> str:
+    """Bumped whenever the first page goes stale; a page built before the bump is not
+    stored."""
+    return f"user_feed:{{{user_id}}}:gen"
 
 
 def recent_posts(author_id: int) -> str:

@@ -10,6 +10,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from pictograph import events
 from pictograph.cache import keys
 from pictograph.feed.policy import HomeFeed
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GROUP = "fanout"
+DEAD_LETTERS = "fanout-dead-letters"
 _ENDED = ("unfollowed", "follow_removed")
 
 
@@ -46,9 +49,18 @@ async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
     async def handle(event: dict[str, Any]) -> None:
         await apply_event(feed, event)
 
+    async def set_aside(event: dict[str, Any]) -> None:
+        # Kept for an operator to replay (XRANGE, then XADD back): a fan-out lost to a
+        # long outage must not vanish.
+        await resources.redis.xadd(keys.event_stream(DEAD_LETTERS),
+                                   {"data": orjson.dumps(event)}, maxlen=100_000)
+        log.error("fan-out gave up on %s; kept in %s", event.get("kind"),
+                  keys.event_stream(DEAD_LETTERS))
+
+    # Retried for about fifteen minutes (outages pass) before it is set aside.
     consumers = [
         StreamConsumer(resources.redis, keys.event_stream(stream), GROUP, handle,
-                       resources.metrics)
+                       resources.metrics, on_poison=set_aside, max_deliveries=30)
         for stream in (events.POSTS, events.FOLLOWS)
     ]
     await run_together(consumer.run(stop) for consumer in consumers)

@@ -109,12 +109,12 @@ async def subscribed(base: str, token: str | None) -> AsyncIterator[asyncio.Queu
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def next_event(events: asyncio.Queue, timeout: float = 10) -> Any:
-    return await asyncio.wait_for(events.get(), timeout)
+async def next_event(events: asyncio.Queue, wait: float = 10) -> Any:
+    return await asyncio.wait_for(events.get(), wait)
 
 
-async def next_update(events: asyncio.Queue, timeout: float = 10) -> dict[str, Any]:
-    event = await next_event(events, timeout)
+async def next_update(events: asyncio.Queue, wait: float = 10) -> dict[str, Any]:
+    event = await next_event(events, wait)
     if isinstance(event, Exception):
         raise AssertionError(f"the subscription ended: {event!r}")
     return event
