@@ -1,7 +1,7 @@
 """`pictograph seed`: fills the configured database with a realistic network, fast.
 
 What it makes, all decided up front in memory from one random seed, then written with
-bulk inserts in one transaction (a failed seed leaves nothing behind):
+bulk inserts in one transaction (a failed seed leaves no rows behind):
 
 - users, of whom a few are demo accounts (demo0..demo4) a person can log in as; the
   others have a password hash no password matches;
