@@ -39,6 +39,27 @@ if ARGV[3] == '1' or redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, t
 return count
 """
 
+# One follower's share of a fan-out, in one command: add, trim, drop the cached first
+# page, and tell the follower's live subscriptions. KEYS: feed, page, generation (one
+# hash slot). ARGV: cap, ttl, channel, message, post ids.
+_PUSH = """
+local key = KEYS[1]
+local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 5, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
+local markers = redis.call('ZCOUNT', key, 0, 0)
+local count = redis.call('ZCARD', key) - markers
+if count > cap then
+  redis.call('ZREMRANGEBYRANK', key, markers, markers + count - cap - 1)
+  redis.call('ZADD', key, 0, '^')
+end
+if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], 3600)
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return count
+"""
+
 # KEYS: page, generation. ARGV: generation read before building, page, ttl.
 _CACHE_PAGE = """
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
@@ -71,6 +92,7 @@ class FeedCache:
         self.redis = redis
         self.cap = cap
         self._add = redis.register_script(_ADD)
+        self._push = redis.register_script(_PUSH)
         self._cache_page = redis.register_script(_CACHE_PAGE)
         self._unlock = redis.register_script(_UNLOCK)
 
@@ -88,6 +110,20 @@ class FeedCache:
                 await pipe.execute()
             sent += len(feed_keys[start:start + batch])
         return sent
+
+    async def push(self, user_ids: Sequence[int], post_ids: Sequence[int],
+                   message: bytes) -> int:
+        """A fan-out batch: one command per follower (see _PUSH), one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                await self._push(
+                    keys=[keys.home_feed(user_id), keys.home_feed_page(user_id),
+                          keys.home_feed_page_generation(user_id)],
+                    args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message, *post_ids],
+                    client=pipe,
+                )
+            await pipe.execute()
+        return len(user_ids)
 
     async def complete(self, key: str, post_ids: Sequence[int]) -> None:
         """Merges ids read from the database and marks the list complete."""

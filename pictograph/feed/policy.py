@@ -20,6 +20,7 @@ import heapq
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
 from redis.asyncio import Redis
 
 from pictograph.cache import keys
@@ -66,10 +67,9 @@ class HomeFeed:
             await live.to_viewers(self.redis, [author_id], added)
             return 2
         written = 1
+        message = orjson.dumps(added)
         async for batch in self._batches_of_followers(author_id):
-            written += await self.cache.add([keys.home_feed(u) for u in batch], [post_id])
-            await self.cache.drop_pages(batch)
-            await live.to_viewers(self.redis, batch, added)
+            written += await self.cache.push(batch, [post_id], message)
         return written
 
     async def merge_into_home(self, follower_id: int, author_id: int) -> None:

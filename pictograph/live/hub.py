@@ -115,11 +115,15 @@ class LiveHub:
                         await self._resubscribe()
                     await asyncio.sleep(0.05)
                     continue
+                started = asyncio.get_running_loop().time()
                 message = await self._pubsub.get_message(timeout=1.0)
                 self.connected.set()
                 backoff = 0.1
                 if message is not None and message["type"] == "message":
                     self._dispatch(message["channel"], message["data"])
+                elif asyncio.get_running_loop().time() - started < 0.01:
+                    # An empty answer at once (fakeredis does not wait): do not spin.
+                    await asyncio.sleep(0.01)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:

@@ -25,6 +25,7 @@ from pictograph.http.metrics import Metrics
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+IDLE_PAUSE = 0.05
 
 
 async def run_together(runs: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -75,9 +76,14 @@ class StreamConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_group()
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
-                await self.step()
+                started = loop.time()
+                if not await self.step() and loop.time() - started < IDLE_PAUSE:
+                    # The server answered an empty read at once instead of blocking (the
+                    # in-process fakeredis does): pause rather than spin the event loop.
+                    await asyncio.sleep(IDLE_PAUSE)
             except ResponseError as error:  # before RedisError: it is one
                 if "NOGROUP" not in str(error):
                     raise

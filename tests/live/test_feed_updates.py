@@ -197,6 +197,25 @@ async def test_across_processes_on_postgresql_and_redis(services: dict[str, str]
             await assert_quiet(events, 3)
 
 
+async def test_a_redis_reconnect_keeps_the_socket(services: dict[str, str]) -> None:
+    with serve(services) as base:
+        api = Api(base)
+        fan = await api.sign_up("steadfast")
+        author = await api.sign_up("poster")
+        await api.relate("follow", fan, await api.user_id("poster"))
+        async with subscribed(base, fan) as events:
+            redis = Redis.from_url(LIVE_REDIS)
+            try:
+                # Every pub/sub connection on the server drops, as in a Redis restart.
+                await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            finally:
+                await redis.aclose()
+            await asyncio.sleep(1.5)  # the hub notices and subscribes again
+            post_id = await api.post(author, "after the blip")
+            event = await next_update(events)
+            assert event["kind"] == "POST_ADDED" and event["postId"] == post_id
+
+
 async def test_sockets_without_a_good_token_are_refused(embedded: Api) -> None:
     for token in (None, "not-a-token"):
         async with subscribed(embedded.base, token) as events:
