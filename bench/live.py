@@ -212,19 +212,20 @@ async def _backend(services: bool, data_dir: Path) -> AsyncIterator[tuple[Settin
 async def _seed(settings: Settings, subscribers: int) -> tuple[str, list[tuple[int, str]]]:
     """The author's token, and (user id, token) for each subscriber, who all follow the
     author; counts are set exactly as the follow mutations would have left them."""
-    async with open_resources(settings) as resources, using_database(resources.database):
-        unusable = "!"  # no argon2 hash matches it: these users cannot log in
-        author = User(username="author", password_hash=unusable, follower_count=subscribers)
-        fans = [User(username=f"fan{i:05d}", password_hash=unusable, following_count=1)
-                for i in range(subscribers)]
-        await User.bulk_create([author, *fans], batch_size=500)
-        await Follow.bulk_create(
-            [Follow(follower_id=fan.id, followee_id=author.id, state=FollowState.ACCEPTED)
-             for fan in fans], batch_size=500)
-        async with in_transaction():
-            author_token = await mint_token(author.id, TOKEN_LIFETIME)
-            tokens = [(fan.id, await mint_token(fan.id, TOKEN_LIFETIME))
-                      for fan in tqdm(fans, desc="minting tokens", unit="token", leave=False)]
+    async with open_resources(settings) as resources:
+        with using_database(resources.database):
+            unusable = "!"  # no argon2 hash matches it: these users cannot log in
+            author = User(username="author", password_hash=unusable, follower_count=subscribers)
+            fans = [User(username=f"fan{i:05d}", password_hash=unusable, following_count=1)
+                    for i in range(subscribers)]
+            await User.bulk_create([author, *fans], batch_size=500)
+            await Follow.bulk_create(
+                [Follow(follower_id=fan.id, followee_id=author.id, state=FollowState.ACCEPTED)
+                 for fan in fans], batch_size=500)
+            async with in_transaction():
+                author_token = await mint_token(author.id, TOKEN_LIFETIME)
+                tokens = [(fan.id, await mint_token(fan.id, TOKEN_LIFETIME))
+                          for fan in tqdm(fans, desc="minting tokens", unit="token", leave=False)]
     return author_token, tokens
 
 
@@ -277,7 +278,8 @@ async def _read(subscriber: Subscriber, counts: dict[str, int]) -> None:
                 elif message["payload"].get("errors"):
                     subscriber.ended = f"error: {message['payload']['errors']}"
             elif kind in ("error", "complete"):
-                subscriber.ended = f"{kind}: {message.get('payload')}"
+                # An error arrives as a `next` with errors, then `complete`: keep the error.
+                subscriber.ended = subscriber.ended or f"{kind}: {message.get('payload')}"
                 return
         subscriber.ended = subscriber.ended or f"closed {subscriber.socket.close_code}"
     except ConnectionClosed as error:
@@ -413,6 +415,11 @@ async def main(subscribers: int, posts: int, services: bool) -> None:
                 except BaseException:
                     print("\nserver log tail:\n" + _tail(Path(tmp) / "server.log"))
                     raise
+                errors = [line for line in (Path(tmp) / "server.log").read_text(
+                    errors="replace").splitlines() if " ERROR " in line or "Traceback" in line]
+                if errors:
+                    print(f"\nthe server logged {len(errors)} errors; the first:")
+                    print("\n".join(errors[:5]))
 
     backend = ("PostgreSQL + Redis db 12, serve --no-workers + 1 worker process" if services
                else "embedded (SQLite + fakeredis), workers in-process")

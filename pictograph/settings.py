@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     argon2_memory_kib: Annotated[int, Field(ge=8)] = 65_536
     argon2_parallelism: Annotated[int, Field(ge=1)] = 4
 
+    # Connections per process; past it a command waits up to redis_pool_timeout seconds.
+    redis_max_connections: Annotated[int, Field(ge=4)] = 256
+    redis_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
+
     run_workers: bool = True
     token_sweep_interval: Annotated[float, Field(gt=0)] = 3600.0
     storage_sweep_interval: Annotated[float, Field(gt=0)] = 60.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -44,16 +45,30 @@ def log_unexpected(errors: list[GraphQLError], execution_context: ExecutionConte
 class CodedErrors(SchemaExtension):
     """Gives every error an extensions.code and masks the unexpected ones."""
 
+    _streamed = False
+
     def on_operation(self) -> Iterator[None]:
+        self._streamed = False
         yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
+        if not self._streamed:  # a streamed operation's results were coded one by one
+            self._code(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        # Subscriptions send each result as it comes, before on_operation's tail runs,
+        # so each is coded (and masked) here before it is sent.
+        self._streamed = True
+        self._code(result)
+        yield
+
+    def _code(self, result: Any) -> None:
+        errors = getattr(result, "errors", None)
+        if not errors:
             return
-        result.errors = [self._client_error(error) for error in result.errors]
-        metrics = getattr(self.execution_context.context, "resources", None)
-        if metrics is not None:
+        result.errors = [self._client_error(error) for error in errors]
+        resources = getattr(self.execution_context.context, "resources", None)
+        if resources is not None:
             for error in result.errors:
-                metrics.metrics.graphql_errors.labels(error.extensions["code"]).inc()
+                resources.metrics.graphql_errors.labels(error.extensions["code"]).inc()
 
     @staticmethod
     def _client_error(error: GraphQLError) -> GraphQLError:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ from gql import gql as document
 from gql.transport.exceptions import TransportError
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.conftest import ADMIN_DATABASE_URL, REQUIRE_SERVICES, _services_unreachable
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
-from tests.support.processes import process_env, serve, worker
+from tests.support.processes import process_env, serve, serve_process, worker
 
 FEED_UPDATES = document(
     "subscription { feedUpdates { kind postId post { caption author { username }"
@@ -241,3 +245,26 @@ async def test_sockets_per_user_are_limited(embedded: Api) -> None:
         assert all(queue.empty() for queue in queues)
         async with subscribed(embedded.base, fan) as extra:
             assert isinstance(await next_event(extra), TransportError | ConnectionClosed)
+
+
+async def test_sigterm_closes_open_sockets_with_service_restart(tmp_path: Path) -> None:
+    """A deploy restarts the server: clients get 1012 (service restart) and reconnect."""
+    env = process_env(tmp_path / "data", PICTOGRAPH_LOG_LEVEL="INFO")
+    with serve_process(env) as (base, process):
+        token = await Api(base).sign_up("listener")
+        url = base.replace("http://", "ws://") + "/graphql"
+        async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+            await ws.send(json.dumps({"type": "connection_init",
+                                      "payload": {"authorization": f"Bearer {token}"}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+                "query": "subscription { feedUpdates { kind } }"}}))
+            await asyncio.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        # uvicorn re-raises the signal once it has shut down in order.
+        assert await asyncio.to_thread(process.wait, 15) == -signal.SIGTERM
+        assert "Application shutdown complete" in process.communicate()[0]

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
 from pictograph.app import create_app
-from pictograph.resolvers import accounts
+from pictograph.context import Context
+from pictograph.resolvers import accounts, live
+from pictograph.resources import Resources
+from pictograph.schema import build_schema
 from pictograph.settings import Settings
 from tests.conftest import FAST_HASHING
-from tests.support.graphql import error_codes, gql
+from tests.support.graphql import error_codes, gql, sign_up
 
 
 async def test_healthz_and_readyz_answer(client: httpx.AsyncClient) -> None:
@@ -100,3 +104,37 @@ def test_app_factory_opens_nothing_at_import_or_construction(tmp_path) -> None:
     app = create_app(Settings(data_dir=tmp_path / "never", run_workers=False))
     assert isinstance(app, Starlette)
     assert not (tmp_path / "never").exists()
+
+
+async def test_subscription_errors_are_masked_too(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A subscription's results skip the end of on_operation; each is masked on its way."""
+    token = await sign_up(client, "listener")
+
+    async def broken(*_: object) -> list[str]:
+        raise RuntimeError("Error 111 connecting to redis://:hunter2@10.0.0.5:6379")
+
+    monkeypatch.setattr(live, "_celebrity_channels", broken)
+    caplog.set_level(logging.ERROR, logger="pictograph.errors")
+    context = Context(resources, None, token, "req-sub-42")
+    stream = await build_schema().subscribe("subscription { feedUpdates { kind } }",
+                                            context_value=context)
+    sent = await as_sent(stream)
+    assert [error_codes(result) for result in sent] == [["INTERNAL_SERVER_ERROR"]]
+    assert "hunter2" not in str(sent)
+    assert "req-sub-42" in caplog.text and "hunter2" in caplog.text
+
+
+async def test_subscription_expected_errors_keep_their_code(resources: Resources) -> None:
+    context = Context(resources, None, None, "req-sub-43")
+    stream = await build_schema().subscribe("subscription { feedUpdates { kind } }",
+                                            context_value=context)
+    assert [error_codes(result) for result in await as_sent(stream)] == [["UNAUTHENTICATED"]]
+
+
+async def as_sent(stream: Any) -> list[dict[str, Any]]:
+    """Each result as a transport would send it: formatted the moment it is yielded."""
+    return [{"errors": [error.formatted for error in result.errors or []]}
+            async for result in stream]

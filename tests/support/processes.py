@@ -31,6 +31,14 @@ def process_env(data_dir: Path, **settings: str) -> dict[str, str]:
 @contextmanager
 def serve(env: dict[str, str], *, workers: bool = True) -> Iterator[str]:
     """A server process; yields its base URL once /readyz answers 200."""
+    with serve_process(env, workers=workers) as (base, _):
+        yield base
+
+
+@contextmanager
+def serve_process(env: dict[str, str], *,
+                  workers: bool = True) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """As serve, with the process too, for tests that signal it."""
     port = free_port()
     env = {**env, "PICTOGRAPH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     args = [sys.executable, "-m", "pictograph", "serve", "--port", str(port)]
@@ -39,7 +47,7 @@ def serve(env: dict[str, str], *, workers: bool = True) -> Iterator[str]:
     with _running(args, env) as process:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, process)
-        yield base
+        yield base, process
 
 
 @contextmanager
