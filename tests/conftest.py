@@ -32,6 +32,9 @@ ADMIN_DATABASE_URL = os.environ.get(
     "PICTOGRAPH_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"
 )
 TEST_REDIS_URL = os.environ.get("PICTOGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PROCESS_REDIS_URL = os.environ.get(
+    "PICTOGRAPH_TEST_PROCESS_REDIS_URL", "redis://127.0.0.1:6379/14"
+)  # for tests that start server processes
 REQUIRE_SERVICES = os.environ.get("PICTOGRAPH_REQUIRE_SERVICES") == "1"
 
 # Cheap hashing: the suite signs up hundreds of users. Production keeps the defaults.

@@ -24,7 +24,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.conftest import ADMIN_DATABASE_URL, REQUIRE_SERVICES, _services_unreachable
+from tests.conftest import (
+    ADMIN_DATABASE_URL,
+    PROCESS_REDIS_URL,
+    REQUIRE_SERVICES,
+    _services_unreachable,
+)
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
 from tests.support.processes import process_env, serve, serve_process, worker
@@ -33,7 +38,7 @@ FEED_UPDATES = document(
     "subscription { feedUpdates { kind postId post { caption author { username }"
     " media(size: THUMBNAIL) { url } } } }"
 )
-LIVE_REDIS = "redis://127.0.0.1:6379/14"
+LIVE_REDIS = PROCESS_REDIS_URL
 
 
 class Api:
