@@ -77,9 +77,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def settle(pid: int, timeout: float = READY_TIMEOUT) -> None:
+async def settle(pid: int, within: float = READY_TIMEOUT) -> None:
     """Waits (boundedly) until the process has used no CPU for half a second."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last = cpu_seconds(pid)
     while time.monotonic() < deadline:
         await asyncio.sleep(0.5)

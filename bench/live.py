@@ -25,13 +25,12 @@ import json
 import os
 import resource
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from bench._harness import percentile, print_table
+from bench._processes import child, free_port, ready_server, rss_kib, settle, tail
 from pictograph.cache import keys
 from pictograph.db import apply_migrations, using_database
 from pictograph.models import Follow, FollowState, User
@@ -62,7 +62,9 @@ SUBSCRIBE = json.dumps({"id": "1", "type": "subscribe", "payload": {
     "query": "subscription { feedUpdates { kind postId } }"}})
 PONG = json.dumps({"type": "pong"})
 CREATE_UPLOAD = """mutation($type: String!, $size: Int!) {
-  createUpload(input: {contentType: $type, byteSize: $size}) { uploadId url method headers { name value } }
+  createUpload(input: {contentType: $type, byteSize: $size}) {
+    uploadId url method headers { name value }
+  }
 }"""
 CREATE_POST = """mutation($upload: ID!, $caption: String) {
   createPost(input: {uploadId: $upload, caption: $caption}) { id }
@@ -74,90 +76,27 @@ TOKEN_LIFETIME = 3600
 
 # Processes.
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """A child process with its output in a file (a pipe nobody reads could fill up and
-    stall it under 1,000 sockets' worth of warnings); terminated on the way out."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(args, env=env, stdout=out,  # noqa: S603
-                                   stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
 @contextlib.asynccontextmanager
 async def _server(env: dict[str, str], *, workers: bool,
                   log: Path) -> AsyncIterator[tuple[str, subprocess.Popen]]:
-    """tests.support.processes.serve, but also handing back the process (for its RSS)."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", "pictograph", "serve", "--host", "127.0.0.1",
             "--port", str(port)]
     if not workers:
         args.append("--no-workers")
-    with _process(args, {**env, "PICTOGRAPH_PUBLIC_BASE_URL": base}, log) as process:
-        async with httpx.AsyncClient(timeout=1) as client:
-            for _ in range(int(STEP_TIMEOUT / 0.1)):
-                if process.poll() is not None:
-                    raise SystemExit("the server exited:\n" + _tail(log))
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(f"{base}/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise SystemExit("the server did not become ready:\n" + _tail(log))
+    async with ready_server(args, {**env, "PICTOGRAPH_PUBLIC_BASE_URL": base}, base,
+                            log) as process:
         yield base, process
 
 
 @contextlib.asynccontextmanager
 async def _worker(env: dict[str, str], log: Path) -> AsyncIterator[None]:
-    with _process([sys.executable, "-m", "pictograph", "worker"], env, log) as process:
+    with child([sys.executable, "-m", "pictograph", "worker"], env, log) as process:
         await asyncio.sleep(1.0)
         if process.poll() is not None:
-            raise SystemExit("the worker exited:\n" + _tail(log))
+            raise SystemExit("the worker exited:\n" + tail(log))
         yield
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-async def _settle(pid: int, timeout: float = STEP_TIMEOUT) -> None:
-    """Waits (boundedly) until the process has used no CPU for half a second."""
-    deadline = time.monotonic() + timeout
-    last = _cpu_ticks(pid)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-        now = _cpu_ticks(pid)
-        if now == last:
-            return
-        last = now
 
 
 def _raise_fd_limit(subscribers: int) -> int:
@@ -413,7 +352,7 @@ async def main(subscribers: int, posts: int, services: bool) -> None:
                     rows = await _measure(base, server.pid, author_token, tokens, posts,
                                           services)
                 except BaseException:
-                    print("\nserver log tail:\n" + _tail(Path(tmp) / "server.log"))
+                    print("\nserver log tail:\n" + tail(Path(tmp) / "server.log"))
                     raise
                 errors = [line for line in (Path(tmp) / "server.log").read_text(
                     errors="replace").splitlines() if " ERROR " in line or "Traceback" in line]
@@ -442,8 +381,8 @@ async def _measure(base: str, pid: int, author_token: str, tokens: list[tuple[in
     warm = await _subscribe(url, author_token)
     await asyncio.sleep(0.3)
     await warm.close()
-    await _settle(pid)
-    rss_before = _rss_kib(pid)
+    await settle(pid)
+    rss_before = rss_kib(pid)
 
     subscribers = [Subscriber(user_id, token) for user_id, token in tokens]
     opening = time.perf_counter()
@@ -458,8 +397,8 @@ async def _measure(base: str, pid: int, author_token: str, tokens: list[tuple[in
             if listening >= len(user_ids):
                 break
             await asyncio.sleep(0.2)
-    await _settle(pid)
-    rss_subscribed = _rss_kib(pid)
+    await settle(pid)
+    rss_subscribed = rss_kib(pid)
 
     deliveries: list[Delivery] = []
     flows: list[float] = []
@@ -476,7 +415,7 @@ async def _measure(base: str, pid: int, author_token: str, tokens: list[tuple[in
                 flows.append(flow)
                 bar.set_postfix(last=f"{delivery.last * 1000:.0f} ms")
             bar.close()
-        rss_after = _rss_kib(pid)
+        rss_after = rss_kib(pid)
     finally:
         ended = [s.ended for s in subscribers if s.ended is not None]
         await _close_all(subscribers)

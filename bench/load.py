@@ -53,6 +53,7 @@ from pictograph.cache import keys
 ADMIN_URL = os.environ.get("PICTOGRAPH_BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_LOAD_REDIS_URL", "redis://127.0.0.1:6379/11")
 LUA = Path(__file__).with_name("load.lua")
+REPO = str(Path(__file__).resolve().parents[1])
 PROFILE_DIR: Path | None = None  # set by --profile
 THRESHOLD = 2_000  # the seeded celebrities are over it
 FANOUT_FOLLOWERS = 10_000
@@ -114,15 +115,13 @@ async def backend(data_dir: Path) -> AsyncIterator[dict[str, str]]:
         "PICTOGRAPH_SECRET_KEY": secrets.token_urlsafe(32),
         "PICTOGRAPH_CELEBRITY_THRESHOLD": str(THRESHOLD),
         "PICTOGRAPH_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "PYTHONPATH": REPO,
     })
-    # Benchmarks are not abuse: lift whatever rate limits the settings define.
+    # Benchmarks are not abuse: lift every rate limit the settings define.
     from pictograph.settings import Settings
     for name in Settings.model_fields:
-        if name.startswith("rate_limit") and name != "rate_limits_enabled":
+        if name.startswith("rate_limit_"):
             env[f"PICTOGRAPH_{name.upper()}"] = "1000000/second"
-    if "rate_limits_enabled" in Settings.model_fields:
-        env["PICTOGRAPH_RATE_LIMITS_ENABLED"] = "false"
     try:
         await redis.flushdb()
         yield env
@@ -187,21 +186,26 @@ def wrk_run(base: str, lines: list[tuple[str, str, dict[str, Any]]], *, connecti
     profiler = None
     if PROFILE_DIR is not None:  # --profile: py-spy samples the server during the run
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-        name = PROFILE_DIR / f"{lines[0][2].get('query', lines[0][0])[:24].strip()}-{secrets.token_hex(2)}"
+        label = lines[0][2].get("query", lines[0][0])[:24].strip()
+        name = PROFILE_DIR / f"{label}-{secrets.token_hex(2)}"
         profiler = subprocess.Popen(  # noqa: S603
-            ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)),
-             "--format", "raw", "--output", re.sub(r"[^\w./-]+", "_", str(name)) + ".txt"],
+            [shutil.which("py-spy") or "py-spy", "record", "--pid", str(pid),
+             "--duration", str(int(seconds)), "--format", "raw",
+             "--output", re.sub(r"[^\w./-]+", "_", str(name)) + ".txt"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = subprocess.run(  # noqa: S603
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-         "-s", str(LUA), base],
+        [shutil.which("wrk") or "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+         "--timeout", "10s", "-s", str(LUA), base],
         env={**os.environ, "BENCH_REQUESTS": str(requests_file)},
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpu_seconds(pid) - cpu_before
     if profiler is not None:
         profiler.wait()
-    report = json.loads(re.search(r"^WRK (\{.*\})$", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    found = re.search(r"^WRK (\{.*\})$", out, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"wrk printed no summary:\n{out}")
+    report = json.loads(found.group(1))
     return Run(
         requests=report["requests"], seconds=report["duration_us"] / 1e6,
         p50_ms=report["p50_us"] / 1000, p99_ms=report["p99_us"] / 1000,
@@ -227,7 +231,8 @@ class Counted:
     per_request_sql: list[int]
 
 
-async def counted(client: httpx.AsyncClient, calls: list[Callable[[], Awaitable[object]]]) -> Counted:
+async def counted(client: httpx.AsyncClient,
+                  calls: list[Callable[[], Awaitable[object]]]) -> Counted:
     """SQL and Redis round trips per request, over sequential requests."""
     per_request = []
     totals = {"sql": 0, "redis_round_trips": 0}
@@ -369,6 +374,7 @@ async def fanout_scenario(client: httpx.AsyncClient, env: dict[str, str], redis:
     from pictograph.models import Follow, FollowState, User
     from pictograph.resources import open_resources
     from pictograph.schema.node import decode_global_id
+    from pictograph.seed import UNUSABLE_PASSWORD_HASH
     from pictograph.sessions import mint_token
     from pictograph.settings import Settings
 
@@ -378,9 +384,9 @@ async def fanout_scenario(client: httpx.AsyncClient, env: dict[str, str], redis:
     async with open_resources(settings) as resources:
         with using_database(resources.database):
             author = User(id=new_id(), username=f"fanout{secrets.token_hex(3)}",
-                          password_hash="!", follower_count=FANOUT_FOLLOWERS)
+                          password_hash=UNUSABLE_PASSWORD_HASH, follower_count=FANOUT_FOLLOWERS)
             fans = [User(id=new_id(), username=f"fan{secrets.token_hex(5)}",
-                         password_hash="!", following_count=1)
+                         password_hash=UNUSABLE_PASSWORD_HASH, following_count=1)
                     for _ in range(FANOUT_FOLLOWERS)]
             await User.bulk_create([author, *fans], batch_size=1000)
             await Follow.bulk_create(
@@ -430,7 +436,8 @@ async def main(args: argparse.Namespace) -> None:
             viewers = await viewers_of(env, args.viewers, seed=7)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            server_env = {**env, "PICTOGRAPH_PUBLIC_BASE_URL": base, "PICTOGRAPH_RUN_WORKERS": "false"}
+            server_env = {**env, "PICTOGRAPH_PUBLIC_BASE_URL": base,
+                          "PICTOGRAPH_RUN_WORKERS": "false"}
             serve = [sys.executable, "-m", "uvicorn", "bench.limit_app:create", "--factory",
                      "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                      "--loop", "auto", "--http", "auto", "--no-access-log"]
