@@ -21,10 +21,21 @@ from pictograph.settings import Settings
 
 async def with_backend(services: bool, work: Coroutine[Any, Any, None]) -> None:
     """Runs `work` on the embedded default, or on a throwaway PostgreSQL database and
-    Redis database 13 on 127.0.0.1 (dropped and flushed afterwards)."""
+    Redis database 13 (PICTOGRAPH_BENCH_REDIS_URL) on 127.0.0.1."""
     if not services:
         await work
         return
+    redis_url = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    async with throwaway_services(redis_url) as database_url:
+        os.environ["PICTOGRAPH_DATABASE_URL"] = database_url
+        os.environ["PICTOGRAPH_REDIS_URL"] = redis_url
+        await work
+
+
+@asynccontextmanager
+async def throwaway_services(redis_url: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database on 127.0.0.1 (PICTOGRAPH_BENCH_ADMIN_URL's server), its
+    URL handed over, dropped afterwards; the Redis database flushed before and after."""
     import asyncpg
     from redis.asyncio import Redis
 
@@ -33,13 +44,10 @@ async def with_backend(services: bool, work: Coroutine[Any, Any, None]) -> None:
     database = f"pictograph_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{database}"')
-    redis_url = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-    os.environ["PICTOGRAPH_DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + "/" + database
-    os.environ["PICTOGRAPH_REDIS_URL"] = redis_url
     redis = Redis.from_url(redis_url)
     try:
         await redis.flushdb()
-        await work
+        yield admin_url.rsplit("/", 1)[0] + "/" + database
     finally:
         await redis.flushdb()
         await redis.aclose()
@@ -55,8 +63,11 @@ async def bench_app() -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
 
     with tempfile.TemporaryDirectory() as data_dir:
         os.environ.setdefault("PICTOGRAPH_DATA_DIR", data_dir)
+        # Benchmarks are not abuse: every rate limit lifted.
+        unlimited = {name: "1000000/second" for name in Settings.model_fields
+                     if name.startswith("rate_limit_")}
         settings = Settings(run_workers=False, argon2_time_cost=1, argon2_memory_kib=64,
-                            argon2_parallelism=1, data_dir=Path(data_dir))
+                            argon2_parallelism=1, data_dir=Path(data_dir), **unlimited)
         if not settings.embedded_database:
             await apply_migrations(settings.resolved_database_url())
         app = create_app(settings)

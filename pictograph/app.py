@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
-    graphql = GraphQLEndpoint(build_schema(), graphql_ide="graphiql")
+    graphql = GraphQLEndpoint(build_schema(settings), settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -61,6 +61,8 @@ def serve(
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
         proxy_headers=True, lifespan="on",
+        # A WebSocket message is held to the same bound as an HTTP body.
+        ws_max_size=settings.max_request_bytes,
     )
 
 

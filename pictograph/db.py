@@ -6,17 +6,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext, _current_context
 from tortoise.migrations.api.migrate import migrate
 
 from pictograph.settings import Settings
 
 MODEL_MODULES = ["pictograph.models"]
+# A database that stops answering must fail requests, not hang them (asyncpg waits 60 s
+# for a connection and for ever for an answer). The URL may set its own: ?timeout=
+# (connecting, seconds) and ?command_timeout= (each statement).
+CONNECT_TIMEOUT = 5
+COMMAND_TIMEOUT = 30
+_POSTGRES = ("postgres://", "postgresql://", "asyncpg://")
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+def tortoise_config(database_url: str, *, serving: bool = False) -> dict[str, Any]:
+    """`serving`: bound each statement too (not for migrations, which may run long)."""
+    connection: str | dict[str, Any] = database_url
+    if database_url.startswith(_POSTGRES):
+        connection = expand_db_url(database_url)
+        credentials = connection["credentials"]
+        credentials.setdefault("timeout", CONNECT_TIMEOUT)
+        if serving:
+            credentials.setdefault("command_timeout", COMMAND_TIMEOUT)
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": connection},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,
@@ -42,7 +57,7 @@ async def open_database(settings: Settings) -> TortoiseContext:
         await apply_migrations(url)
     context = TortoiseContext()
     with using_database(context):  # init needs it current; requests bind it again
-        await context.init(config=tortoise_config(url))
+        await context.init(config=tortoise_config(url, serving=True))
     return context
 
 

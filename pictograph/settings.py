@@ -7,8 +7,23 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from limits import parse_many
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _rate_limit(value: str) -> str:
+    try:
+        items = parse_many(value)
+    except ValueError:
+        raise ValueError('must read like "10/minute" or "5 per 15 minutes; 100/day"') from None
+    if any(item.amount < 1 for item in items):
+        raise ValueError("must allow at least 1 request")
+    return value
+
+
+# One or more limits in the `limits` notation, joined by ";".
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 
 
 class Settings(BaseSettings):
@@ -44,10 +59,43 @@ class Settings(BaseSettings):
     redis_max_connections: Annotated[int, Field(ge=4)] = 256
     redis_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
 
+    # Query limits, checked on every operation (HTTP and WebSocket) before it runs.
+    # Depth counts fields on the longest path, the leaf included. Cost counts the fields
+    # that will resolve, a connection's children once per item of its page (`first`).
+    # The README's feed page (20 posts with author and media) is depth 5, cost 341; a
+    # followers page of 100 costs 1,202; followers of followers, 100 each, 30,302.
+    max_query_depth: Annotated[int, Field(ge=2)] = 10
+    max_query_aliases: Annotated[int, Field(ge=0)] = 15
+    max_query_tokens: Annotated[int, Field(ge=100)] = 1000
+    max_query_cost: Annotated[int, Field(ge=1)] = 5000
+    # Parsed and validated documents kept per process, so repeats skip both.
+    query_cache_size: Annotated[int, Field(ge=0)] = 256
+    # Largest /graphql request body; a larger one gets 413 before it is read.
+    max_request_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # Production may turn these off; without introspection, error messages stop
+    # suggesting field names ("Did you mean ...").
+    introspection: bool = True
+    graphiql: bool = True
+
     run_workers: bool = True
     token_sweep_interval: Annotated[float, Field(gt=0)] = 3600.0
     storage_sweep_interval: Annotated[float, Field(gt=0)] = 60.0
+    # Seconds a stream message taken by a worker may stay unacknowledged before another
+    # worker takes it over (XAUTOCLAIM): how long a killed worker's job waits. Longer
+    # than any one job runs, or a slow job is done twice (harmless, but wasted).
+    worker_claim_idle: Annotated[float, Field(gt=0)] = 30.0
     log_level: str = "INFO"
+
+    # Rate limits, counted in Redis so every process shares them. logIn counts every
+    # attempt, per client IP and per username (known or not), so aliases, parallel
+    # requests and several processes all draw on the same count. Per-IP limits stay loose:
+    # a mobile carrier's NAT puts many people behind one address.
+    rate_limit_log_in_per_ip: RateLimit = "30/minute"
+    rate_limit_log_in_per_username: RateLimit = "10 per 15 minutes; 50/day"
+    rate_limit_sign_up_per_ip: RateLimit = "20/hour"
+    rate_limit_mutations_per_user: RateLimit = "60/minute"
+    rate_limit_uploads_per_user: RateLimit = "60/hour"
+    rate_limit_media_per_viewer: RateLimit = "600/minute"
 
     @field_validator("database_url")
     @classmethod

@@ -43,6 +43,11 @@ FAST_HASHING: dict[str, Any] = {
     "argon2_memory_kib": 64,
     "argon2_parallelism": 1,
 }
+# The suite signs up hundreds of users from one address and logs in again and again;
+# tests/platform/test_rate_limits.py sets tight limits of its own.
+GENEROUS_RATE_LIMITS: dict[str, Any] = {
+    name: "100000/minute" for name in Settings.model_fields if name.startswith("rate_limit_")
+}
 
 
 @dataclass
@@ -86,7 +91,8 @@ async def backend(
 ) -> AsyncIterator[Backend]:
     data_dir = tmp_path_factory.mktemp(request.param)
     if request.param == "embedded":
-        yield Backend("embedded", Settings(data_dir=data_dir, run_workers=False, **FAST_HASHING))
+        yield Backend("embedded", Settings(data_dir=data_dir, run_workers=False,
+                                           **FAST_HASHING, **GENEROUS_RATE_LIMITS))
         return
 
     problem = await _services_unreachable()
@@ -106,6 +112,7 @@ async def backend(
         s3_bucket=f"pictograph-test-{secrets.token_hex(4)}",
         run_workers=False,
         **FAST_HASHING,
+        **GENEROUS_RATE_LIMITS,
     )
     redis = Redis.from_url(TEST_REDIS_URL)
     await redis.flushdb()

@@ -137,3 +137,18 @@ def live_token(token_hash: str) -> str:
 def live_connections(user_id: int) -> str:
     """The user's open sockets (member: connection id; score: lease expiry)."""
     return f"live:conns:{{{user_id}}}"
+
+
+# Rate limits. The `limits` library builds each counter's name from this prefix and
+# rate_limit()'s parts: ratelimit:{LIMITER/<name>/<subject>/<amount>/<multiples>/<unit>}
+# for the current window and the same with "/-1" appended for the previous one. It puts
+# the braces there itself, so both windows of one counter share a hash tag.
+RATE_LIMIT_PREFIX = "ratelimit"
+
+
+def rate_limit(name: str, subject: str) -> tuple[str, str]:
+    """Whom one counter counts: the limit's name and its subject (an IP, a user id, a
+    username's digest). Neither may contain braces: they would move the hash tag."""
+    if any(brace in name + subject for brace in "{}"):
+        raise ValueError("rate limit names and subjects cannot contain braces")
+    return name, subject

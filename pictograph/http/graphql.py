@@ -1,5 +1,6 @@
-"""The /graphql endpoint: Strawberry's ASGI view with Pictograph's context, and the
-WebSocket rules: a token in connection_init, and a cap on sockets per user."""
+"""The /graphql endpoint: Strawberry's ASGI view with Pictograph's context, a cap on
+request bodies, and the WebSocket rules: a token in connection_init, and a cap on
+sockets per user."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from pictograph.cache import keys
 from pictograph.context import Context, bearer_token
+from pictograph.http.body_limit import BodyLimit
 from pictograph.schema import PictographSchema
 from pictograph.sessions import resolve_token
+from pictograph.settings import Settings
 
 MAX_SOCKETS_PER_USER = 5
 MAX_SUBSCRIPTIONS_PER_SOCKET = 10
@@ -30,9 +33,14 @@ LEASE_SECONDS = 120
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
-    def __init__(self, schema: PictographSchema, **options: Any) -> None:
+    # Batches (a JSON array body) stay refused with 400, Strawberry's default: a batch
+    # runs its operations concurrently on one shared Context (one set of dataloaders,
+    # forget_reads after a mutation), and no client of this API sends them.
+
+    def __init__(self, schema: PictographSchema, settings: Settings, **options: Any) -> None:
         super().__init__(
             schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             keep_alive=True,
             keep_alive_interval=15,
@@ -40,6 +48,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_SOCKET,
             **options,
         )
+        self._http = BodyLimit(super().__call__, settings.max_request_bytes)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -73,7 +82,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
-            await super().__call__(scope, receive, send)
+            await self._http(scope, receive, send)
             return
         renew = asyncio.create_task(_renew_lease_while_open(scope))
         try:

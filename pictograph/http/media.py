@@ -13,6 +13,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.posts import PostCache
+from pictograph.errors import RateLimited
 from pictograph.graph.reader import FollowGraph
 from pictograph.models import PostStatus
 from pictograph.records import MediaSize
@@ -41,6 +42,11 @@ async def serve_media(request: Request) -> Response:
         resources.secret_key, signature, "media", viewer_id, post_id, size.lower(), expires
     ):
         return REFUSED
+    # Counted only once the signature holds: a forged `v` cannot spend someone else's.
+    try:
+        await resources.rate_limits.media(viewer_id)
+    except RateLimited as error:
+        return too_many(error)
     post = await PostLoader(PostCache(resources.redis)).load(post_id)
     if post is None or post.status != PostStatus.READY or size not in post.variants:
         return REFUSED
@@ -73,6 +79,13 @@ async def serve_media(request: Request) -> Response:
                                 headers={"Cache-Control": "private, no-store"})
     return await _stream_from_s3(storage, variant.object_key, request, headers,
                                  variant.content_type)
+
+
+def too_many(error: RateLimited) -> Response:
+    return Response(error.message, status_code=429, media_type="text/plain", headers={
+        "Retry-After": str(error.extensions["retryAfter"]),
+        "Cache-Control": "no-store",
+    })
 
 
 async def _stream_from_s3(

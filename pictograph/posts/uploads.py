@@ -37,7 +37,10 @@ async def create_upload(
     ttl = resources.settings.upload_ticket_ttl
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     key = f"uploads/{owner_id}/{secrets.token_urlsafe(24)}"
-    # The URL is minted before the row exists: a storage error leaves nothing behind.
+    # Signing a PUT needs no round trip, so without asking, a ticket would be handed out
+    # for storage that is down and fail only at the client's PUT. Asked before the row
+    # exists, so an outage leaves nothing behind.
+    await resources.storage.ping()
     direct = await resources.storage.direct_upload(key, content_type, byte_size, ttl)
     upload = await Upload.create(
         owner_id=owner_id,

@@ -43,6 +43,13 @@ def check_password(password: str) -> None:
         raise BadUserInput(f"a password has at most {MAX_PASSWORD} characters", field="password")
 
 
+def client_address(context: Context) -> str | None:
+    """The client's address as the ASGI server saw it: uvicorn runs with proxy_headers, so
+    behind a trusted proxy it is already the one from X-Forwarded-For."""
+    client = context.connection.client if context.connection is not None else None
+    return client.host if client is not None else None
+
+
 def clean_text(value: str, field: str, limit: int) -> str:
     value = value.strip()
     if len(value) > limit:
@@ -55,6 +62,7 @@ def clean_text(value: str, field: str, limit: int) -> str:
 async def sign_up(
     context: Context, username: str, password: str, display_name: str | None
 ) -> tuple[str, UserRecord]:
+    await context.resources.rate_limits.sign_up(client_address(context))
     username = normalise_username(username)
     check_username(username)
     check_password(password)
@@ -77,7 +85,11 @@ async def sign_up(
 
 
 async def log_in(context: Context, username: str, password: str) -> tuple[str, UserRecord]:
-    user = await User.get_or_none(username=normalise_username(username))
+    username = normalise_username(username)
+    # Counted before anything is looked up: every attempt, whether the user exists or not.
+    await context.resources.rate_limits.log_in(client_address(context), username)
+    # A name no account can have is not looked up: the database refuses some (too long, NUL).
+    user = await User.get_or_none(username=username) if USERNAME.fullmatch(username) else None
     # verify() runs the same hash for an unknown user, so both failures take as long.
     ok = await context.resources.passwords.verify(
         user.password_hash if user else None, password
@@ -103,6 +115,7 @@ async def update_profile(
     is_private: bool | None,
 ) -> UserRecord:
     viewer_id = await context.require_viewer_id()
+    await context.resources.rate_limits.mutation(viewer_id)
     changes: dict[str, str] = {}
     if display_name is not None:
         changes["display_name"] = clean_text(display_name, "displayName", MAX_DISPLAY_NAME)

@@ -27,6 +27,7 @@ async def change_relation(
 ) -> tuple[UserRecord, FollowStatus]:
     """Runs one graph change by the viewer on the target; returns the target as it is now."""
     viewer_id = await context.require_viewer_id()
+    await context.resources.rate_limits.mutation(viewer_id)
     if target_id is None or await context.loaders.users.load(target_id) is None:
         raise NotFound("no such user")
     if target_id == viewer_id:

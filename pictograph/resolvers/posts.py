@@ -26,11 +26,14 @@ class MintedMedia:
 
 async def new_upload(context: Context, content_type: str, byte_size: int) -> Ticket:
     viewer_id = await context.require_viewer_id()
+    await context.resources.rate_limits.mutation(viewer_id)
+    await context.resources.rate_limits.upload(viewer_id)
     return await create_upload(context.resources, viewer_id, content_type, byte_size)
 
 
 async def new_post(context: Context, upload_id: int | None, caption: str | None) -> PostRecord:
     viewer_id = await context.require_viewer_id()
+    await context.resources.rate_limits.mutation(viewer_id)
     post_id = await lifecycle.create_post(context.resources, viewer_id, upload_id, caption)
     post = await context.loaders.posts.load(post_id)
     assert post is not None
@@ -39,6 +42,7 @@ async def new_post(context: Context, upload_id: int | None, caption: str | None)
 
 async def remove_post(context: Context, post_id: int | None) -> bool:
     viewer_id = await context.require_viewer_id()
+    await context.resources.rate_limits.mutation(viewer_id)
     post = await visible_post(context, post_id) if post_id is not None else None
     if post is None:
         # Someone else's hidden post is as absent as one that never existed.

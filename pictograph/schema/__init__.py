@@ -7,10 +7,12 @@ from graphql import GraphQLError
 from strawberry.types.execution import ExecutionContext
 
 from pictograph.schema.errors import CodedErrors, log_unexpected
+from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
 from pictograph.schema.posts import PostType
 from pictograph.schema.root import Mutation, Query
 from pictograph.schema.users import UserType
+from pictograph.settings import Settings, load_settings
 
 
 class PictographSchema(strawberry.Schema):
@@ -21,11 +23,25 @@ class PictographSchema(strawberry.Schema):
         log_unexpected(errors, execution_context)
 
 
-def build_schema() -> PictographSchema:
+def build_schema(settings: Settings | None = None) -> PictographSchema:
+    """The schema with the query limits of `settings` (the environment's when None)."""
+    limits = query_limits(settings or load_settings())
+    hide_suggestions = not limits.introspection
     return PictographSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[UserType, PostType],
-        extensions=[CodedErrors],
+        extensions=[lambda: CodedErrors(hide_suggestions), *limit_extensions(limits)],
+    )
+
+
+def query_limits(settings: Settings) -> QueryLimits:
+    return QueryLimits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_query_aliases,
+        max_tokens=settings.max_query_tokens,
+        max_cost=settings.max_query_cost,
+        introspection=settings.introspection,
+        cache_size=settings.query_cache_size,
     )

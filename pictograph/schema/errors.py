@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,10 +12,15 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionContext
 
 from pictograph.errors import PictographError
+from pictograph.resources import as_unavailable, unavailable_service
+from pictograph.schema.limits import token_limit_error
 
 log = logging.getLogger("pictograph.errors")
 
 INTERNAL_MESSAGE = "Internal server error; the request id in the logs says what happened."
+# graphql-core appends these to validation and coercion messages; they map the schema
+# for whoever cannot introspect it.
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?")
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -33,6 +39,11 @@ def log_unexpected(errors: list[GraphQLError], execution_context: ExecutionConte
     for error in errors:
         if not is_expected(error):
             original = error.original_error
+            service = unavailable_service(original)
+            if service is not None:  # an outage: one line per request, not a traceback
+                log.warning("request %s: %s unavailable (%s)", request_id_of(execution_context),
+                            service, type(original).__name__)
+                continue
             log.error(
                 "request %s: %s at %s",
                 request_id_of(execution_context),
@@ -46,6 +57,10 @@ class CodedErrors(SchemaExtension):
     """Gives every error an extensions.code and masks the unexpected ones."""
 
     _streamed = False
+
+    def __init__(self, hide_suggestions: bool = False) -> None:
+        super().__init__()
+        self.hide_suggestions = hide_suggestions
 
     def on_operation(self) -> Iterator[None]:
         self._streamed = False
@@ -70,20 +85,24 @@ class CodedErrors(SchemaExtension):
             for error in result.errors:
                 resources.metrics.graphql_errors.labels(error.extensions["code"]).inc()
 
-    @staticmethod
-    def _client_error(error: GraphQLError) -> GraphQLError:
+    def _client_error(self, error: GraphQLError) -> GraphQLError:
         if not is_expected(error):
+            unavailable = as_unavailable(error.original_error)
             return GraphQLError(
-                INTERNAL_MESSAGE,
+                unavailable.message if unavailable else INTERNAL_MESSAGE,
                 nodes=error.nodes,
                 path=error.path,
                 extensions={"code": "INTERNAL_SERVER_ERROR"},
             )
         if error.extensions and "code" in error.extensions:
             return error
+        over_token_limit = token_limit_error(error)
+        if over_token_limit is not None:
+            return over_token_limit
         # graphql-core's syntax, validation and variable-coercion errors.
+        message = _SUGGESTION.sub("", error.message) if self.hide_suggestions else error.message
         return GraphQLError(
-            error.message,
+            message,
             nodes=error.nodes,
             source=error.source,
             positions=error.positions,

@@ -7,6 +7,8 @@ import binascii
 
 import strawberry
 
+MAX_PK = (1 << 63) - 1
+
 
 @strawberry.interface
 class Node:
@@ -23,9 +25,11 @@ def decode_global_id(value: str) -> tuple[str, int] | None:
     try:
         padded = value + "=" * (-len(value) % 4)
         type_name, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        return type_name, int(pk)
+        number = int(pk)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+    # Past a BIGINT no row can exist, and the database refuses the number outright.
+    return (type_name, number) if 0 < number <= MAX_PK else None
 
 
 def decode_id_of(value: str, type_name: str) -> int | None:

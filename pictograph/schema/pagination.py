@@ -10,6 +10,7 @@ import strawberry
 from pictograph.errors import BadUserInput
 
 MAX_PAGE = 100
+MAX_POSITION = (1 << 63) - 1
 
 
 @strawberry.type
@@ -30,9 +31,11 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
         prefix, _, position = raw.partition(":")
-        if prefix != "c":
+        number = int(position)
+        # Past a BIGINT no position exists, and the database refuses the number outright.
+        if prefix != "c" or abs(number) > MAX_POSITION:
             raise ValueError(prefix)
-        return int(position)
+        return number
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput("`after` is not a cursor this API gave out", field="after") from None
 

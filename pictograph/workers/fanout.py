@@ -57,10 +57,13 @@ async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
         log.error("fan-out gave up on %s; kept in %s", event.get("kind"),
                   keys.event_stream(DEAD_LETTERS))
 
-    # Retried for about fifteen minutes (outages pass) before it is set aside.
+    # Retried 30 times, a claim-idle time apart (fifteen minutes by default: outages
+    # pass), before it is set aside. A lost stream (Redis flushed) needs no recovery:
+    # it loses the feeds with it, and a missing feed is rebuilt from the database.
     consumers = [
         StreamConsumer(resources.redis, keys.event_stream(stream), GROUP, handle,
-                       resources.metrics, on_poison=set_aside, max_deliveries=30)
+                       resources.metrics, on_poison=set_aside, max_deliveries=30,
+                       claim_idle_ms=int(resources.settings.worker_claim_idle * 1000))
         for stream in (events.POSTS, events.FOLLOWS)
     ]
     await run_together(consumer.run(stop) for consumer in consumers)

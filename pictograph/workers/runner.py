@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from pictograph.db import using_database
-from pictograph.resources import Resources
+from pictograph.resources import Resources, unavailable_service
 from pictograph.workers.fanout import run_fanout_worker
 from pictograph.workers.media import run_media_worker
 from pictograph.workers.outbox_relay import relay_outbox
@@ -35,8 +35,13 @@ async def _supervise(name: str, worker: Worker, resources: Resources, stop: asyn
                 await worker(resources, stop)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("worker %s crashed; restarting in 1 s", name)
+            except Exception as error:
+                service = unavailable_service(error)
+                if service is not None:  # an outage: a line per restart, not a traceback
+                    log.warning("worker %s stopped: %s unavailable (%s); restarting in 1 s",
+                                name, service, type(error).__name__)
+                else:
+                    log.exception("worker %s crashed; restarting in 1 s", name)
                 resources.metrics.worker_jobs.labels(name, "crashed").inc()
                 try:
                     await asyncio.wait_for(stop.wait(), 1.0)
@@ -56,6 +61,7 @@ async def run_workers(resources: Resources) -> AsyncIterator[asyncio.Event]:
         yield stop
     finally:
         stop.set()
+        log.info("workers stopping: finishing the jobs they hold")
         # Workers finish the step they are on and return; give them a moment first.
         _, pending = await asyncio.wait(tasks, timeout=10)
         for task in pending:

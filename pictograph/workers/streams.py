@@ -4,11 +4,16 @@ A message is acknowledged only after its handler finished, so a consumer that di
 mid-way leaves it pending; another consumer claims it (XAUTOCLAIM) once it has been
 idle long enough. Handlers must therefore be idempotent. A message that keeps failing
 is handed to `on_poison` after `max_deliveries` and acknowledged, so one bad message
-cannot block a stream."""
+cannot block a stream.
+
+A group that has to be created (a first start, or a Redis that was flushed or restarted
+empty, losing the stream with its unread and pending messages) calls `on_group_created`,
+so a consumer whose jobs can be recovered from the database queues them again."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -21,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from pictograph.events import decode
 from pictograph.http.metrics import Metrics
+from pictograph.resources import unavailable_service
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ class StreamConsumer:
         metrics: Metrics,
         *,
         on_poison: Handler | None = None,
+        on_group_created: Callable[[], Awaitable[None]] | None = None,
         claim_idle_ms: int = 30_000,
         max_deliveries: int = 5,
         batch: int = 10,
@@ -62,17 +69,30 @@ class StreamConsumer:
         self.handler = handler
         self.metrics = metrics
         self.on_poison = on_poison
+        self.on_group_created = on_group_created
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
         self.batch = batch
         self.block_ms = block_ms
 
-    async def ensure_group(self) -> None:
+    async def ensure_group(self) -> bool:
+        """Creates the group if it is missing; True when it was (see on_group_created)."""
         try:
             await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
+            return False
+        if self.on_group_created is not None:
+            try:
+                await self.on_group_created()
+            except BaseException:
+                # Undone, so the next attempt finds the group missing and recovers again
+                # instead of finding it there and never recovering.
+                with contextlib.suppress(RedisError):
+                    await self.redis.xgroup_destroy(self.stream, self.group)
+                raise
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_group()
@@ -120,10 +140,15 @@ class StreamConsumer:
         event = decode(fields)
         try:
             await self.handler(event)
-        except Exception:
+        except Exception as error:
             deliveries = await self._deliveries(message_id)
-            log.exception("%s: message %s failed (delivery %d)", self.group, message_id,
-                          deliveries)
+            service = unavailable_service(error)
+            if service is not None:  # an outage: a line per retry, not a traceback
+                log.warning("%s: message %s failed, %s unavailable (delivery %d)", self.group,
+                            message_id, service, deliveries)
+            else:
+                log.exception("%s: message %s failed (delivery %d)", self.group, message_id,
+                              deliveries)
             self.metrics.worker_jobs.labels(self.group, "failed").inc()
             if deliveries >= self.max_deliveries:
                 await self._give_up(message_id, event)

@@ -13,23 +13,8 @@ from pictograph.records import UserRecord
 from pictograph.resources import Resources
 from pictograph.visibility import can_view_media, can_view_posts, can_view_profile
 from tests.support.graphql import gql, relate_ok, sign_up, user_id
+from tests.support.relations import EXPECTED, approach, depart, make_private
 
-# state: (profile visible, posts visible, media visible, viewerFollowStatus) per privacy
-EXPECTED = {
-    "self": {"public": (True, True, True, "SELF"), "private": (True, True, True, "SELF")},
-    "anonymous": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
-    "none": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
-    "requested": {"private": (True, False, False, "REQUESTED")},
-    "following": {"public": (True, True, True, "FOLLOWING"),
-                  "private": (True, True, True, "FOLLOWING")},
-    "unfollowed": {"public": (True, True, False, "NONE"),
-                   "private": (True, False, False, "NONE")},
-    "removed": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
-    "blocked_by_owner": {"public": (False, False, False, "BLOCKED"),
-                         "private": (False, False, False, "BLOCKED")},
-    "blocking_owner": {"public": (True, False, False, "BLOCKED"),
-                       "private": (True, False, False, "BLOCKED")},
-}
 CASES = [(state, privacy) for state, by_privacy in EXPECTED.items() for privacy in by_privacy]
 
 PROBE = """query($u: String!) {
@@ -45,28 +30,15 @@ async def _arrange(client: httpx.AsyncClient, state: str, privacy: str) -> str |
     owner_id = await user_id(client, "owner")
     await relate_ok(client, "follow", witness, owner_id)
     if privacy == "private":
-        await gql(client, "mutation { updateProfile(input: {isPrivate: true}) { id } }",
-                  token=owner)
+        await make_private(client, owner)
     if state == "self":
         return owner
     if state == "anonymous":
         return None
     viewer = await sign_up(client, "viewer")
     viewer_id = await user_id(client, "viewer")
-    if state in ("requested", "following", "unfollowed", "removed"):
-        await relate_ok(client, "follow", viewer, owner_id)
-        if privacy == "private" and state != "requested":
-            await relate_ok(client, "approveFollowRequest", owner, viewer_id)
-    if state == "unfollowed":
-        await relate_ok(client, "unfollow", viewer, owner_id)
-    if state == "removed":
-        await relate_ok(client, "removeFollower", owner, viewer_id)
-    if state == "blocked_by_owner":
-        await relate_ok(client, "follow", viewer, owner_id)
-        await relate_ok(client, "block", owner, viewer_id)
-    if state == "blocking_owner":
-        await relate_ok(client, "follow", viewer, owner_id)
-        await relate_ok(client, "block", viewer, owner_id)
+    await approach(client, state, owner, owner_id, viewer, viewer_id)
+    await depart(client, state, owner, owner_id, viewer, viewer_id)
     return viewer
 
 

@@ -14,3 +14,14 @@ def test_docker_compose_file_follows_the_compose_spec() -> None:
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """A package missing from pyproject's list breaks a non-editable install only."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(path.parent.relative_to(ROOT).parts)
+             for path in (ROOT / "pictograph").rglob("__init__.py")}
+    assert found <= listed, found - listed

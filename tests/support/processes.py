@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from pictograph.settings import Settings
 from tests.support.s3 import free_port
 
 
@@ -23,6 +24,9 @@ def process_env(data_dir: Path, **settings: str) -> dict[str, str]:
         "PICTOGRAPH_ARGON2_MEMORY_KIB": "64",
         "PICTOGRAPH_ARGON2_PARALLELISM": "1",
         "PICTOGRAPH_LOG_LEVEL": "WARNING",
+        # Tests sign up and log in many users from 127.0.0.1.
+        **{f"PICTOGRAPH_{name.upper()}": "100000/minute"
+           for name in Settings.model_fields if name.startswith("rate_limit_")},
         **settings,
     })
     return env

@@ -1,0 +1,156 @@
+"""Rate limits: counters in Redis, shared by every process, kept by the `limits` library.
+
+Sliding-window counters: two small keys per counter whatever the limit, and no burst of
+twice the limit across a window boundary as fixed windows allow. Every call counts
+before the work it guards, so parallel requests (or aliases in one document) cannot all
+pass a check made before any of them was counted.
+
+When Redis cannot count: logIn and signUp fail closed (a Redis outage must not switch
+off brute-force protection), the rest fail open (they protect capacity, not secrets, and
+the request may still succeed), each saying so in the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from pictograph.cache import keys
+from pictograph.errors import RateLimited, ServiceUnavailable
+from pictograph.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# While Redis is down, each limit says so in the log at most this often (seconds).
+WARN_EVERY = 60.0
+
+
+# Each limit by the name of its setting (after "rate_limit_"): what the client is told
+# it sent too many of, and whether it fails closed.
+LIMITS = {
+    "log_in_per_ip": ("log-in attempts from this address", True),
+    "log_in_per_username": ("log-in attempts for this username", True),
+    "sign_up_per_ip": ("sign-ups from this address", True),
+    "mutations_per_user": ("changes", False),
+    "uploads_per_user": ("uploads", False),
+    "media_per_viewer": ("photo requests", False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    name: str
+    items: tuple[RateLimitItem, ...]
+    what: str
+    fail_closed: bool
+
+
+class RateLimits:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        # The app's own connection pool: no second set of connections to Redis. On the
+        # embedded default that is the in-process fakeredis, whose Lua runs the library's
+        # scripts, and one process is all there is to share the counts with.
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=keys.RATE_LIMIT_PREFIX,
+            connection_pool=redis.connection_pool,
+        )
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self.limits = {
+            name: Limit(name, tuple(parse_many(getattr(settings, f"rate_limit_{name}"))),
+                        what, fail_closed)
+            for name, (what, fail_closed) in LIMITS.items()
+        }
+        self._last_warning: dict[str, float] = {}
+
+    async def log_in(self, client: str | None, username: str) -> None:
+        await self.hit("log_in_per_ip", client_subject(client))
+        await self.hit("log_in_per_username", username_subject(username))
+
+    async def sign_up(self, client: str | None) -> None:
+        await self.hit("sign_up_per_ip", client_subject(client))
+
+    async def mutation(self, user_id: int) -> None:
+        await self.hit("mutations_per_user", str(user_id))
+
+    async def upload(self, user_id: int) -> None:
+        await self.hit("uploads_per_user", str(user_id))
+
+    async def media(self, viewer_id: int) -> None:
+        await self.hit("media_per_viewer", str(viewer_id))
+
+    async def hit(self, name: str, subject: str) -> None:
+        """Counts one request; raises RateLimited (with retryAfter) past the limit."""
+        limit = self.limits[name]
+        identifiers = keys.rate_limit(name, subject)
+        for item in limit.items:
+            try:
+                allowed = await self._limiter.hit(item, *identifiers)
+            except RedisError as error:
+                self._cannot_count(limit, error)
+                return
+            if not allowed:
+                retry_after = await self._retry_after(item, identifiers)
+                raise RateLimited(
+                    f"too many {limit.what}; try again in {retry_after} s",
+                    retryAfter=retry_after,
+                )
+
+    async def _retry_after(self, item: RateLimitItem, identifiers: tuple[str, str]) -> int:
+        """Whole seconds until the counter lets one more request through."""
+        try:
+            stats = await self._limiter.get_window_stats(item, *identifiers)
+            seconds = stats.reset_time - time.time()
+        except RedisError:
+            seconds = item.get_expiry()
+        return max(1, min(item.get_expiry(), math.ceil(seconds)))
+
+    def _cannot_count(self, limit: Limit, error: RedisError) -> None:
+        now = time.monotonic()
+        if now - self._last_warning.get(limit.name, -WARN_EVERY) >= WARN_EVERY:
+            self._last_warning[limit.name] = now
+            log.warning(
+                "rate limit %s cannot be counted (%s): %s", limit.name, type(error).__name__,
+                "refusing those requests" if limit.fail_closed else "letting requests through",
+            )
+        if limit.fail_closed:
+            raise ServiceUnavailable(
+                f"{limit.what} cannot be counted right now; try again shortly"
+            ) from error
+
+
+def client_subject(host: str | None) -> str:
+    """An IPv4 address as it is; an IPv6 one by its /64, since one subscriber usually
+    holds a whole /64 and could otherwise take a fresh address per request."""
+    if host is None:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "host-" + _digest(host)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False).network_address)
+    return str(address)
+
+
+def username_subject(username: str) -> str:
+    """A digest: the name comes straight from the client, of any length or characters,
+    and need not belong to anyone."""
+    return _digest(username)
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

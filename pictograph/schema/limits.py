@@ -1,0 +1,226 @@
+"""What one GraphQL operation may ask for: depth, aliases, tokens and cost, checked
+before anything runs, on HTTP and WebSocket alike.
+
+Strawberry's MaxTokensLimiter, ParserCache, ValidationCache and DisableIntrospection are
+used as they are (ParserCache with one fix, below). Its QueryDepthLimiter and
+MaxAliasesLimiter are not: both walk a fragment again each time it is spread, so fragments
+that each spread the next one twice cost them 2^levels steps: half a second of CPU on the
+event loop at 17 levels (measured), hours at 30, which fit in ~400 tokens. query_shape
+measures each fragment once, gives the real depth for the message, and adds what
+Strawberry lacks: the cost of list sizes times nesting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    OperationDefinitionNode,
+    ValidationContext,
+    ValidationRule,
+)
+from graphql.utilities import get_operation_ast
+from graphql.validation import MaxIntrospectionDepthRule
+from graphql.validation.rules.max_introspection_depth_rule import MAX_LIST_DEPTH
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+
+from pictograph.errors import QueryTooComplex
+from pictograph.schema.query_shape import fragments_of, measure
+
+_TOKEN_LIMIT = re.compile(
+    r"Syntax Error: Document contains more than (\d+) tokens\. Parsing aborted\."
+)
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    max_depth: int
+    max_aliases: int
+    max_tokens: int
+    max_cost: int
+    introspection: bool
+    # Parsed and validated documents kept (each, per process).
+    cache_size: int
+
+
+def too_complex(message: str, limit: str, maximum: int, nodes: Any = None) -> GraphQLError:
+    error = QueryTooComplex(message, limit=limit, maximum=maximum)
+    return GraphQLError(message, nodes, original_error=error, extensions=error.extensions)
+
+
+def token_limit_error(error: GraphQLError) -> GraphQLError | None:
+    """graphql-core's parser aborts past MaxTokensLimiter's count with a plain syntax
+    error; this is that error as the limit it is."""
+    match = _TOKEN_LIMIT.fullmatch(error.message)
+    if not isinstance(error, GraphQLSyntaxError) or match is None:
+        return None
+    maximum = int(match.group(1))
+    return too_complex(f"query token count exceeds the limit of {maximum}", "tokens", maximum)
+
+
+def shape_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
+    """Depth and aliases of every operation in the document. A validation rule, so the
+    ValidationCache keeps its verdict with the document's: built once per schema, since
+    the cache's key holds the rule classes."""
+
+    class ShapeLimits(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            definitions = context.document.definitions
+            fragments = fragments_of(definitions)
+            for operation in definitions:
+                if isinstance(operation, OperationDefinitionNode):
+                    self._check(context.schema, fragments, operation)
+
+        def _check(
+            self,
+            schema: GraphQLSchema,
+            fragments: Mapping[str, FragmentDefinitionNode],
+            operation: OperationDefinitionNode,
+        ) -> None:
+            try:
+                shape = measure(schema, fragments, operation)
+            except RecursionError:  # a chain of fragments longer than the stack
+                self.report_error(
+                    too_complex(
+                        f"query depth exceeds the limit of {max_depth}", "depth", max_depth,
+                        operation,
+                    )
+                )
+                return
+            if shape.depth > max_depth:
+                self.report_error(
+                    too_complex(
+                        f"query depth {shape.depth} exceeds the limit of {max_depth}",
+                        "depth", max_depth, operation,
+                    )
+                )
+            if shape.aliases > max_aliases:
+                self.report_error(
+                    too_complex(
+                        f"query alias count {shape.aliases} exceeds the limit of {max_aliases}",
+                        "aliases", max_aliases, operation,
+                    )
+                )
+
+    return ShapeLimits
+
+
+class IntrospectionDepth(MaxIntrospectionDepthRule):
+    """graphql-core's guard against introspection that nests lists of types (fields of
+    the type of a field of ...), one of its standard rules, coded like the other limits."""
+
+    def report_error(self, error: GraphQLError) -> None:
+        super().report_error(
+            too_complex(
+                f"introspection list nesting exceeds the limit of {MAX_LIST_DEPTH - 1}",
+                "introspection_depth", MAX_LIST_DEPTH - 1, error.nodes,
+            )
+        )
+
+
+class LimitRules(SchemaExtension):
+    """Adds the shape rule and puts the coded introspection guard in place of graphql-core's.
+
+    The rule classes are the same objects on every request: ValidationCache's key holds them."""
+
+    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
+        super().__init__()
+        self.rules = rules
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.validation_rules = tuple(
+            IntrospectionDepth if rule is MaxIntrospectionDepthRule else rule
+            for rule in context.validation_rules
+        ) + self.rules
+        yield
+
+
+class CachedParse(ParserCache):
+    """Strawberry's ParserCache, except that a document that does not parse is left to
+    Strawberry's own parse. Raised from this hook, the syntax error would skip the end of
+    every on_operation (CodedErrors' among them) and reach the client uncoded; raised
+    from the parse step, it is an answer like any other. Failed parses are not cached
+    either way (lru_cache keeps no exceptions), so this costs one more bounded parse."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
+class CostLimit(SchemaExtension):
+    """The cost of the operation about to run, with this request's variables (a `first`
+    is often one): decided after validation, before execution."""
+
+    def __init__(self, max_cost: int) -> None:
+        super().__init__()
+        self.max_cost = max_cost
+
+    def on_validate(self) -> Iterator[None]:
+        # Runs after ValidationCache has put the (cached) validation errors in place;
+        # an invalid document is refused for what is wrong with it, not measured.
+        context = self.execution_context
+        document = context.graphql_document
+        if not context.pre_execution_errors and document is not None:
+            error = self._check(context.schema._schema, document, context.operation_name)
+            if error is not None:
+                context.pre_execution_errors = [error]
+        yield
+
+    def _check(
+        self, schema: GraphQLSchema, document: Any, operation_name: str | None
+    ) -> GraphQLError | None:
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:  # graphql-core's execution reports the unknown name
+            return None
+        try:
+            cost = measure(
+                schema, fragments_of(document.definitions), operation,
+                self.execution_context.variables,
+            ).cost
+        except RecursionError:  # a chain of fragments longer than the stack
+            message = f"query cost exceeds the limit of {self.max_cost}"
+        else:
+            if cost <= self.max_cost:
+                return None
+            message = f"query cost {cost} exceeds the limit of {self.max_cost}"
+        return too_complex(message, "cost", self.max_cost, operation)
+
+
+def limit_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]:
+    """The schema's extensions for the limits, in the order they must run: parse options
+    and rules are set up in on_operation, then the cached parse, the cached validation,
+    and the cost last, as it only measures documents that passed."""
+    rules = (shape_rule(limits.max_depth, limits.max_aliases),)
+    extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: LimitRules(rules),
+    ]
+    if not limits.introspection:
+        extensions.append(DisableIntrospection)
+    extensions += [
+        lambda: CachedParse(maxsize=limits.cache_size),
+        lambda: ValidationCache(maxsize=limits.cache_size),
+        lambda: CostLimit(limits.max_cost),
+    ]
+    return extensions

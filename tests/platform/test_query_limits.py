@@ -1,0 +1,399 @@
+"""Abuse limits on the query language (OWASP's GraphQL cheat sheet): depth, aliases,
+tokens, cost, introspection, batches and body sizes, over HTTP and the WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import strawberry.schema.schema
+import uvicorn
+from graphql import get_introspection_query, parse
+from graphql.language.parser import Parser
+from starlette.applications import Starlette
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from pictograph.app import create_app
+from pictograph.schema import build_schema
+from pictograph.schema.query_shape import fragments_of, measure
+from pictograph.settings import Settings
+from tests.support.graphql import PASSWORD, error_codes, gql, sign_up
+
+LIMITS = Settings()  # the defaults under test
+
+# Followers of followers of followers: depth 11 (fields on the longest path).
+DEEP = (
+    "{ viewer { followers { edges { node { followers { edges { node {"
+    " followers { edges { node { username } } } } } } } } } } }"
+)
+# 100 followers of each of 100 followers: 1 + 1 + 100 * (3 + 100 * 3) = 30302.
+COSTLY = (
+    "query($n: Int) { viewer { followers(first: $n) { edges { node {"
+    " followers(first: $n) { edges { node { username } } } } } } } }"
+)
+FEED_PAGE = """query {
+  feed(first: 20) {
+    edges { cursor node { id caption createdAt author { username displayName }
+                          media(size: THUMBNAIL) { url width height expiresAt } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+PROFILE = """query($u: String!) {
+  user(username: $u) {
+    id username displayName bio isPrivate followerCount followingCount postCount
+    viewerFollowStatus followsViewer
+    posts(first: 12) {
+      edges { node { id caption createdAt media(size: THUMBNAIL) { url width height } } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+FOLLOWERS = """query($u: String!, $after: String) {
+  user(username: $u) {
+    followers(first: 100, after: $after) {
+      edges { cursor node { id username displayName isPrivate viewerFollowStatus followsViewer } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+
+ENUM_VARIABLE = 'query($s: MediaSize!) { post(id: "x") { media(size: $s) { url } } }'
+
+
+def too_complex(result: dict[str, Any]) -> list[str]:
+    assert result["data"] is None, result
+    assert error_codes(result) == ["QUERY_TOO_COMPLEX"], result
+    return [error["message"] for error in result["errors"]]
+
+
+def fragment_bomb(levels: int) -> str:
+    """Each fragment spreads the next twice: 2**levels aliases once expanded."""
+    fragments = [f"fragment F{i} on User {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)]
+    fragments.append(f"fragment F{levels} on User {{ me: id }}")
+    return "query { viewer { ...F0 } }\n" + "\n".join(fragments)
+
+
+async def test_each_limit_is_query_too_complex_and_names_it(client: httpx.AsyncClient) -> None:
+    assert too_complex(await gql(client, DEEP)) == ["query depth 11 exceeds the limit of 10"]
+
+    aliases = "{ " + " ".join(f"v{i}: viewer {{ id }}" for i in range(16)) + " }"
+    assert too_complex(await gql(client, aliases)) == [
+        "query alias count 16 exceeds the limit of 15"
+    ]
+
+    tokens = "{ " + "viewer { id } " * 300 + "}"  # 1,202 tokens
+    assert too_complex(await gql(client, tokens)) == [
+        "query token count exceeds the limit of 1000"
+    ]
+
+    assert too_complex(await gql(client, COSTLY, {"n": 100})) == [
+        "query cost 30302 exceeds the limit of 5000"
+    ]
+    result = await gql(client, DEEP)
+    assert result["errors"][0]["extensions"] == {
+        "code": "QUERY_TOO_COMPLEX", "limit": "depth", "maximum": 10,
+    }
+
+
+async def test_nothing_runs_past_a_limit(client: httpx.AsyncClient) -> None:
+    """Mutations over a limit are refused whole, before any field resolves."""
+    sign_ups = " ".join(
+        f'u{i}: signUp(input: {{username: "alias{i}", password: "{PASSWORD}"}}) {{ token }}'
+        for i in range(16)
+    )
+    too_complex(await gql(client, "mutation { " + sign_ups + " }"))
+    costly = (
+        "mutation($input: SignUpInput!) { signUp(input: $input) { user {"
+        " followers(first: 100) { edges { node { followers(first: 100) {"
+        " edges { node { username } } } } } } } } }"
+    )
+    input_ = {"username": "costly", "password": PASSWORD}
+    too_complex(await gql(client, costly, {"input": input_}))
+    deep = (
+        "mutation($input: SignUpInput!) { signUp(input: $input) { user { followers {"
+        " edges { node { followers { edges { node { followers { edges { node { id } } } } } } }"
+        " } } } } }"
+    )
+    too_complex(await gql(client, deep, {"input": input_}))
+
+    for username in ("alias0", "alias15", "costly"):
+        found = await gql(client, "query($u: String!) { user(username: $u) { id } }",
+                          {"u": username})
+        assert found == {"data": {"user": None}}
+
+
+async def test_a_frontends_pages_fit_well_under_the_limits(client: httpx.AsyncClient) -> None:
+    token = await sign_up(client, "ada")
+    assert not (await gql(client, FEED_PAGE, token=token)).get("errors")
+    assert not (await gql(client, PROFILE, {"u": "ada"}, token=token)).get("errors")
+    assert not (await gql(client, FOLLOWERS, {"u": "ada"}, token=token)).get("errors")
+
+    schema = build_schema()._schema
+    for query in (FEED_PAGE, PROFILE, FOLLOWERS):
+        document = parse(query)
+        shape = measure(schema, fragments_of(document.definitions), document.definitions[0])
+        assert shape.depth <= LIMITS.max_query_depth - 3, (shape, query)
+        assert shape.cost <= LIMITS.max_query_cost // 4, (shape, query)
+    # A whole page of 100 posts with author and media fits too.
+    document = parse(FEED_PAGE.replace("first: 20", "first: 100"))
+    assert measure(schema, {}, document.definitions[0]).cost <= LIMITS.max_query_cost // 2
+
+
+async def test_cost_counts_first_as_the_resolvers_cap_it_and_reads_variables(
+    client: httpx.AsyncClient,
+) -> None:
+    # The same document: its cost is decided with this request's variables.
+    assert not (await gql(client, COSTLY, {"n": 5})).get("errors")
+    assert too_complex(await gql(client, COSTLY, {"n": 100}))
+    # `first` beyond 100 loads 100, and is counted as 100.
+    assert too_complex(await gql(client, COSTLY, {"n": 1_000_000})) == [
+        "query cost 30302 exceeds the limit of 5000"
+    ]
+    # Absent, each `first` is its default of 20: 2 + 20 * (3 + 20 * 3).
+    default = COSTLY.replace("(first: $n)", "").replace("($n: Int)", "")
+    assert not (await gql(client, default)).get("errors")
+    literal = COSTLY.replace("$n)", "1000000)").replace("($n: Int)", "")
+    assert too_complex(await gql(client, literal)) == [
+        "query cost 30302 exceeds the limit of 5000"
+    ]
+
+
+async def test_fragments_are_measured_once_each(client: httpx.AsyncClient) -> None:
+    """Strawberry's own depth and alias limiters walk this 2**22 times."""
+    assert too_complex(await gql(client, fragment_bomb(22))) == [
+        "query alias count 4194304 exceeds the limit of 15"
+    ]
+    nested = (
+        "query { viewer { ...A } }"
+        " fragment A on User { followers { edges { node { ...B } } } }"
+        " fragment B on User { followers { edges { node { ...C } } } }"
+        " fragment C on User { followers { edges { node { username } } } }"
+    )
+    assert too_complex(await gql(client, nested)) == ["query depth 11 exceeds the limit of 10"]
+
+
+async def test_introspection_works_but_cannot_nest_lists(client: httpx.AsyncClient) -> None:
+    full = await gql(client, get_introspection_query(descriptions=True))
+    assert not full.get("errors")
+    assert full["data"]["__schema"]["queryType"]["name"] == "Query"
+    nested = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }"
+    assert too_complex(await gql(client, nested)) == [
+        "introspection list nesting exceeds the limit of 2"
+    ]
+
+
+async def test_a_repeated_query_is_parsed_and_validated_once(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = {"parse": 0, "validate": 0}
+    parse_document = Parser.parse_document
+    validate = strawberry.schema.schema.validate
+
+    def counting_parse(self: Parser) -> Any:
+        counts["parse"] += 1
+        return parse_document(self)
+
+    def counting_validate(*args: Any, **kwargs: Any) -> Any:
+        counts["validate"] += 1
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(Parser, "parse_document", counting_parse)
+    monkeypatch.setattr(strawberry.schema.schema, "validate", counting_validate)
+    # Unique text, so that no earlier test (or backend) has cached it.
+    query = (
+        f"# {secrets.token_hex(8)}\n"
+        "query($n: Int) { viewer { followers(first: $n) { edges { node { username } } } } }"
+    )
+    for n in (1, 2, 3, 100):
+        assert not (await gql(client, query, {"n": n})).get("errors")
+    aliases = " ".join(f"v{i}: viewer {{ id }}" for i in range(16))
+    over = f"# {secrets.token_hex(8)}\n{{ {aliases} }}"
+    for _ in range(3):
+        too_complex(await gql(client, over))
+    assert counts == {"parse": 2, "validate": 2}
+
+
+async def test_batches_are_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", json=[{"query": "{ viewer { id } }"}, {"query": "{ viewer { id } }"}]
+    )
+    assert response.status_code == 400
+    assert response.text == "Batching is not enabled"
+
+
+async def test_an_oversized_body_is_refused_without_being_read(
+    client: httpx.AsyncClient,
+) -> None:
+    pulled = 0
+    chunk = b" " * 65_536
+
+    async def body(chunks: int) -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(chunks):
+            pulled += 1
+            yield chunk
+
+    # Declared too large: refused before a byte is read.
+    response = await client.post(
+        "/graphql", content=body(64),
+        headers={"content-type": "application/json", "content-length": str(64 * 65_536)},
+    )
+    assert response.status_code == 413
+    assert "1048576 bytes" in response.text
+    assert pulled == 0
+
+    # Chunked, no length: counted as it arrives, and cut off just past the limit.
+    response = await client.post(
+        "/graphql", content=body(64), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert pulled == 1_048_576 // 65_536 + 1
+
+    # A body under the limit, chunked, still reaches GraphQL whole.
+    async def small() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ viewer '
+        yield b'{ id } }"}'
+
+    response = await client.post(
+        "/graphql", content=small(), headers={"content-type": "application/json"}
+    )
+    assert response.json() == {"data": {"viewer": None}}
+
+
+@pytest.fixture
+async def production(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """The app as production would configure it: no introspection, no GraphiQL, and
+    (so that the settings are seen to apply) small limits. It borrows the backend app's
+    open resources: starting a second app would rebind Tortoise's models process-wide."""
+    settings = app.state.resources.settings.model_copy(update={
+        "introspection": False, "graphiql": False,
+        "max_query_depth": 4, "max_query_aliases": 1, "max_query_tokens": 100,
+        "max_query_cost": 50, "max_request_bytes": 4096,
+    })
+    configured = create_app(settings)
+    configured.state.resources = app.state.resources
+    transport = httpx.ASGITransport(app=configured)
+    async with httpx.AsyncClient(transport=transport, base_url="http://prod") as client:
+        yield client
+
+
+async def test_limits_are_settings(production: httpx.AsyncClient) -> None:
+    depth5 = "{ viewer { followers { edges { node { username } } } } }"
+    assert too_complex(await gql(production, depth5)) == ["query depth 5 exceeds the limit of 4"]
+    assert too_complex(await gql(production, "{ a: viewer { id } b: viewer { id } }")) == [
+        "query alias count 2 exceeds the limit of 1"
+    ]
+    many = "{ " + "viewer { id } " * 30 + "}"
+    assert too_complex(await gql(production, many)) == [
+        "query token count exceeds the limit of 100"
+    ]
+    # 1 + 1 + first * (edges + cursor): 50 at 24, the limit; 52 at 25.
+    followers = "{ viewer { followers(first: 25) { edges { cursor } } } }"
+    assert too_complex(await gql(production, followers)) == [
+        "query cost 52 exceeds the limit of 50"
+    ]
+    assert not (await gql(production, followers.replace("25", "24"))).get("errors")
+
+    fits = '{"query": "{ viewer { id } }", "padding": "' + "x" * 3800 + '"}'
+    response = await production.post(
+        "/graphql", content=fits, headers={"content-type": "application/json"}
+    )
+    assert response.json() == {"data": {"viewer": None}}
+    response = await production.post(
+        "/graphql", content=fits.replace("x" * 3800, "x" * 4200),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+async def test_errors_suggest_names_while_introspection_is_on(
+    client: httpx.AsyncClient,
+) -> None:
+    typo = await gql(client, "{ viewer { usernam } }")
+    assert typo["errors"][0]["message"].endswith("Did you mean 'username'?")
+    enum = await gql(client, ENUM_VARIABLE, {"s": "FUL"})
+    assert enum["errors"][0]["message"].endswith("Did you mean the enum value 'FULL'?")
+
+
+async def test_production_hides_the_schema(production: httpx.AsyncClient) -> None:
+    for query in ("{ __schema { queryType { name } } }", '{ __type(name: "User") { name } }'):
+        refused = await gql(production, query)
+        assert refused["data"] is None and set(error_codes(refused)) == {"BAD_USER_INPUT"}
+        assert "introspection has been disabled" in refused["errors"][0]["message"]
+    assert await gql(production, "{ __typename }") == {"data": {"__typename": "Query"}}
+
+    message = (await gql(production, "{ viewer { usernam } }"))["errors"][0]["message"]
+    assert message == "Cannot query field 'usernam' on type 'User'."
+    message = (await gql(production, ENUM_VARIABLE, {"s": "FUL"}))["errors"][0]["message"]
+    assert "'FUL'" in message and "Did you mean" not in message and "FULL" not in message
+
+    page = await production.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 404
+
+
+@pytest.fixture
+async def server(app: Starlette) -> AsyncIterator[str]:
+    """The test app (its lifespan already running) behind a real uvicorn on a loopback
+    port, in this process."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    running = uvicorn.Server(config)
+    task = asyncio.create_task(running.serve())
+    while not running.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.01)
+    port = running.servers[0].sockets[0].getsockname()[1]
+    yield f"127.0.0.1:{port}"
+    running.should_exit = True
+    await task
+
+
+async def test_subscriptions_over_the_websocket_are_limited_too(server: str) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{server}") as http:
+        token = await sign_up(http, "socket")
+    url = f"ws://{server}/graphql"
+    async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as socket:
+        await socket.send(json.dumps(
+            {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        ))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        deep = (
+            "subscription { feedUpdates { post { author { followers { edges { node {"
+            " followers { edges { node { followers { edges { node { username }"
+            " } } } } } } } } } } } }"
+        )
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": deep}}))
+        answer = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert answer["type"] == "error" and answer["id"] == "1"
+        errors = [(error["message"], error["extensions"]["code"]) for error in answer["payload"]]
+        assert errors == [("query depth 13 exceeds the limit of 10", "QUERY_TOO_COMPLEX")]
+
+        # A query sent over the socket is measured as one over HTTP, variables included.
+        await socket.send(json.dumps({"id": "2", "type": "subscribe", "payload": {
+            "query": COSTLY, "variables": {"n": 100},
+        }}))
+        answer = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert answer["id"] == "2"
+        assert [error["message"] for error in answer["payload"]] == [
+            "query cost 30302 exceeds the limit of 5000"
+        ]
+
+
+async def test_a_real_server_answers_413_to_a_chunked_body_and_keeps_serving(
+    server: str,
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):  # 2.5 MB, with no Content-Length
+            yield b" " * 65_536
+
+    async with httpx.AsyncClient(base_url=f"http://{server}", timeout=10) as http:
+        response = await http.post(
+            "/graphql", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert (await gql(http, "{ viewer { id } }")) == {"data": {"viewer": None}}

@@ -1,0 +1,57 @@
+"""Every relation a viewer can be in toward an owner, what each may see, and the API
+calls that put a viewer there."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support.graphql import gql, relate_ok
+
+# state: (profile visible, posts visible, media visible, viewerFollowStatus) per privacy
+EXPECTED = {
+    "self": {"public": (True, True, True, "SELF"), "private": (True, True, True, "SELF")},
+    "anonymous": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
+    "none": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
+    "requested": {"private": (True, False, False, "REQUESTED")},
+    "following": {"public": (True, True, True, "FOLLOWING"),
+                  "private": (True, True, True, "FOLLOWING")},
+    "unfollowed": {"public": (True, True, False, "NONE"),
+                   "private": (True, False, False, "NONE")},
+    "removed": {"public": (True, True, False, "NONE"), "private": (True, False, False, "NONE")},
+    "blocked_by_owner": {"public": (False, False, False, "BLOCKED"),
+                         "private": (False, False, False, "BLOCKED")},
+    "blocking_owner": {"public": (True, False, False, "BLOCKED"),
+                       "private": (True, False, False, "BLOCKED")},
+}
+# States reached by following first (and being approved, where the owner is private) and
+# then, for all but "following", one change that ends it.
+FOLLOWED_FIRST = ("following", "unfollowed", "removed", "blocked_by_owner", "blocking_owner")
+
+
+async def make_private(client: httpx.AsyncClient, token: str) -> None:
+    result = await gql(client, "mutation { updateProfile(input: {isPrivate: true}) { id } }",
+                       token=token)
+    assert not result.get("errors"), result
+
+
+async def approach(client: httpx.AsyncClient, state: str, owner: str, owner_id: str,
+                   viewer: str, viewer_id: str) -> None:
+    """The first half of a state: a follow (approved if the owner is private) or a request."""
+    if state == "requested":
+        assert await relate_ok(client, "follow", viewer, owner_id) == "REQUESTED"
+    elif state in FOLLOWED_FIRST:
+        if await relate_ok(client, "follow", viewer, owner_id) == "REQUESTED":
+            await relate_ok(client, "approveFollowRequest", owner, viewer_id)
+
+
+async def depart(client: httpx.AsyncClient, state: str, owner: str, owner_id: str,
+                 viewer: str, viewer_id: str) -> None:
+    """The second half: the change that ends a follow, by either side."""
+    if state == "unfollowed":
+        await relate_ok(client, "unfollow", viewer, owner_id)
+    elif state == "removed":
+        await relate_ok(client, "removeFollower", owner, viewer_id)
+    elif state == "blocked_by_owner":
+        await relate_ok(client, "block", owner, viewer_id)
+    elif state == "blocking_owner":
+        await relate_ok(client, "block", viewer, owner_id)
