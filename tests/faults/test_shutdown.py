@@ -1,0 +1,90 @@
+"""SIGTERM (a deploy, a scale-down) stops a process in order: the server stops taking
+connections but finishes the requests it has, a worker finishes and acknowledges the
+job it holds. (Open WebSockets close with 1012: tests/live/test_feed_updates.py.)
+
+Each in-flight piece of work is held at a known point by a lock the test keeps in
+PostgreSQL, so the signal arrives while it is certainly running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+
+import httpx
+
+from tests.faults.stack import MEDIA_GROUP, MEDIA_STREAM, Stack, api_for, wait_until
+from tests.support.processes import serve, serve_process, worker
+
+
+async def refusing(base: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as fresh:
+            await fresh.get(f"{base}/healthz")
+    except httpx.ConnectError:
+        return True
+    return False
+
+
+async def test_sigterm_lets_a_request_in_flight_finish(stack: Stack) -> None:
+    env = {**stack.env, "PICTOGRAPH_LOG_LEVEL": "INFO"}
+    with serve_process(env) as (base, process):
+        async with api_for(base) as api:
+            token = await api.sign_up("patient")
+            # The profile update waits for the user's row, which the test holds.
+            async with stack.holding(
+                    "SELECT id FROM users WHERE username = 'patient' FOR UPDATE"):
+                slow = asyncio.create_task(api.call(
+                    'mutation { updateProfile(input: {bio: "seen through"}) { bio } }',
+                    token=token))
+                async def waiting() -> bool:
+                    return await stack.waiting_on_locks() == 1
+
+                await wait_until(waiting, "the request waits in the database")
+                process.send_signal(signal.SIGTERM)
+                await wait_until(lambda: refusing(base), "new connections are refused")
+                assert not slow.done()
+            body = await slow
+        assert body == {"data": {"updateProfile": {"bio": "seen through"}}}
+        assert await stack.db.fetchval("SELECT bio FROM users") == "seen through"
+        # uvicorn re-raises the signal once it has shut down in order.
+        assert await asyncio.to_thread(process.wait, 15) == -signal.SIGTERM
+        output = process.communicate()[0]
+        assert "workers stopped" in output and "Application shutdown complete" in output
+
+
+async def test_sigterm_stops_a_worker_once_its_job_is_done_and_acknowledged(
+        stack: Stack) -> None:
+    with serve(stack.env, workers=False) as base:
+        async with api_for(base) as api:
+            token = await api.sign_up("punctual")
+            post_id = await api.post(token, "finished on the way out")
+            async with contextlib.AsyncExitStack() as held:
+                # The job waits to record its variants on the post's row, held here.
+                await held.enter_async_context(stack.holding(
+                    "SELECT id FROM posts WHERE id = $1 FOR UPDATE", stack.pk(post_id)))
+                with worker({**stack.env, "PICTOGRAPH_LOG_LEVEL": "INFO"}) as process:
+                    async def midway() -> bool:
+                        return (await stack.waiting_on_locks() == 1
+                                and await stack.pending(MEDIA_STREAM, MEDIA_GROUP) == 1)
+
+                    await wait_until(midway, "the job waits with its message taken")
+                    process.send_signal(signal.SIGTERM)
+                    await asyncio.to_thread(read_until, process, "workers stopping")
+                    assert process.poll() is None  # it waits for the job it holds
+                    await held.aclose()
+                    # The lock is gone: the job ends, is acknowledged, the process exits.
+                    assert await asyncio.to_thread(process.wait, 15) == 0
+                    assert "workers stopped" in process.communicate()[0]
+            assert await stack.db.fetchval("SELECT status FROM posts") == "READY"
+            assert await stack.pending(MEDIA_STREAM, MEDIA_GROUP) == 0
+            assert await stack.drained(MEDIA_STREAM, MEDIA_GROUP)
+
+
+def read_until(process: subprocess.Popen[str], text: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if text in line:
+            return
+    raise AssertionError(f"the process ended without saying {text!r}")
