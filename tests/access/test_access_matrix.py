@@ -90,7 +90,7 @@ async def test_no_path_reveals_more_than_the_relation_allows(
     try:
         if privacy == "made_private":
             for viewer in viewers:
-                await depart(client, viewer.state, author, author_id, viewer.token, viewer.id)
+                await _depart(client, viewer, author, author_id)
             for viewer in viewers:
                 await _warm(client, resources, viewer, post_id)
             await make_private(client, author)
@@ -99,7 +99,7 @@ async def test_no_path_reveals_more_than_the_relation_allows(
         else:
             for viewer in viewers:
                 await _warm(client, resources, viewer, post_id)
-                await depart(client, viewer.state, author, author_id, viewer.token, viewer.id)
+                await _depart(client, viewer, author, author_id)
                 await _read_every_path(client, resources, viewer, post_id)
     finally:
         for viewer in viewers:
@@ -121,6 +121,12 @@ async def _viewer(client: httpx.AsyncClient, state: str, author: str, author_id:
     viewer = Viewer(state, token, await user_id(client, f"v_{state}"))
     await approach(client, state, author, author_id, token, viewer.id)
     return viewer
+
+
+async def _depart(client: httpx.AsyncClient, viewer: Viewer, author: str, author_id: str
+                  ) -> None:
+    if viewer.token is not None and viewer.id is not None:
+        await depart(client, viewer.state, author, author_id, viewer.token, viewer.id)
 
 
 async def _warm(client: httpx.AsyncClient, resources: Resources, viewer: Viewer,
