@@ -56,6 +56,16 @@ class Backend:
     settings: Settings
 
 
+async def require_services() -> None:
+    """Skips the test when PostgreSQL or Redis is unreachable; fails it under
+    PICTOGRAPH_REQUIRE_SERVICES=1 (CI), so a service down is never a silent skip."""
+    problem = await _services_unreachable()
+    if problem:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"PICTOGRAPH_REQUIRE_SERVICES=1 but {problem}")
+        pytest.skip(f"real services unreachable: {problem}")
+
+
 async def _services_unreachable() -> str | None:
     try:
         connection = await asyncpg.connect(ADMIN_DATABASE_URL, timeout=3)
@@ -95,11 +105,7 @@ async def backend(
                                            **FAST_HASHING, **GENEROUS_RATE_LIMITS))
         return
 
-    problem = await _services_unreachable()
-    if problem:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PICTOGRAPH_REQUIRE_SERVICES=1 but {problem}")
-        pytest.skip(f"real services unreachable: {problem}")
+    await require_services()
     database = f"pictograph_test_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{database}"')

@@ -14,9 +14,8 @@ from redis.asyncio import Redis
 from tests.conftest import (
     ADMIN_DATABASE_URL,
     PROCESS_REDIS_URL,
-    REQUIRE_SERVICES,
-    _services_unreachable,
     _with_database,
+    require_services,
 )
 from tests.faults.stack import TEST_CLIENT, Stack
 from tests.support.processes import process_env
@@ -24,11 +23,7 @@ from tests.support.processes import process_env
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    problem = await _services_unreachable()
-    if problem:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PICTOGRAPH_REQUIRE_SERVICES=1 but {problem}")
-        pytest.skip(f"real services unreachable: {problem}")
+    await require_services()
     from pictograph.db import apply_migrations
 
     name = f"pictograph_faults_{secrets.token_hex(4)}"

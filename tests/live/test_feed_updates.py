@@ -27,8 +27,7 @@ from websockets.typing import Subprotocol
 from tests.conftest import (
     ADMIN_DATABASE_URL,
     PROCESS_REDIS_URL,
-    REQUIRE_SERVICES,
-    _services_unreachable,
+    require_services,
 )
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
@@ -143,11 +142,7 @@ def embedded(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    problem = await _services_unreachable()
-    if problem:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PICTOGRAPH_REQUIRE_SERVICES=1 but {problem}")
-        pytest.skip(f"real services unreachable: {problem}")
+    await require_services()
     database = f"pictograph_live_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{database}"')
