@@ -69,6 +69,11 @@ class Context:
         for name in ("loaders", "graph"):
             self.__dict__.pop(name, None)
 
+    @property
+    def viewer_id_read(self) -> tuple[bool, int | None]:
+        """(whether the token has been checked yet, the viewer's id or None), no I/O."""
+        return self._viewer_resolved, self._viewer_id
+
     async def viewer_id(self) -> int | None:
         """The signed-in user's id, or None; the token is checked once per request."""
         if not self._viewer_resolved:

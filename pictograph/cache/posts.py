@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
-from pictograph.cache.versioned import VersionedWrites, bump_and_drop
+from pictograph.cache.versioned import VersionedWrites, bump_and_drop, read_versioned
 from pictograph.records import PostRecord
 
 POST_TTL = 3600
@@ -22,15 +22,12 @@ class PostCache:
         self._writes = VersionedWrites(redis)
 
     async def get(self, post_ids: Sequence[int]) -> list[tuple[PostRecord | None, str]]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for post_id in post_ids:
-                pipe.get(keys.post(post_id))
-                pipe.get(keys.post_version(post_id))
-            raw = await pipe.execute()
-        return [
-            (PostRecord.from_json(orjson.loads(raw[i])) if raw[i] else None, raw[i + 1] or "0")
-            for i in range(0, len(raw), 2)
-        ]
+        """Each cached post (or None) and the version to fill it at."""
+        found = await read_versioned(
+            self.redis, [keys.post(i) for i in post_ids], [keys.post_version(i) for i in post_ids]
+        )
+        return [(PostRecord.from_json(orjson.loads(raw)) if raw else None, version)
+                for raw, version in found]
 
     async def fill(self, records: Sequence[tuple[PostRecord, str]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
-from pictograph.cache.versioned import VersionedWrites, bump_and_drop
+from pictograph.cache.versioned import VersionedWrites, bump_and_drop, read_versioned
 from pictograph.records import UserRecord
 
 PROFILE_TTL = 600
@@ -24,16 +24,10 @@ class ProfileCache:
 
     async def get(self, user_ids: Sequence[int]) -> list[tuple[UserRecord | None, str]]:
         """Each user's cached profile (or None) and the version to fill it at."""
-        # A pipeline, not MGET: the keys live on different cluster slots.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                pipe.get(keys.user_profile(user_id))
-                pipe.get(keys.user_version(user_id))
-            raw = await pipe.execute()
-        return [
-            (UserRecord.from_json(orjson.loads(raw[i])) if raw[i] else None, raw[i + 1] or "0")
-            for i in range(0, len(raw), 2)
-        ]
+        found = await read_versioned(self.redis, [keys.user_profile(i) for i in user_ids],
+                                     [keys.user_version(i) for i in user_ids])
+        return [(UserRecord.from_json(orjson.loads(raw)) if raw else None, version)
+                for raw, version in found]
 
     async def fill(self, records: Sequence[tuple[UserRecord, str]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

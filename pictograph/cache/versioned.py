@@ -7,6 +7,8 @@ drops the cached value). So a slow reader never caches something older than a ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -17,6 +19,30 @@ if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
+
+
+async def read_versioned(
+    redis: Redis, value_keys: Sequence[str], version_keys: Sequence[str]
+) -> list[tuple[str | None, str]]:
+    """Each cached value (or None) and, for a miss, the version to fill it at.
+
+    Only the misses' versions are read, in a second round trip after the values: a
+    warm read sends half the commands, and a fill stays guarded, because its version
+    is still read before the database is."""
+    # A pipeline, not MGET: the keys live on different cluster slots.
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in value_keys:
+            pipe.get(key)
+        values = await pipe.execute()
+    missing = [i for i, value in enumerate(values) if value is None]
+    versions = [""] * len(values)
+    if missing:
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in missing:
+                pipe.get(version_keys[i])
+            for i, version in zip(missing, await pipe.execute(), strict=True):
+                versions[i] = version or "0"
+    return list(zip(values, versions, strict=True))
 
 
 class VersionedWrites:

@@ -45,6 +45,7 @@ LoadUsers = Callable[[list[int]], Awaitable[list[UserRecord | None]]]
 class FeedPage:
     posts: list[PostRecord]
     has_next: bool
+    authors: dict[int, UserRecord]  # of the posts shown, as the visibility check read them
 
 
 class HomeFeed:
@@ -169,6 +170,7 @@ class HomeFeed:
     ) -> FeedPage:
         """Up to `first` visible posts older than `before`, newest first."""
         shown: list[PostRecord] = []
+        authors: dict[int, UserRecord] = {}
         cursor = before
         want = first + 1
         for _ in range(MAX_ROUNDS):  # more rounds when filtering dropped entries
@@ -176,18 +178,18 @@ class HomeFeed:
                                                 use_page_cache=cursor is None)
             if not candidates:
                 break
-            visible = await self._visible(viewer_id, graph, candidates, load_posts,
-                                          load_users)
-            shown.extend(visible)
+            shown.extend(await self._visible(viewer_id, graph, candidates, load_posts,
+                                             load_users, authors))
             if len(shown) > first or len(candidates) < want:
                 break
             cursor, want = candidates[-1], min(want * 2, FEED_CAP)
-        return FeedPage(shown[:first], len(shown) > first)
+        return FeedPage(shown[:first], len(shown) > first, authors)
 
     async def _visible(
         self, viewer_id: int, graph: FollowGraph, candidates: list[int],
-        load_posts: LoadPosts, load_users: LoadUsers,
+        load_posts: LoadPosts, load_users: LoadUsers, authors_read: dict[int, UserRecord],
     ) -> list[PostRecord]:
+        """The candidates the viewer may see; their authors go into `authors_read`."""
         posts = [p for p in await load_posts(candidates)
                  if p is not None and p.status == PostStatus.READY]
         author_ids = list({p.author_id for p in posts})
@@ -195,6 +197,7 @@ class HomeFeed:
             load_users(author_ids), graph.relations(viewer_id, author_ids)
         )
         by_id = {a.id: a for a in authors if a is not None}
+        authors_read.update(by_id)
         shown = [
             p for p in posts
             if p.author_id in by_id and feed_visible(

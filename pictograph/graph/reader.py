@@ -34,14 +34,25 @@ class FollowGraph:
         self._snapshots: dict[int, GraphSnapshot] = {}
         self._loading = asyncio.Lock()
         self._relation_loaders: dict[int, _RelationLoader] = {}
+        # Every relation this request has read, so that a field resolved after its page
+        # (a photo on a feed page) decides without another round trip or an await.
+        self._read: dict[tuple[int, int], Relation] = {}
 
     async def relation(self, viewer_id: int | None, other_id: int) -> Relation:
-        if viewer_id is None or viewer_id == other_id:
-            return NO_RELATION
+        read = self.relation_read(viewer_id, other_id)
+        if read is not None:
+            return read
+        assert viewer_id is not None
         loader = self._relation_loaders.get(viewer_id)
         if loader is None:
             loader = self._relation_loaders[viewer_id] = _RelationLoader(self, viewer_id)
         return await loader.load(other_id)
+
+    def relation_read(self, viewer_id: int | None, other_id: int) -> Relation | None:
+        """The relation as this request already read it, or None if it has not."""
+        if viewer_id is None or viewer_id == other_id:
+            return NO_RELATION
+        return self._read.get((viewer_id, other_id))
 
     async def relations(self, viewer_id: int, other_ids: Sequence[int]) -> dict[int, Relation]:
         if not other_ids:
@@ -49,10 +60,12 @@ class FollowGraph:
         snapshot = self._snapshots.get(viewer_id)
         if snapshot is None:
             found = await self.cache.relations(viewer_id, other_ids)
-            if found is not None:
-                return found
-            snapshot = (await self._load([viewer_id]))[viewer_id]
-        return {other: snapshot.relation_to(other) for other in other_ids}
+            if found is None:
+                snapshot = (await self._load([viewer_id]))[viewer_id]
+        if snapshot is not None:
+            found = {other: snapshot.relation_to(other) for other in other_ids}
+        self._read.update(((viewer_id, other), relation) for other, relation in found.items())
+        return found
 
     async def page(
         self, user_id: int, part: str, before: int | None, limit: int

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pictograph.context import Context
-from pictograph.records import PostRecord
+from pictograph.feed.policy import FeedPage
 
 
-async def home_feed(
-    context: Context, first: int, before: int | None
-) -> tuple[list[PostRecord], bool]:
+async def home_feed(context: Context, first: int, before: int | None) -> FeedPage:
     viewer_id = await context.require_viewer_id()
     page = await context.feed.page(
         viewer_id,
@@ -18,4 +16,4 @@ async def home_feed(
         first,
         before,
     )
-    return page.posts, page.has_next
+    return page

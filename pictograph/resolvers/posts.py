@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,7 +14,7 @@ from pictograph.posts import lifecycle, store
 from pictograph.posts.uploads import Ticket, create_upload
 from pictograph.records import MediaSize, PostRecord, UserRecord
 from pictograph.storage.signing import media_url
-from pictograph.visibility import can_view_media, can_view_posts
+from pictograph.visibility import can_view_media, can_view_posts, media_visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +71,42 @@ async def visible_post(context: Context, post_id: int) -> PostRecord | None:
     return post
 
 
-async def media_of(context: Context, post: PostRecord, size: MediaSize) -> MintedMedia | None:
+def media_of(
+    context: Context, post: PostRecord, size: MediaSize
+) -> MintedMedia | Awaitable[MintedMedia | None] | None:
+    """The photo signed for this viewer, or None. Decided at once, with no await, when
+    the request has already read what the check needs (a feed or profile page reads the
+    viewer's relation to every author on it); otherwise an awaitable that reads it."""
+    checked, viewer_id = context.viewer_id_read
+    if checked:
+        if viewer_id is None or post.status != PostStatus.READY:
+            return None
+        relation = context.graph.relation_read(viewer_id, post.author_id)
+        if relation is not None:
+            visible = media_visible(viewer_id, post.author_id, relation)
+            return _minted(context, viewer_id, post, size) if visible else None
+    return _media_of_after_reading(context, post, size)
+
+
+async def _media_of_after_reading(
+    context: Context, post: PostRecord, size: MediaSize
+) -> MintedMedia | None:
     viewer_id = await context.viewer_id()
     if viewer_id is None or post.status != PostStatus.READY:
         return None
     if not await can_view_media(context.graph, viewer_id, post.author_id):
         return None
+    return _minted(context, viewer_id, post, size)
+
+
+def _minted(
+    context: Context, viewer_id: int, post: PostRecord, size: MediaSize
+) -> MintedMedia | None:
     variant = post.variants.get(size)
     if variant is None:
         return None
     settings = context.resources.settings
-    expires = int(datetime.now(UTC).timestamp()) + settings.media_url_ttl
+    expires = int(time.time()) + settings.media_url_ttl
     return MintedMedia(
         url=media_url(
             settings.public_base_url, context.resources.secret_key, viewer_id, post.id, size,

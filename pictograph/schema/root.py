@@ -62,10 +62,8 @@ class Query:
     async def feed(
         self, info: ContextInfo, first: int | None = 20, after: str | None = None
     ) -> PostConnection:
-        records, has_next = await feed.home_feed(
-            info.context, page_size(first), decode_cursor(after)
-        )
-        return PostConnection.from_records(records, has_next, after)
+        page = await feed.home_feed(info.context, page_size(first), decode_cursor(after))
+        return PostConnection.from_records(page.posts, page.has_next, after, page.authors)
 
     @strawberry.field(description="Pending requests to follow the viewer (private accounts).")
     async def follow_requests(

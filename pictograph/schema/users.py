@@ -64,7 +64,8 @@ class UserType(Node):
         records, has_next = await post_resolvers.posts_of(
             info.context, self.record, page_size(first), decode_cursor(after)
         )
-        return PostConnection.from_records(records, has_next, after)
+        return PostConnection.from_records(records, has_next, after,
+                                           {self.record.id: self.record})
 
     @strawberry.field
     async def followers(

@@ -1,0 +1,142 @@
+"""What one request costs the server, in process: CPU per request and where it goes.
+
+    python bench/request_cost.py                 # PostgreSQL + Redis on 127.0.0.1
+    python bench/request_cost.py --profile 25    # and cProfile's top 25 functions
+
+Seeds a small network with `pictograph seed` (a throwaway database and Redis db 13),
+then sends the frontend's warm feed query and the profile query straight into the ASGI
+app, one at a time, rotating across viewers: no sockets and no load tool, so the CPU
+time measured is the app's alone (GraphQL, resolvers, Redis client). It is the quick
+loop for a change to the read path; bench/load.py is the whole server under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+from tqdm import tqdm
+
+from bench._harness import print_table, throwaway_services
+from bench.load import FEED, PROFILE
+
+REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+async def asgi_post(app: Any, body: bytes, token: str) -> dict[str, Any]:
+    """One POST /graphql through the app, as uvicorn would hand it over."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/graphql", "raw_path": b"/graphql", "query_string": b"",
+        "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"authorization", f"Bearer {token}".encode())],
+        "app": app,
+    }
+    sent = False
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    answer = orjson.loads(b"".join(chunks))
+    if answer.get("errors"):
+        raise SystemExit(f"the query failed: {answer['errors']}")
+    return answer
+
+
+async def cpu_per_request(app: Any, bodies: list[tuple[bytes, str]], count: int,
+                          label: str) -> list[float]:
+    samples = []
+    for i in tqdm(range(count), desc=label, unit="req"):
+        body, token = bodies[i % len(bodies)]
+        started = time.process_time()
+        await asgi_post(app, body, token)
+        samples.append((time.process_time() - started) * 1000)
+    return samples
+
+
+async def run(args: argparse.Namespace) -> None:
+    from bench.load import viewers_of
+    from pictograph.app import create_app
+    from pictograph.seed import run_seed
+    from pictograph.settings import Settings
+
+    async with throwaway_services(REDIS_URL) as database_url:
+        data_dir = Path(tempfile.mkdtemp(prefix="pictograph-request-cost-"))
+        unlimited = {name: "1000000/second" for name in Settings.model_fields
+                     if name.startswith("rate_limit_")}
+        settings = Settings(database_url=database_url, redis_url=REDIS_URL, data_dir=data_dir,
+                            run_workers=False, celebrity_threshold=args.users // 5,
+                            log_level="WARNING", secret_key=secrets.token_urlsafe(32),
+                            **unlimited)
+        await run_seed(settings, users=args.users, posts=args.posts, celebrities=3, seed=3,
+                       force=False)
+        assert settings.secret_key is not None
+        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_DATA_DIR": str(data_dir),
+               "PICTOGRAPH_SECRET_KEY": settings.secret_key.get_secret_value()}
+        viewers = await viewers_of(env, 50, seed=5)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            feed = [(orjson.dumps({"query": FEED, "variables": {"first": 20}}), v.token)
+                    for v in viewers]
+            profile = [(orjson.dumps({"query": PROFILE, "variables": {"u": v.profile}}),
+                        v.token) for v in viewers]
+            for body, token in feed + profile:  # warm every cache, parse and validation
+                await asgi_post(app, body, token)
+            rows = []
+            for label, bodies in (("warm feed(first: 20)", feed),
+                                  ("profile with 12 thumbnails", profile)):
+                samples = await cpu_per_request(app, bodies, args.requests, label)
+                rows.append((f"{label}: CPU per request",
+                             f"median {statistics.median(samples):.2f} ms, "
+                             f"p90 {sorted(samples)[int(0.9 * len(samples))]:.2f} ms"))
+            if args.profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for i in range(args.requests):
+                    await asgi_post(app, *feed[i % len(feed)])
+                profiler.disable()
+                out = io.StringIO()
+                stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+                stats.print_stats(args.profile)
+                print(out.getvalue())
+        print_table(f"One request at a time, in process ({args.users:,} users, "
+                    f"{args.posts:,} posts, PostgreSQL + Redis)", rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--posts", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print cProfile's top N functions over the feed requests")
+    random.seed(1)
+    asyncio.run(run(parser.parse_args()))
