@@ -16,7 +16,6 @@ loaded, so that a fill from an older snapshot, arriving later, is refused.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
@@ -31,20 +30,15 @@ MAX_SEQUENCE_TTL = 3600
 _ZSET_PARTS = ("following", "followers", "requested", "requests")
 _SET_PARTS = ("blocking", "blocked_by")
 
-# KEYS: marker, six parts, applied, maxseq, lease. ARGV: floor, ttl, lease token, then
-# for each of the six parts a count followed by that many (member, score) pairs. The
-# parts outlive the marker by a minute, so a reader that sees the marker never finds a
-# part expired. The lease, taken before the database read, is what a flush in between
-# takes away with maxseq: without it, a snapshot older than a change whose maxseq the
-# flush wiped would be accepted and outlive the change for a day.
+# KEYS: marker, six parts, applied, maxseq. ARGV: floor, ttl, then for each of the six
+# parts a count followed by that many (member, score) pairs. The parts outlive the
+# marker by a minute, so a reader that sees the marker never finds a part expired.
 _FILL = """
-if redis.call('GET', KEYS[10]) ~= ARGV[3] then return 0 end
-redis.call('DEL', KEYS[10])
 local newest = tonumber(redis.call('GET', KEYS[9]) or '0')
 if newest > tonumber(ARGV[1]) then return 0 end
 local ttl = tonumber(ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
-local i = 4
+local i = 3
 for part = 1, 6 do
   local key = KEYS[part + 1]
   local count = tonumber(ARGV[i])
@@ -147,25 +141,12 @@ class GraphCache:
                 pipe.exists(keys.graph_loaded(user_id))
             return [bool(found) for found in await pipe.execute()]
 
-    async def lease(self, user_ids: Sequence[int]) -> dict[int, str]:
-        """Fill leases, taken before reading these users' graphs from the database. The
-        last reader's lease wins; an earlier reader's fill is then dropped, never wrong."""
-        leases = {user_id: secrets.token_hex(8) for user_id in user_ids}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id, token in leases.items():
-                pipe.set(keys.graph_fill_lease(user_id), token, ex=MAX_SEQUENCE_TTL)
-            await pipe.execute()
-        return leases
-
-    async def fill(
-        self, snapshots: Sequence[GraphSnapshot], leases: Mapping[int, str]
-    ) -> list[bool]:
+    async def fill(self, snapshots: Sequence[GraphSnapshot]) -> list[bool]:
         """Stores snapshots read from the database, each unless a newer change has
-        already tried to write that user's graph, or its lease is gone (a flush)."""
+        already tried to write that user's graph."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for snapshot in snapshots:
-                args: list[str | int] = [snapshot.floor, jittered(GRAPH_TTL),
-                                         leases[snapshot.user_id]]
+                args: list[str | int] = [snapshot.floor, jittered(GRAPH_TTL)]
                 for part in _ZSET_PARTS:
                     pairs = getattr(snapshot, part)
                     args.append(len(pairs))

@@ -54,20 +54,13 @@ def graph_max_sequence(user_id: int) -> str:
     return f"user:{{{user_id}}}:maxseq"
 
 
-def graph_fill_lease(user_id: int) -> str:
-    """The token of the reader whose database read may fill the graph next."""
-    return f"user:{{{user_id}}}:lease"
-
-
 def graph_keys(user_id: int) -> list[str]:
-    """Marker, the six parts, the applied hash, the max sequence, the fill lease: the
-    scripts' order."""
+    """Marker, the six parts, the applied hash, the max sequence: the scripts' order."""
     return [
         graph_loaded(user_id),
         *(graph_part(user_id, part) for part in GRAPH_PARTS),
         graph_applied(user_id),
         graph_max_sequence(user_id),
-        graph_fill_lease(user_id),
     ]
 
 

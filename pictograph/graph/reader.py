@@ -100,8 +100,7 @@ class FollowGraph:
         async with self._loading:
             missing = [u for u in dict.fromkeys(user_ids) if u not in self._snapshots]
             if missing:
-                leases = await self.cache.lease(missing)
                 snapshots = await store.load_snapshots(missing)
-                await self.cache.fill(list(snapshots.values()), leases)
+                await self.cache.fill(list(snapshots.values()))
                 self._snapshots.update(snapshots)
             return {user_id: self._snapshots[user_id] for user_id in user_ids}
