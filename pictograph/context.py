@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
@@ -15,6 +16,9 @@ from pictograph.graph.reader import FollowGraph
 from pictograph.resolvers.loaders import Loaders
 from pictograph.resources import Resources
 from pictograph.sessions import resolve_token
+
+if TYPE_CHECKING:
+    from pictograph.http.sockets import SignedInSocket
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -40,8 +44,25 @@ class Context:
         self.request_id = request_id
         # Set by Strawberry from a WebSocket's connection_init payload.
         self.connection_params: dict[str, object] | None = None
+        # A socket's sign-in (http/sockets.py), on the context the socket opened with.
+        self.socket: SignedInSocket | None = None
         self._viewer_id: int | None = None
         self._viewer_resolved = False
+        self._operations = 0
+
+    def for_operation(self) -> Context:
+        """A context of its own for one operation on a socket.
+
+        graphql-transport-ws hands every operation of a socket the context made when the
+        socket opened. What an operation reads (the viewer behind the token, the follow
+        graph, loaded records) must not answer the next one, so each operation starts
+        from this fresh copy, exactly like an HTTP request: the token is checked again
+        and nothing read before is reused."""
+        self._operations += 1
+        operation = Context(self.resources, self.connection, self.token,
+                            f"{self.request_id}.{self._operations}")
+        operation.connection_params = self.connection_params
+        return operation
 
     @cached_property
     def loaders(self) -> Loaders:

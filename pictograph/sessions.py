@@ -1,9 +1,11 @@
-"""Opaque bearer tokens: minted at sign-up and log-in, checked on every request."""
+"""Opaque bearer tokens: minted at sign-up and log-in, checked on every operation."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
@@ -11,6 +13,14 @@ from redis.asyncio import Redis
 from pictograph.cache import tokens as token_cache
 from pictograph.live import publish as live
 from pictograph.models import AuthToken
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Whose token it is and until when (unix seconds)."""
+
+    user_id: int
+    expires: int
 
 
 def hash_token(token: str) -> str:
@@ -30,40 +40,53 @@ async def mint_token(user_id: int, lifetime_seconds: int) -> str:
 
 async def remember_new_token(redis: Redis, token: str, user_id: int, lifetime: int) -> None:
     """Caches a token just minted (after its commit), so its first use needs no SQL."""
-    await token_cache.remember_token(redis, hash_token(token), user_id, lifetime)
+    expires = int(time.time()) + lifetime
+    await token_cache.remember_token(redis, hash_token(token), user_id, expires, lifetime)
 
 
-async def resolve_token(redis: Redis, token: str) -> int | None:
-    """The id of the token's user, or None for an unknown, expired or revoked token."""
+async def resolve_session(redis: Redis, token: str) -> Session | None:
+    """The token's session, or None for an unknown, expired or revoked token."""
     token_hash = hash_token(token)
     cached = await token_cache.get_token_owner(redis, token_hash)
     if cached == token_cache.REVOKED:
         return None
-    if isinstance(cached, int):
-        return cached
+    now = time.time()
+    if isinstance(cached, tuple):
+        user_id, expires = cached
+        return Session(user_id, expires) if expires > now else None
     row = await AuthToken.get_or_none(token_hash=token_hash).only(
         "id", "user_id", "expires_at", "revoked_at"
     )
-    now = datetime.now(UTC)
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if row is None or row.revoked_at is not None or row.expires_at.timestamp() <= now:
         return None
-    remaining = int((row.expires_at - now).total_seconds())
-    await token_cache.remember_token(redis, token_hash, row.user_id, remaining)
-    return row.user_id
+    expires = int(row.expires_at.timestamp())
+    await token_cache.remember_token(redis, token_hash, row.user_id, expires,
+                                     int(expires - now))
+    return Session(row.user_id, expires)
+
+
+async def resolve_token(redis: Redis, token: str) -> int | None:
+    """The id of the token's user, or None for an unknown, expired or revoked token."""
+    session = await resolve_session(redis, token)
+    return session.user_id if session is not None else None
 
 
 async def revoke_token(redis: Redis, token: str) -> None:
+    """Revokes the token everywhere: the cache first, so that no process can go on
+    granting it once this returns (a Redis that cannot take the mark fails the call,
+    before anything changed); then the row; then every socket opened with it is told to
+    close. Safe to call again after a failure part-way."""
     token_hash = hash_token(token)
-    now = datetime.now(UTC)
     row = await AuthToken.get_or_none(token_hash=token_hash)
-    if row is None or row.revoked_at is not None:
+    if row is None:
         return
-    row.revoked_at = now
-    await row.save(update_fields=["revoked_at"])
-    await token_cache.mark_revoked(
-        redis, token_hash, int((row.expires_at - now).total_seconds())
-    )
-    await live.token_revoked(redis, token_hash)  # its open subscriptions end
+    now = datetime.now(UTC)
+    await token_cache.mark_revoked(redis, token_hash,
+                                   int((row.expires_at - now).total_seconds()))
+    if row.revoked_at is None:
+        row.revoked_at = now
+        await row.save(update_fields=["revoked_at"])
+    await live.token_revoked(redis, token_hash)  # its sockets and subscriptions end
 
 
 async def delete_expired_tokens(now: datetime | None = None) -> int:

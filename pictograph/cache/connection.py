@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import fakeredis
 from fakeredis.aioredis import FakeRedis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from pictograph.settings import Settings
 
@@ -29,3 +31,17 @@ def open_redis(settings: Settings) -> Redis:
         **pool_options,
     )
     return Redis.from_pool(pool)
+
+
+def subscriber_client(redis: Redis) -> Redis:
+    """A client on the same server for pub/sub, whose connections never retry silently.
+
+    A retried read reconnects and re-subscribes behind the caller's back, and whatever
+    was published in between is lost without anyone knowing. With no retries every
+    failure reaches the live hub, which re-subscribes itself and tells its listeners
+    that messages may have been missed."""
+    pool = redis.connection_pool
+    options = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+    options.pop("retry_on_timeout", None)
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class,
+                                                max_connections=4, **options))

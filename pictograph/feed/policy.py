@@ -88,11 +88,13 @@ class HomeFeed:
                                 await self._recent(author_id, None, FEED_CAP))
         await self.cache.drop_pages([follower_id])
 
-    async def forget_post(self, post_id: int, author_id: int) -> None:
-        """Reads already skip a deleted post; this tells live subscriptions and tidies
-        the author's lists."""
+    async def forget_post(self, post_id: int, author_id: int, announce: bool = True) -> None:
+        """Reads already skip a deleted post; this tidies the author's lists and, for a
+        post that was ever shown (`announce`), tells live subscriptions."""
         await self.cache.remove(keys.recent_posts(author_id), [post_id])
         await self.cache.remove(keys.home_feed(author_id), [post_id])
+        if not announce:
+            return
         removed = {"kind": live.POST_REMOVED, "post_id": post_id, "author_id": author_id}
         if await self._is_celebrity(author_id):
             await live.to_author_followers(self.redis, author_id, removed)

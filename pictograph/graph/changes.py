@@ -33,6 +33,9 @@ class _Outcome:
 
     events: list[tuple[str, dict[str, int]]] = field(default_factory=list)
     counts_changed: set[int] = field(default_factory=set)
+    # (follower, followee) of every accepted follow that ended: only these followers saw
+    # the followee's posts in their feeds, so only they are told the posts left.
+    follows_ended: list[tuple[int, int]] = field(default_factory=list)
 
 
 async def _lock_users(user_ids: Sequence[int]) -> dict[int, bool]:
@@ -213,6 +216,7 @@ class GraphChanges:
         if pair_follow is not None:
             await Follow.filter(id=pair_follow).delete()
             await _adjust_counts(follower, followee, -1, out)
+            out.follows_ended.append((follower, followee))
             if kind:
                 out.events.append((kind, {"follower": follower, "followee": followee}))
         elif pair_request is not None:
@@ -234,27 +238,25 @@ class GraphChanges:
         # If Redis could not take the new state, the outbox rows stay for the relay,
         # which re-syncs the pair before it publishes them.
         await self._after_commit(outbox if written else [], outcome.counts_changed)
-        await self._tell_subscriptions(outcome.events)
+        await self._tell_subscriptions(outcome)
         return follow_status(a, b, after.relation_for_a())
 
-    async def _tell_subscriptions(self, changes: list[tuple[str, dict[str, int]]]) -> None:
+    async def _tell_subscriptions(self, outcome: _Outcome) -> None:
         """Open subscriptions stop showing an author the moment the follow ends (they
-        check the live graph too; this makes them say POST_REMOVED)."""
+        check the live graph too; this makes them say POST_REMOVED). Only followers who
+        were following are told: anyone else never saw those posts, and their ids would
+        tell when the posts were made."""
         try:
-            for kind, data in changes:
-                if kind in ("unfollowed", "follow_removed"):
-                    await live.to_viewers(self.redis, [data["follower"]], {
-                        "kind": live.AUTHOR_GONE, "author_id": data["followee"]})
-                elif kind == "blocked":
-                    for viewer, author in ((data["blocker"], data["blocked"]),
-                                           (data["blocked"], data["blocker"])):
-                        await live.to_viewers(self.redis, [viewer], {
-                            "kind": live.AUTHOR_GONE, "author_id": author})
-                elif kind == "followed":
+            for follower, followee in outcome.follows_ended:
+                await live.to_viewers(self.redis, [follower], {
+                    "kind": live.AUTHOR_GONE, "author_id": followee})
+            for kind, data in outcome.events:
+                if kind == "followed":
                     await live.to_viewers(self.redis, [data["follower"]], {
                         "kind": live.GRAPH_CHANGED, "author_id": data["followee"]})
         except RedisError:
-            log.warning("could not tell live subscriptions about %d changes", len(changes))
+            log.warning("could not tell live subscriptions about %d changes",
+                        len(outcome.events))
 
     async def _commit(
         self,
@@ -282,6 +284,7 @@ class GraphChanges:
                     raise
                 outcome.events.clear()
                 outcome.counts_changed.clear()
+                outcome.follows_ended.clear()
         raise AssertionError("unreachable")
 
     async def _write_through(self, pair: PairState, sequences: tuple[int, int]) -> bool:

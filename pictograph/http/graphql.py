@@ -1,13 +1,8 @@
 """The /graphql endpoint: Strawberry's ASGI view with Pictograph's context, a cap on
-request bodies, and the WebSocket rules: a token in connection_init, and a cap on
-sockets per user."""
+request bodies, and sockets that live no longer than their token (http/sockets.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import secrets
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,22 +12,20 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from pictograph.cache import keys
 from pictograph.context import Context, bearer_token
 from pictograph.http.body_limit import BodyLimit
+from pictograph.http.sockets import SocketHandler, sign_in
 from pictograph.schema import PictographSchema
-from pictograph.sessions import resolve_token
 from pictograph.settings import Settings
 
-MAX_SOCKETS_PER_USER = 5
 MAX_SUBSCRIPTIONS_PER_SOCKET = 10
-LEASE_SECONDS = 120
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = SocketHandler
+
     # Batches (a JSON array body) stay refused with 400, Strawberry's default: a batch
     # runs its operations concurrently on one shared Context (one set of dataloaders,
     # forget_reads after a mutation), and no client of this API sends them.
@@ -66,59 +59,10 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> None:
         """The token comes in connection_init; no token or a bad one closes with 4403."""
-        params = context.connection_params or {}
-        authorization = params.get("authorization") or params.get("Authorization")
-        token = bearer_token(authorization if isinstance(authorization, str) else None)
-        redis = context.resources.redis
-        user_id = await resolve_token(redis, token) if token else None
-        if user_id is None:
-            raise ConnectionRejectionError()
-        context.token = token
-        connection_id = secrets.token_hex(8)
-        if not await _take_socket_lease(redis, user_id, connection_id):
-            raise ConnectionRejectionError()
-        assert context.connection is not None
-        context.connection.state.live_lease = (user_id, connection_id)
+        context.socket = await sign_in(context)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             await self._http(scope, receive, send)
             return
-        renew = asyncio.create_task(_renew_lease_while_open(scope))
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            renew.cancel()
-            lease = scope.get("state", {}).get("live_lease")
-            if lease is not None:
-                redis = scope["app"].state.resources.redis
-                with contextlib.suppress(Exception):
-                    await redis.zrem(keys.live_connections(lease[0]), lease[1])
-
-
-async def _take_socket_lease(redis: Any, user_id: int, connection_id: str) -> bool:
-    """A place among the user's sockets, as a lease that lapses if the process dies."""
-    key = keys.live_connections(user_id)
-    now = time.time()
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(key, "-inf", now)
-        pipe.zadd(key, {connection_id: now + LEASE_SECONDS})
-        pipe.zcard(key)
-        pipe.expire(key, LEASE_SECONDS)
-        _, _, count, _ = await pipe.execute()
-    if count > MAX_SOCKETS_PER_USER:
-        await redis.zrem(key, connection_id)
-        return False
-    return True
-
-
-async def _renew_lease_while_open(scope: Scope) -> None:
-    redis = scope["app"].state.resources.redis
-    while True:
-        await asyncio.sleep(LEASE_SECONDS / 3)
-        lease = scope.get("state", {}).get("live_lease")
-        if lease is not None:
-            key = keys.live_connections(lease[0])
-            with contextlib.suppress(Exception):
-                await redis.zadd(key, {lease[1]: time.time() + LEASE_SECONDS}, xx=True)
-                await redis.expire(key, LEASE_SECONDS)
+        await super().__call__(scope, receive, send)

@@ -1,29 +1,39 @@
-"""One Redis pub/sub connection per process, shared by every open subscription.
+"""One Redis pub/sub connection per process, shared by every open subscription and socket.
 
-Subscriptions register queues for channels; the hub subscribes a channel while anyone
-listens to it. If Redis goes away the hub reconnects and subscribes everything again,
-so sockets stay open through a Redis restart (messages sent meanwhile are missed)."""
+Listeners register queues for channels; the hub subscribes a channel while anyone listens
+to it. `listen_to` returns only once Redis has confirmed the subscription, so a message
+published after it returns is delivered: a socket that starts listening for its token's
+revocation and then checks the token cannot miss a revocation in between.
+
+If Redis goes away the hub reconnects and subscribes everything again, so sockets stay
+open through a Redis restart. Messages published meanwhile are lost, so every listener
+then receives RESYNC and re-checks what it relies on (its token, its channels)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from pictograph.cache.connection import subscriber_client
+from pictograph.errors import ServiceUnavailable
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
+# How long listen_to waits for Redis to confirm a subscription.
+CONFIRM_TIMEOUT = 5.0
+RESYNC = "resync"  # a message kind of the hub's own: messages may have been missed
 
 
 class Listener:
-    """One subscription's inbox and the channels it listens to."""
+    """One subscription's (or socket's) inbox and the channels it listens to."""
 
     def __init__(self, hub: LiveHub) -> None:
         self.hub = hub
@@ -31,6 +41,8 @@ class Listener:
         self.channels: set[str] = set()
 
     async def listen_to(self, channels: Iterable[str]) -> None:
+        """Returns once Redis has confirmed every channel; raises ServiceUnavailable if
+        it cannot within CONFIRM_TIMEOUT."""
         new = set(channels) - self.channels
         self.channels |= new
         await self.hub._add(self, new)
@@ -43,15 +55,30 @@ class Listener:
     async def get(self) -> dict[str, Any]:
         return await self.queue.get()
 
+    async def close(self) -> None:
+        await self.stop_listening_to(list(self.channels))
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
 
 class LiveHub:
     def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+        self.redis = subscriber_client(redis)
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self.redis.pubsub()
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
+        # Per channel on the current connection: SUBSCRIBE and UNSUBSCRIBE commands sent,
+        # and their replies read. Redis answers a connection's commands in order, so the
+        # n-th SUBSCRIBE is confirmed once n replies for the channel have come back.
+        self._sent: dict[str, int] = {}
+        self._answered: dict[str, int] = {}
+        self._connection = 0  # bumped on every reconnect: counts restart
+        self._changed = asyncio.Condition()
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="live-hub")
@@ -64,22 +91,11 @@ class LiveHub:
             await self._pubsub.aclose()
         except RedisError:
             pass
+        await self.redis.aclose()
 
-    @asynccontextmanager
-    async def listener(self, channels: Iterable[str]) -> AsyncIterator[Listener]:
-        listener = Listener(self)
-        await listener.listen_to(channels)
-        try:
-            yield listener
-        finally:
-            await listener.stop_listening_to(list(listener.channels))
-
-    @property
-    def subscriptions(self) -> int:
-        return sum(len(listeners) for listeners in self._listeners.values())
-
-    async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        await self.redis.publish(channel, orjson.dumps(message))
+    def listener(self) -> Listener:
+        """A new listener, listening to nothing yet; use `async with` or close() it."""
+        return Listener(self)
 
     async def _add(self, listener: Listener, channels: set[str]) -> None:
         async with self._lock:
@@ -87,10 +103,30 @@ class LiveHub:
             for channel in channels:
                 self._listeners[channel].add(listener)
             if fresh:
+                self._count_sent(fresh)
                 try:
                     await self._pubsub.subscribe(*fresh)
                 except RedisError:
                     log.warning("live hub: subscribe failed; the reader re-subscribes")
+            targets = {c: (self._connection, self._sent.get(c, 0)) for c in channels}
+        await self._confirmed(targets)
+
+    async def _confirmed(self, targets: dict[str, tuple[int, int]]) -> None:
+        def done() -> bool:
+            for channel, (connection, sent) in list(targets.items()):
+                if connection != self._connection:  # reconnected: wait for the resend
+                    targets[channel] = (self._connection, self._sent.get(channel, 0))
+                    return False
+                if self._answered.get(channel, 0) < sent:
+                    return False
+            return True
+
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(done), CONFIRM_TIMEOUT)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                "live updates are temporarily unavailable; try again in a moment") from None
 
     async def _remove(self, listener: Listener, channels: set[str]) -> None:
         async with self._lock:
@@ -101,10 +137,15 @@ class LiveHub:
                     del self._listeners[channel]
                     empty.append(channel)
             if empty:
+                self._count_sent(empty)
                 try:
                     await self._pubsub.unsubscribe(*empty)
                 except RedisError:
                     pass
+
+    def _count_sent(self, channels: Iterable[str]) -> None:
+        for channel in channels:
+            self._sent[channel] = self._sent.get(channel, 0) + 1
 
     async def _read(self) -> None:
         backoff = 0.1
@@ -117,21 +158,35 @@ class LiveHub:
                     continue
                 started = asyncio.get_running_loop().time()
                 message = await self._pubsub.get_message(timeout=1.0)
-                self.connected.set()
                 backoff = 0.1
-                if message is not None and message["type"] == "message":
-                    self._dispatch(message["channel"], message["data"])
+                if message is not None:
+                    await self._handle(message)
                 elif asyncio.get_running_loop().time() - started < 0.01:
                     # An empty answer at once (fakeredis does not wait): do not spin.
                     await asyncio.sleep(0.01)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:
-                self.connected.clear()
                 log.warning("live hub lost redis (%s); reconnecting", type(error).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 await self._resubscribe()
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            self._dispatch(message["channel"], message["data"])
+        elif kind in ("subscribe", "unsubscribe"):
+            channel = message["channel"]
+            async with self._changed:
+                self._answered[channel] = self._answered.get(channel, 0) + 1
+                if channel not in self._listeners and (
+                    self._answered[channel] >= self._sent.get(channel, 0)
+                ):
+                    # Nobody listens and nothing is in flight: forget the channel.
+                    self._sent.pop(channel, None)
+                    self._answered.pop(channel, None)
+                self._changed.notify_all()
 
     async def _resubscribe(self) -> None:
         async with self._lock:
@@ -139,12 +194,22 @@ class LiveHub:
                 await self._pubsub.aclose()
             except RedisError:
                 pass
-            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = self.redis.pubsub()
+            async with self._changed:
+                self._connection += 1
+                self._sent = {channel: 1 for channel in self._listeners}
+                self._answered = {}
+                self._changed.notify_all()
             if self._listeners:
                 try:
                     await self._pubsub.subscribe(*self._listeners)
                 except RedisError:
-                    pass  # the reader's next round notices and tries again
+                    return  # the reader's next round notices and tries again
+                # Whatever was published while the hub was away is lost.
+                everyone = {listener for listeners in self._listeners.values()
+                            for listener in listeners}
+                for listener in everyone:
+                    self._deliver(listener, {"kind": RESYNC})
 
     def _dispatch(self, channel: str, data: str | bytes) -> None:
         try:
@@ -152,8 +217,12 @@ class LiveHub:
         except orjson.JSONDecodeError:
             return
         for listener in list(self._listeners.get(channel, ())):
-            try:
-                listener.queue.put_nowait(message)
-            except asyncio.QueueFull:
-                # A stalled client must not hold the hub up; it misses this one.
-                log.warning("live: a subscriber's queue is full; dropping a message")
+            self._deliver(listener, message)
+
+    @staticmethod
+    def _deliver(listener: Listener, message: dict[str, Any]) -> None:
+        try:
+            listener.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            # A stalled client must not hold the hub up; it misses this one.
+            log.warning("live: a subscriber's queue is full; dropping a message")

@@ -84,8 +84,10 @@ async def delete_post(resources: Resources, viewer_id: int, post_id: int) -> Non
         await post.delete()
         if post.status == PostStatus.READY:
             await User.filter(id=viewer_id).update(post_count=F("post_count") - 1)
+        # Only a READY post was ever shown: the removal of any other is nobody's news.
         event = await events.record(
-            events.POSTS, "post_deleted", post_id=post_id, author_id=viewer_id
+            events.POSTS, "post_deleted", post_id=post_id, author_id=viewer_id,
+            was_ready=post.status == PostStatus.READY,
         )
     await PostCache(resources.redis).forget([post_id])
     await ProfileCache(resources.redis).forget([viewer_id])  # postCount

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from pictograph.cache import keys
+from pictograph.checkpoints import checkpoint
 from pictograph.context import Context
 from pictograph.errors import Unauthenticated
 from pictograph.live import publish as live
+from pictograph.live.hub import RESYNC, Listener
 from pictograph.models import PostStatus
 from pictograph.records import PostRecord
-from pictograph.sessions import hash_token
+from pictograph.sessions import hash_token, resolve_token
 from pictograph.visibility import feed_visible
 
 REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave
@@ -28,13 +30,18 @@ class FeedChange:
 
 
 async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
-    viewer_id = await context.require_viewer_id()
-    assert context.token is not None
-    hub = context.resources.live
-    channels = [keys.live_viewer(viewer_id), keys.live_token(hash_token(context.token))]
-    async with hub.listener(channels) as listener:
-        celebrities = await _celebrity_channels(context, viewer_id)
-        await listener.listen_to(celebrities)
+    token = context.token
+    if token is None:
+        await context.require_viewer_id()  # raises: sign in first
+    assert token is not None
+    async with context.resources.live.listener() as listener:
+        # Listening (confirmed by Redis) before the token is checked: a logOut that lands
+        # after the check is heard, however the two interleave.
+        await listener.listen_to([keys.live_token(hash_token(token))])
+        viewer_id = await context.require_viewer_id()
+        await checkpoint("feed_updates.signed_in")
+        await listener.listen_to([keys.live_viewer(viewer_id)])
+        await listener.listen_to(await _celebrity_channels(context, viewer_id))
         while True:
             message = await listener.get()
             # Each message is judged afresh: nothing read for an earlier one is reused.
@@ -48,19 +55,33 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
                     yield FeedChange("POST_ADDED", post.id, post)
             elif kind == live.POST_REMOVED:
                 yield FeedChange("POST_REMOVED", int(message["post_id"]), None)
-            elif kind in (live.AUTHOR_GONE, live.GRAPH_CHANGED):
-                fresh = await _celebrity_channels(context, viewer_id)
-                await listener.stop_listening_to(
-                    [c for c in listener.channels if c.startswith("live:author:")
-                     and c not in fresh]
-                )
-                await listener.listen_to(fresh)
+            elif kind in (live.AUTHOR_GONE, live.GRAPH_CHANGED, RESYNC):
+                if kind == RESYNC and await resolve_token(context.redis, token) is None:
+                    raise Unauthenticated("the token is no longer valid")
+                await _follow_celebrities(context, viewer_id, listener)
                 if kind == live.AUTHOR_GONE:
-                    author_id = int(message["author_id"])
-                    for post_id in await context.feed.recent_post_ids(
-                        author_id, REMOVED_ON_UNFOLLOW
-                    ):
-                        yield FeedChange("POST_REMOVED", post_id, None)
+                    async for change in _author_gone(context, viewer_id,
+                                                     int(message["author_id"])):
+                        yield change
+
+
+async def _follow_celebrities(context: Context, viewer_id: int, listener: Listener) -> None:
+    """Listens to the celebrities the viewer follows now, and to no others."""
+    fresh = await _celebrity_channels(context, viewer_id)
+    await listener.stop_listening_to(
+        [c for c in listener.channels if c.startswith("live:author:") and c not in fresh])
+    await listener.listen_to(fresh)
+
+
+async def _author_gone(
+    context: Context, viewer_id: int, author_id: int
+) -> AsyncIterator[FeedChange]:
+    """The author's recent posts leave the feed, unless the viewer follows them again by
+    now (this message is only sent to viewers who were following)."""
+    if (await context.graph.relation(viewer_id, author_id)).following:
+        return
+    for post_id in await context.feed.recent_post_ids(author_id, REMOVED_ON_UNFOLLOW):
+        yield FeedChange("POST_REMOVED", post_id, None)
 
 
 async def _celebrity_channels(context: Context, viewer_id: int) -> list[str]:

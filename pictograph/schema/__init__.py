@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
+from strawberry.schema.schema import StreamResult
 from strawberry.types.execution import ExecutionContext
 
+from pictograph.context import Context
 from pictograph.schema.errors import CodedErrors, log_unexpected
 from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
@@ -16,6 +20,17 @@ from pictograph.settings import Settings, load_settings
 
 
 class PictographSchema(strawberry.Schema):
+    async def stream(
+        self, query: str | None, variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None, *args: Any, **kwargs: Any,
+    ) -> StreamResult:
+        # Every operation on a WebSocket comes through here with the socket's context;
+        # each gets a fresh one (see Context.for_operation). HTTP requests build their
+        # own context per request and run through execute().
+        if isinstance(context_value, Context):
+            context_value = context_value.for_operation()
+        return await super().stream(query, variable_values, context_value, *args, **kwargs)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

@@ -33,7 +33,8 @@ async def apply_event(feed: HomeFeed, event: dict[str, Any]) -> None:
         written = await feed.push_to_home(event["post_id"], event["author_id"])
         log.debug("post %s fanned out to %d feeds", event["post_id"], written)
     elif kind == "post_deleted":
-        await feed.forget_post(event["post_id"], event["author_id"])
+        await feed.forget_post(event["post_id"], event["author_id"],
+                               announce=event.get("was_ready", True))
     elif kind == "followed":
         await feed.merge_into_home(event["follower"], event["followee"])
     elif kind in _ENDED:

@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from pictograph.http.sockets import TOKEN_ENDED
 from tests.conftest import (
     ADMIN_DATABASE_URL,
     PROCESS_REDIS_URL,
@@ -32,6 +33,7 @@ from tests.conftest import (
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
 from tests.support.processes import process_env, serve, serve_process, worker
+from tests.support.sockets import open_socket
 
 FEED_UPDATES = document(
     "subscription { feedUpdates { kind postId post { caption author { username }"
@@ -227,16 +229,21 @@ async def test_sockets_without_a_good_token_are_refused(embedded: Api) -> None:
             assert isinstance(error, TransportError | ConnectionClosed), error
 
 
-async def test_log_out_ends_open_subscriptions(embedded: Api) -> None:
-    fan = await embedded.sign_up("leaver")
-    async with subscribed(embedded.base, fan) as events:
-        await embedded.gql("mutation { logOut }", token=fan)
-        error = await next_event(events)
-        assert isinstance(error, Exception) and "revoked" in str(error)
+async def test_log_out_on_one_process_closes_sockets_on_another(
+    services: dict[str, str],
+) -> None:
+    with serve(services, workers=False) as first, serve(services, workers=False) as second:
+        token = await Api(first).sign_up("leaver")
+        async with open_socket(first, token) as socket:
+            assert (await socket.execute("{ viewer { username } }"))["data"] == {
+                "viewer": {"username": "leaver"}}
+            await Api(second).gql("mutation { logOut }", token=token)
+            closed = await asyncio.wait_for(socket.closed, 5)
+            assert closed.code == TOKEN_ENDED
 
 
 async def test_sockets_per_user_are_limited(embedded: Api) -> None:
-    from pictograph.http.graphql import MAX_SOCKETS_PER_USER
+    from pictograph.http.sockets import MAX_SOCKETS_PER_USER
 
     fan = await embedded.sign_up("greedy")
     async with contextlib.AsyncExitStack() as stack:

@@ -55,3 +55,13 @@ async def depart(client: httpx.AsyncClient, state: str, owner: str, owner_id: st
         await relate_ok(client, "block", owner, viewer_id)
     elif state == "blocking_owner":
         await relate_ok(client, "block", viewer, owner_id)
+
+
+async def follower_of(client: httpx.AsyncClient, follower: str, author: str) -> tuple[str, str]:
+    """Signs up both (the author public); the follower follows. Their tokens, in order."""
+    from tests.support.graphql import sign_up, user_id
+
+    follower_token = await sign_up(client, follower)
+    author_token = await sign_up(client, author)
+    await relate_ok(client, "follow", follower_token, await user_id(client, author))
+    return follower_token, author_token

@@ -1,0 +1,201 @@
+"""WebSockets (graphql-transport-ws) that live no longer than their token.
+
+A socket signs in once, with the token in connection_init. From then on:
+- every operation on it checks the token again (Context.for_operation), so nothing runs
+  as a user whose token is no longer valid;
+- the socket listens for its token's revocation before it checks the token, so a logOut
+  anywhere (any process) closes it, within the time a pub/sub message takes, however the
+  two interleave; at the token's expiry it closes too. Either way with 4403;
+- after the live hub lost Redis (messages may have been missed), and every
+  RECHECK_INTERVAL besides, it asks again whether the token still holds;
+- it holds a place among its user's MAX_SOCKETS_PER_USER sockets as a lease in Redis,
+  which lapses if the process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
+
+from pictograph.cache import keys
+from pictograph.context import Context, bearer_token
+from pictograph.errors import ServiceUnavailable
+from pictograph.live import publish as live
+from pictograph.live.hub import RESYNC, Listener
+from pictograph.resources import unavailable_service
+from pictograph.sessions import Session, hash_token, resolve_session
+
+log = logging.getLogger(__name__)
+
+MAX_SOCKETS_PER_USER = 5
+LEASE_SECONDS = 120
+# A safety net under the revocation message: a socket asks again this often.
+RECHECK_INTERVAL = 60.0
+TOKEN_ENDED = 4403  # graphql-transport-ws's Forbidden
+TRY_AGAIN_LATER = 1013
+
+
+@dataclass
+class SignedInSocket:
+    """What a socket holds from connection_init until it closes."""
+
+    token: str
+    session: Session
+    revocations: Listener
+    connection_id: str
+
+
+async def sign_in(context: Context) -> SignedInSocket:
+    """connection_init: listen for the token's revocation, then check the token, then take
+    a lease. Raises ConnectionRejectionError (4403) for no token, a bad one, or too many
+    sockets."""
+    params = context.connection_params or {}
+    authorization = params.get("authorization") or params.get("Authorization")
+    token = bearer_token(authorization if isinstance(authorization, str) else None)
+    if token is None:
+        raise ConnectionRejectionError()
+    resources = context.resources
+    revocations = resources.live.listener()
+    try:
+        # Confirmed by Redis before the token is looked at: a revocation that lands
+        # after the check below is heard.
+        await revocations.listen_to([keys.live_token(hash_token(token))])
+        session = await resolve_session(resources.redis, token)
+        if session is None:
+            raise ConnectionRejectionError()
+        connection_id = secrets.token_hex(8)
+        if not await _take_lease(resources.redis, session.user_id, connection_id):
+            raise ConnectionRejectionError()
+    except BaseException:
+        await revocations.close()
+        raise
+    context.token = token
+    return SignedInSocket(token, session, revocations, connection_id)
+
+
+class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """Strawberry's graphql-transport-ws handler, closing the socket when its token ends."""
+
+    signed_in: SignedInSocket | None = None
+    _watch: asyncio.Task[None] | None = None
+    _ended = False
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)  # calls the view's on_ws_connect
+        except Exception as error:
+            service = ("live updates" if isinstance(error, ServiceUnavailable)
+                       else unavailable_service(error))
+            if service is None:
+                raise
+            # Not the client's fault, and not its token's: it may try again shortly.
+            log.warning("socket sign-in failed: %s unavailable (%s)", service,
+                        type(error).__name__)
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=TRY_AGAIN_LATER,
+                                           reason="temporarily unavailable")
+            return
+        signed_in = self.signed_in = self.context.socket
+        if signed_in is not None and self._watch is None:
+            self._watch = asyncio.create_task(self._watch_token(signed_in),
+                                              name="socket-token-watch")
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self._ended:
+            return  # the socket is closing: its token ended
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        await super().shutdown()
+        signed_in = self.signed_in
+        if signed_in is not None:
+            self.signed_in = None
+            redis = self.context.resources.redis
+            with contextlib.suppress(Exception):
+                await signed_in.revocations.close()
+            with contextlib.suppress(Exception):
+                await redis.zrem(keys.live_connections(signed_in.session.user_id),
+                                 signed_in.connection_id)
+
+    async def _watch_token(self, signed_in: SignedInSocket) -> None:
+        resources = self.context.resources
+        renew_at = time.monotonic() + LEASE_SECONDS / 3
+        recheck_at = time.monotonic() + RECHECK_INTERVAL
+        while True:
+            now = time.monotonic()
+            wait = min(renew_at, recheck_at) - now
+            wait = min(wait, signed_in.session.expires - time.time())
+            try:
+                message = await asyncio.wait_for(signed_in.revocations.get(), max(wait, 0))
+            except TimeoutError:
+                message = None
+            if message is not None and message.get("kind") == live.REVOKED:
+                await self._end("the token was revoked")
+                return
+            if signed_in.session.expires <= time.time():
+                await self._end("the token expired")
+                return
+            if time.monotonic() >= renew_at:
+                await _renew_lease(resources.redis, signed_in)
+                renew_at = time.monotonic() + LEASE_SECONDS / 3
+            if (message is not None and message.get("kind") == RESYNC) or (
+                time.monotonic() >= recheck_at
+            ):
+                recheck_at = time.monotonic() + RECHECK_INTERVAL
+                try:
+                    session = await resolve_session(resources.redis, signed_in.token)
+                except Exception as error:  # an outage: ask again at the next interval
+                    log.warning("socket token check failed (%s)", type(error).__name__)
+                    continue
+                if session is None:
+                    await self._end("the token is no longer valid")
+                    return
+
+    async def _end(self, reason: str) -> None:
+        """No new operation starts, the running ones stop, then the socket closes."""
+        self._ended = True
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code=TOKEN_ENDED, reason=reason)
+
+
+async def _take_lease(redis: Redis, user_id: int, connection_id: str) -> bool:
+    """A place among the user's sockets, as a lease that lapses if the process dies."""
+    key = keys.live_connections(user_id)
+    now = time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {connection_id: now + LEASE_SECONDS})
+        pipe.zcard(key)
+        pipe.expire(key, LEASE_SECONDS)
+        _, _, count, _ = await pipe.execute()
+    if count > MAX_SOCKETS_PER_USER:
+        await redis.zrem(key, connection_id)
+        return False
+    return True
+
+
+async def _renew_lease(redis: Any, signed_in: SignedInSocket) -> None:
+    key = keys.live_connections(signed_in.session.user_id)
+    with contextlib.suppress(Exception):
+        await redis.zadd(key, {signed_in.connection_id: time.time() + LEASE_SECONDS}, xx=True)
+        await redis.expire(key, LEASE_SECONDS)

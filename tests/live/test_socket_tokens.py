@@ -1,0 +1,142 @@
+"""A socket lives no longer than its token: logOut (on any process), expiry, or a
+revocation the socket might have missed while Redis was away all close it with 4403, and
+nothing runs on it as the user once logOut has returned."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from tortoise.transactions import in_transaction
+
+from pictograph.cache import tokens as token_cache
+from pictograph.checkpoints import holding
+from pictograph.http.sockets import TOKEN_ENDED
+from pictograph.models import AuthToken
+from pictograph.resources import Resources
+from pictograph.sessions import hash_token, mint_token, remember_new_token
+from tests.conftest import TEST_REDIS_URL, require_services
+from tests.support.feeds import publish
+from tests.support.graphql import gql, sign_up
+from tests.support.relations import follower_of
+from tests.support.server import served
+from tests.support.sockets import Socket, SocketClosed, open_socket
+
+LOG_IN = """mutation($u: String!, $p: String!) {
+  logIn(input: {username: $u, password: $p}) { token } }"""
+VIEWER = "{ viewer { username } }"
+FEED_UPDATES = "subscription { feedUpdates { kind postId post { caption } } }"
+# Far above the pub/sub hop that closes a socket; only turns "never" into a failure.
+CLOSE_WITHIN = 5
+
+
+async def closed_with(socket: Socket) -> int | None:
+    return (await asyncio.wait_for(socket.closed, CLOSE_WITHIN)).code
+
+
+async def first_or_none(updates: AsyncIterator[dict]) -> dict | None:
+    """The next result, or None if the operation or the socket ended instead."""
+    try:
+        return await asyncio.wait_for(anext(updates), CLOSE_WITHIN)
+    except (SocketClosed, StopAsyncIteration):
+        return None
+
+
+async def log_out(client: httpx.AsyncClient, token: str) -> None:
+    result = await gql(client, "mutation { logOut }", token=token)
+    assert result == {"data": {"logOut": True}}, result
+
+
+async def test_log_out_closes_every_socket_opened_with_that_token_and_no_other(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    first = await sign_up(client, "leaver")
+    result = await gql(client, LOG_IN, {"u": "leaver", "p": "correct horse battery"})
+    second = result["data"]["logIn"]["token"]
+    async with served(app) as base, open_socket(base, first) as one, \
+            open_socket(base, first) as two, open_socket(base, second) as other:
+        assert (await one.execute(VIEWER))["data"] == {"viewer": {"username": "leaver"}}
+        await log_out(client, first)
+        assert await closed_with(one) == TOKEN_ENDED
+        assert await closed_with(two) == TOKEN_ENDED
+        assert (await other.execute(VIEWER))["data"] == {"viewer": {"username": "leaver"}}
+
+
+async def test_nothing_runs_on_a_socket_once_log_out_has_returned(
+    client: httpx.AsyncClient, app: Starlette, resources: Resources
+) -> None:
+    fan, author = await follower_of(client, "fan", "author")
+    async with served(app) as base, open_socket(base, fan) as socket:
+        assert (await socket.execute(VIEWER))["data"]["viewer"] == {"username": "fan"}
+        await log_out(client, fan)
+        # Sent the moment logOut returned, before the socket has heard of it.
+        try:
+            answer = await socket.execute(VIEWER)
+        except SocketClosed:
+            answer = None
+        assert answer is None or answer["data"] in (None, {"viewer": None}), answer
+        try:
+            async with socket.subscription(FEED_UPDATES) as updates:
+                await publish(client, resources, author, "after the log-out")
+                first = await first_or_none(updates)
+        except SocketClosed:
+            first = None
+        assert first is None or first["data"] is None, first
+        assert await closed_with(socket) == TOKEN_ENDED
+
+
+async def test_a_subscription_that_starts_while_log_out_runs_does_not_survive_it(
+    client: httpx.AsyncClient, app: Starlette, resources: Resources
+) -> None:
+    fan, author = await follower_of(client, "fan", "author")
+    async with served(app) as base, open_socket(base, fan) as socket:
+        # The subscription has checked the token and is held there; logOut runs to the end.
+        async with holding("feed_updates.signed_in") as hold:
+            async with socket.subscription(FEED_UPDATES) as updates:
+                async with asyncio.timeout(10):
+                    await hold.wait_reached()
+                await log_out(client, fan)
+                hold.release()
+                await publish(client, resources, author, "after the log-out")
+                first = await first_or_none(updates)
+        assert first is None or first["data"] is None, first
+        assert await closed_with(socket) == TOKEN_ENDED
+
+
+async def test_a_socket_closes_when_its_token_expires(
+    client: httpx.AsyncClient, app: Starlette, resources: Resources
+) -> None:
+    await sign_up(client, "brief")
+    owner = await AuthToken.first()
+    assert owner is not None
+    async with in_transaction():
+        token = await mint_token(owner.user_id, lifetime_seconds=2)  # type: ignore[attr-defined]
+    await remember_new_token(resources.redis, token, owner.user_id, 2)  # type: ignore[attr-defined]
+    async with served(app) as base, open_socket(base, token) as socket:
+        assert (await socket.execute(VIEWER))["data"]["viewer"] == {"username": "brief"}
+        assert await closed_with(socket) == TOKEN_ENDED
+
+
+async def test_a_revocation_missed_while_redis_was_away_still_closes_the_socket(
+    client: httpx.AsyncClient, app: Starlette, resources: Resources
+) -> None:
+    if resources.settings.embedded_redis:
+        pytest.skip("needs a real Redis whose connections can be killed")
+    await require_services()
+    token = await sign_up(client, "unlucky")
+    async with served(app) as base, open_socket(base, token) as socket:
+        assert (await socket.execute(VIEWER))["data"]["viewer"] == {"username": "unlucky"}
+        # Revoked without the message a logOut sends, as if it was published while the
+        # hub was disconnected; then the hub's connection drops.
+        row = await AuthToken.get(token_hash=hash_token(token))
+        await token_cache.mark_revoked(resources.redis, row.token_hash, 3600)
+        admin = Redis.from_url(TEST_REDIS_URL)
+        try:
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        finally:
+            await admin.aclose()
+        assert await closed_with(socket) == TOKEN_ENDED

@@ -1,0 +1,41 @@
+"""The test's own app served by a real uvicorn on a free loopback port, inside the test's
+event loop: real HTTP and real WebSockets against the very resources the test inspects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from tests.support.s3 import free_port
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # pytest owns the process's signals; this server is stopped by the test.
+        yield
+
+
+@contextlib.asynccontextmanager
+async def served(app: ASGIApp) -> AsyncIterator[str]:
+    """Serves an app whose lifespan already ran (the `app` fixture's); yields its base URL.
+    `app.state.resources.settings.public_base_url` is left as it is: media URLs minted
+    through this server still name the test host, and tests fetch them by path."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                            log_level="warning", ws_max_size=1024 * 1024)
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
