@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import subprocess
 
 import httpx
 
 from tests.faults.stack import MEDIA_GROUP, MEDIA_STREAM, Stack, api_for, wait_until
-from tests.support.processes import serve, serve_process, worker
+from tests.support.processes import output, read_until, serve, serve_process, worker
 
 
 async def refusing(base: str) -> bool:
@@ -50,8 +49,8 @@ async def test_sigterm_lets_a_request_in_flight_finish(stack: Stack) -> None:
         assert await stack.db.fetchval("SELECT bio FROM users") == "seen through"
         # uvicorn re-raises the signal once it has shut down in order.
         assert await asyncio.to_thread(process.wait, 15) == -signal.SIGTERM
-        output = process.communicate()[0]
-        assert "workers stopped" in output and "Application shutdown complete" in output
+        said = output(process)
+        assert "workers stopped" in said and "Application shutdown complete" in said
 
 
 async def test_sigterm_stops_a_worker_once_its_job_is_done_and_acknowledged(
@@ -76,15 +75,7 @@ async def test_sigterm_stops_a_worker_once_its_job_is_done_and_acknowledged(
                     await held.aclose()
                     # The lock is gone: the job ends, is acknowledged, the process exits.
                     assert await asyncio.to_thread(process.wait, 15) == 0
-                    assert "workers stopped" in process.communicate()[0]
+                    assert "workers stopped" in output(process)
             assert await stack.db.fetchval("SELECT status FROM posts") == "READY"
             assert await stack.pending(MEDIA_STREAM, MEDIA_GROUP) == 0
             assert await stack.drained(MEDIA_STREAM, MEDIA_GROUP)
-
-
-def read_until(process: subprocess.Popen[str], text: str) -> None:
-    assert process.stdout is not None
-    for line in process.stdout:
-        if text in line:
-            return
-    raise AssertionError(f"the process ended without saying {text!r}")

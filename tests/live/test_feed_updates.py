@@ -32,7 +32,7 @@ from tests.conftest import (
 )
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
-from tests.support.processes import process_env, serve, serve_process, worker
+from tests.support.processes import output, process_env, serve, serve_process, worker
 from tests.support.sockets import open_socket
 
 FEED_UPDATES = document(
@@ -274,4 +274,4 @@ async def test_sigterm_closes_open_sockets_with_service_restart(tmp_path: Path) 
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
         # uvicorn re-raises the signal once it has shut down in order.
         assert await asyncio.to_thread(process.wait, 15) == -signal.SIGTERM
-        assert "Application shutdown complete" in process.communicate()[0]
+        assert "Application shutdown complete" in output(process)

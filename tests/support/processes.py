@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,16 +59,25 @@ def serve_process(env: dict[str, str], *,
 def worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     with _running([sys.executable, "-m", "pictograph", "worker"], env) as process:
         time.sleep(0.5)
-        assert process.poll() is None, process.communicate()[0]
+        assert process.poll() is None, output(process)
         yield process
 
 
 @contextmanager
 def _running(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    """The process, its output going to a file (see output()). Never a pipe: nobody reads
+    a pipe while the test runs, and a process that logs more than the pipe holds (64 KiB:
+    an outage's warnings) blocks on its next write, frozen mid-test."""
+    log = tempfile.NamedTemporaryFile(
+        "w+", prefix="pictograph-process-", suffix=".log", delete=False)
+    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log_path = Path(log.name)  # type: ignore[attr-defined]
+    log.close()
     try:
         yield process
+    except BaseException:
+        print(f"--- output of {' '.join(args[2:])} ---\n{output(process)[-20_000:]}")
+        raise
     finally:
         if process.poll() is None:
             process.terminate()
@@ -75,12 +85,30 @@ def _running(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        process.log_path.unlink(missing_ok=True)  # type: ignore[attr-defined]
+
+
+def output(process: subprocess.Popen[str]) -> str:
+    """Everything the process has written so far (stdout and stderr)."""
+    return process.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def read_until(process: subprocess.Popen[str], text: str, within: float = 30) -> None:
+    """Waits (in a thread: it blocks) until the process has written `text`."""
+    deadline = time.monotonic() + within
+    while text not in output(process):
+        if process.poll() is not None and text not in output(process):
+            raise AssertionError(f"the process ended without saying {text!r}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the process did not say {text!r}")
+        time.sleep(0.05)
 
 
 def _wait_ready(base: str, process: subprocess.Popen[str]) -> None:
     for _ in range(150):
         if process.poll() is not None:
-            raise AssertionError("server exited:\n" + process.communicate()[0])
+            raise AssertionError("server exited:\n" + output(process))
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return
@@ -88,4 +116,4 @@ def _wait_ready(base: str, process: subprocess.Popen[str]) -> None:
             pass
         time.sleep(0.1)
     process.kill()
-    raise AssertionError("server did not become ready:\n" + process.communicate()[0])
+    raise AssertionError("server did not become ready:\n" + output(process))
