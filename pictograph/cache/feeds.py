@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
 
 FEED_TTL = 7 * 24 * 3600
 PAGE_TTL = 45  # 30 to 60 s with the jitter below
@@ -40,12 +41,13 @@ return count
 """
 
 # One follower's share of a fan-out, in one command: add, trim, drop the cached first
-# page, and tell the follower's live subscriptions. KEYS: feed, page, generation (one
-# hash slot). ARGV: cap, ttl, channel, message, post ids.
+# page (a new generation: see versioned.py), and tell the follower's live subscriptions.
+# KEYS: feed, page, generation (one hash slot). ARGV: cap, ttl, channel, message, a new
+# generation and its ttl, post ids.
 _PUSH = """
 local key = KEYS[1]
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 5, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
+for i = 7, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
 local markers = redis.call('ZCOUNT', key, 0, 0)
 local count = redis.call('ZCARD', key) - markers
 if count > cap then
@@ -53,18 +55,10 @@ if count > cap then
   redis.call('ZADD', key, 0, '^')
 end
 if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
-redis.call('INCR', KEYS[3])
-redis.call('EXPIRE', KEYS[3], 3600)
+redis.call('SET', KEYS[3], ARGV[5], 'EX', tonumber(ARGV[6]))
 redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return count
-"""
-
-# KEYS: page, generation. ARGV: generation read before building, page, ttl.
-_CACHE_PAGE = """
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
-return 1
 """
 
 # KEYS: lock. ARGV: token. Only the holder releases it.
@@ -93,7 +87,7 @@ class FeedCache:
         self.cap = cap
         self._add = redis.register_script(_ADD)
         self._push = redis.register_script(_PUSH)
-        self._cache_page = redis.register_script(_CACHE_PAGE)
+        self.versions = Versions(redis)
         self._unlock = redis.register_script(_UNLOCK)
 
     async def add(self, feed_keys: Iterable[str], post_ids: Sequence[int],
@@ -114,12 +108,15 @@ class FeedCache:
     async def push(self, user_ids: Sequence[int], post_ids: Sequence[int],
                    message: bytes) -> int:
         """A fan-out batch: one command per follower (see _PUSH), one round trip."""
+        # One new generation serves the batch: each follower's key gets it once.
+        generation = new_version()
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 await self._push(
                     keys=[keys.home_feed(user_id), keys.home_feed_page(user_id),
                           keys.home_feed_page_generation(user_id)],
-                    args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message, *post_ids],
+                    args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message,
+                          generation, VERSION_TTL, *post_ids],
                     client=pipe,
                 )
             await pipe.execute()
@@ -153,27 +150,26 @@ class FeedCache:
 
     async def cached_page(self, user_id: int) -> tuple[CachedPage | None, str]:
         """The cached page (or None) and the generation to store a rebuilt one at."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.home_feed_page(user_id))
-            pipe.get(keys.home_feed_page_generation(user_id))
-            raw, generation = await pipe.execute()
+        [(raw, generation)] = await self.versions.read(
+            [keys.home_feed_page(user_id)], [keys.home_feed_page_generation(user_id)])
         page = CachedPage(**orjson.loads(raw)) if raw else None
-        return page, generation or "0"
+        return page, generation
 
     async def cache_page(self, user_id: int, page: CachedPage, generation: str) -> None:
         """Stores the page unless it went stale while it was being built."""
-        await self._cache_page(
-            keys=[keys.home_feed_page(user_id), keys.home_feed_page_generation(user_id)],
-            args=[generation, orjson.dumps({"ids": page.ids, "celebrities": page.celebrities}),
-                  jittered(PAGE_TTL, 0.33)],
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self.versions.set_if_version(
+                pipe, keys.home_feed_page(user_id), keys.home_feed_page_generation(user_id),
+                generation, orjson.dumps({"ids": page.ids, "celebrities": page.celebrities}),
+                jittered(PAGE_TTL, 0.33),
+            )
+            await pipe.execute()
 
     async def drop_pages(self, user_ids: Iterable[int]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
-                pipe.incr(keys.home_feed_page_generation(user_id))
-                pipe.expire(keys.home_feed_page_generation(user_id), 3600)
-                pipe.delete(keys.home_feed_page(user_id))
+                bump_and_drop(pipe, keys.home_feed_page(user_id),
+                              keys.home_feed_page_generation(user_id))
             await pipe.execute()
 
     async def lock_page(self, user_id: int) -> str | None:

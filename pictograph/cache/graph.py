@@ -12,10 +12,23 @@ changes numbered up to that value (its floor). After commit, a change writes its
 with its number: ignored if the snapshot already holds it (number <= floor) or a later
 change of the pair was written; and it raises `maxseq` even when the graph is not
 loaded, so that a fill from an older snapshot, arriving later, is refused.
+
+Flushes. A flush (or a Redis restarted empty) takes `maxseq` with it, so a fill that read
+the database before a change, and lands after the change and a flush, would otherwise be
+taken. Each fill therefore carries the user's `epoch`, a random token read before the
+database: a flush takes the token too, and the late fill no longer matches.
+
+Fences. Before a change commits, under its row locks, it marks the pair `pending` in both
+graphs (and raises `maxseq`); readers do not trust a pending relation and ask the
+database instead. Writing the pair after the commit clears the mark. So if Redis fails
+between the commit and that write, no cached relation can grant what the change took
+away: readers see the mark and go to the database until the relay writes the pair again.
+If Redis cannot take the mark, the change fails before anything changed.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
@@ -30,15 +43,29 @@ MAX_SEQUENCE_TTL = 3600
 _ZSET_PARTS = ("following", "followers", "requested", "requests")
 _SET_PARTS = ("blocking", "blocked_by")
 
-# KEYS: marker, six parts, applied, maxseq. ARGV: floor, ttl, then for each of the six
-# parts a count followed by that many (member, score) pairs. The parts outlive the
-# marker by a minute, so a reader that sees the marker never finds a part expired.
+# KEYS (every script): marker, six parts, applied, maxseq, pending, epoch.
+
+# ARGV: a fresh epoch, its ttl. The user's fill epoch, created if missing.
+_EPOCH = """
+local epoch = redis.call('GET', KEYS[11])
+if epoch then return epoch end
+redis.call('SET', KEYS[11], ARGV[1], 'EX', tonumber(ARGV[2]))
+return ARGV[1]
+"""
+
+# ARGV: floor, ttl, epoch (taken before the database was read), then for each of the
+# six parts a count followed by that many (member, score) pairs. Refused if a change
+# newer than the snapshot has tried to write (maxseq) or if the epoch moved (a flush in
+# between took maxseq with it). The parts outlive the marker by a minute, so a reader
+# that sees the marker never finds a part expired.
 _FILL = """
+if redis.call('GET', KEYS[11]) ~= ARGV[3] then return 0 end
 local newest = tonumber(redis.call('GET', KEYS[9]) or '0')
 if newest > tonumber(ARGV[1]) then return 0 end
 local ttl = tonumber(ARGV[2])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
-local i = 3
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
+           KEYS[10])
+local i = 4
 for part = 1, 6 do
   local key = KEYS[part + 1]
   local count = tonumber(ARGV[i])
@@ -54,11 +81,29 @@ for part = 1, 6 do
   if count > 0 then redis.call('EXPIRE', key, ttl + 60) end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('EXPIRE', KEYS[11], ttl + 3600)
 return 1
 """
 
-# KEYS: as for _FILL. ARGV: other user, sequence number, maxseq ttl, then six values:
-# a score (or '1' for the sets) where the other belongs in that part, '' where not.
+# ARGV: other user, sequence number, maxseq ttl. Before a change commits, under its row
+# locks: fills from older snapshots are refused, and the cached relation to the other
+# user stops being trusted (readers go to the database) until the change is written.
+_FENCE = """
+local seq = tonumber(ARGV[2])
+if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
+  redis.call('SET', KEYS[9], seq, 'EX', tonumber(ARGV[3]))
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local pending = redis.call('HGET', KEYS[10], ARGV[1])
+if not pending or tonumber(pending) < seq then
+  redis.call('HSET', KEYS[10], ARGV[1], seq)
+end
+redis.call('EXPIRE', KEYS[10], redis.call('TTL', KEYS[1]) + 60)
+return 1
+"""
+
+# ARGV: other user, sequence number, maxseq ttl, then six values: a score (or '1' for
+# the sets) where the other belongs in that part, '' where not.
 _APPLY_PAIR = """
 local seq = tonumber(ARGV[2])
 if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
@@ -66,11 +111,13 @@ if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
 end
 local floor = redis.call('GET', KEYS[1])
 if not floor then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[10])
   return 0
 end
-if seq <= tonumber(floor) then return 0 end
 local other = ARGV[1]
+local pending = redis.call('HGET', KEYS[10], other)
+if pending and tonumber(pending) <= seq then redis.call('HDEL', KEYS[10], other) end
+if seq <= tonumber(floor) then return 0 end
 local applied = redis.call('HGET', KEYS[8], other)
 if applied and tonumber(applied) >= seq then return 0 end
 local ttl = redis.call('TTL', KEYS[1]) + 60
@@ -89,14 +136,15 @@ redis.call('EXPIRE', KEYS[8], ttl)
 return 1
 """
 
-# KEYS: as for _FILL. ARGV: sequence number, maxseq ttl. Drops the graph and refuses
-# fills from snapshots older than the change that could not be written.
+# ARGV: sequence number, maxseq ttl. Drops the graph and refuses fills from snapshots
+# older than the change that could not be written.
 _FORGET = """
 local seq = tonumber(ARGV[1])
 if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
   redis.call('SET', KEYS[9], seq, 'EX', tonumber(ARGV[2]))
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
+           KEYS[10])
 return 1
 """
 
@@ -104,7 +152,9 @@ return 1
 class GraphCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._epoch = redis.register_script(_EPOCH)
         self._fill = redis.register_script(_FILL)
+        self._fence = redis.register_script(_FENCE)
         self._apply_pair = redis.register_script(_APPLY_PAIR)
         self._forget = redis.register_script(_FORGET)
 
@@ -112,17 +162,20 @@ class GraphCache:
         self, viewer_id: int, other_ids: Sequence[int]
     ) -> dict[int, Relation] | None:
         """The viewer's relation to each other user in one round trip, or None when the
-        viewer's graph is not loaded."""
+        viewer's graph is not loaded or a change to one of these pairs is in flight
+        (fenced, not yet written): then only the database can say."""
         members = [str(other) for other in other_ids]
         # MULTI: the marker and the parts are read at one instant (one hash slot).
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(keys.graph_loaded(viewer_id))
+            pipe.hmget(keys.graph_pending(viewer_id), members)
             for part in _ZSET_PARTS[:3]:
                 pipe.zmscore(keys.graph_part(viewer_id, part), members)
             for part in _SET_PARTS:
                 pipe.smismember(keys.graph_part(viewer_id, part), members)
-            loaded, following, followers, requested, blocking, blocked_by = await pipe.execute()
-        if not loaded:
+            (loaded, pending, following, followers, requested, blocking,
+             blocked_by) = await pipe.execute()
+        if not loaded or any(pending):
             return None
         return {
             other: Relation(
@@ -141,12 +194,23 @@ class GraphCache:
                 pipe.exists(keys.graph_loaded(user_id))
             return [bool(found) for found in await pipe.execute()]
 
-    async def fill(self, snapshots: Sequence[GraphSnapshot]) -> list[bool]:
-        """Stores snapshots read from the database, each unless a newer change has
-        already tried to write that user's graph."""
+    async def epochs(self, user_ids: Sequence[int]) -> dict[int, str]:
+        """Each user's fill epoch: take it before reading the snapshots to fill."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                await self._epoch(keys=keys.graph_keys(user_id),
+                                  args=[secrets.token_hex(8), GRAPH_TTL], client=pipe)
+            return dict(zip(user_ids, await pipe.execute(), strict=True))
+
+    async def fill(self, snapshots: Sequence[GraphSnapshot], epochs: Mapping[int, str]
+                   ) -> list[bool]:
+        """Stores snapshots read from the database after their `epochs` were taken, each
+        unless a newer change has tried to write that user's graph or a flush came
+        between (the epoch moved)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for snapshot in snapshots:
-                args: list[str | int] = [snapshot.floor, jittered(GRAPH_TTL)]
+                args: list[str | int] = [snapshot.floor, jittered(GRAPH_TTL),
+                                         epochs[snapshot.user_id]]
                 for part in _ZSET_PARTS:
                     pairs = getattr(snapshot, part)
                     args.append(len(pairs))
@@ -179,6 +243,18 @@ class GraphCache:
         if not loaded:
             return None
         return [(int(member), int(score)) for member, score in rows]
+
+    async def fence(self, pair: PairState, sequences: tuple[int, int]) -> None:
+        """Before a change of the pair commits (under its row locks): from now until it
+        is written (apply), or the graph is rebuilt after its commit, neither user's
+        cached relation to the other is trusted. Raises if Redis cannot take it, so the
+        change fails before anything changed."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for owner, other, seq in ((pair.a, pair.b, sequences[0]),
+                                      (pair.b, pair.a, sequences[1])):
+                await self._fence(keys=keys.graph_keys(owner),
+                                  args=[other, seq, MAX_SEQUENCE_TTL], client=pipe)
+            await pipe.execute()
 
     async def apply(self, pair: PairState, sequences: tuple[int, int]) -> None:
         """Writes the pair's state into both users' graphs (where they are loaded)."""

@@ -54,13 +54,28 @@ def graph_max_sequence(user_id: int) -> str:
     return f"user:{{{user_id}}}:maxseq"
 
 
+def graph_pending(user_id: int) -> str:
+    """Per other user, the sequence number of a change fenced before its commit and not
+    yet written: the cached relation to that user is not to be trusted until it is."""
+    return f"user:{{{user_id}}}:pending"
+
+
+def graph_epoch(user_id: int) -> str:
+    """A random token taken before a fill reads the database; a fill is stored only if
+    it is unchanged, so a fill from before a flush (which takes the token with it) is
+    refused."""
+    return f"user:{{{user_id}}}:epoch"
+
+
 def graph_keys(user_id: int) -> list[str]:
-    """Marker, the six parts, the applied hash, the max sequence: the scripts' order."""
+    """Marker, the six parts, applied, max sequence, pending, epoch: the scripts' order."""
     return [
         graph_loaded(user_id),
         *(graph_part(user_id, part) for part in GRAPH_PARTS),
         graph_applied(user_id),
         graph_max_sequence(user_id),
+        graph_pending(user_id),
+        graph_epoch(user_id),
     ]
 
 

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
-from pictograph.cache.versioned import VersionedWrites, bump_and_drop, read_versioned
+from pictograph.cache.versioned import Versions, bump_and_drop, fence
 from pictograph.records import PostRecord
 
 POST_TTL = 3600
@@ -19,12 +19,12 @@ POST_TTL = 3600
 class PostCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._writes = VersionedWrites(redis)
+        self.versions = Versions(redis)
 
     async def get(self, post_ids: Sequence[int]) -> list[tuple[PostRecord | None, str]]:
         """Each cached post (or None) and the version to fill it at."""
-        found = await read_versioned(
-            self.redis, [keys.post(i) for i in post_ids], [keys.post_version(i) for i in post_ids]
+        found = await self.versions.read(
+            [keys.post(i) for i in post_ids], [keys.post_version(i) for i in post_ids]
         )
         return [(PostRecord.from_json(orjson.loads(raw)) if raw else None, version)
                 for raw, version in found]
@@ -32,7 +32,7 @@ class PostCache:
     async def fill(self, records: Sequence[tuple[PostRecord, str]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for record, version in records:
-                await self._writes.set_if_version(
+                await self.versions.set_if_version(
                     pipe, keys.post(record.id), keys.post_version(record.id), version,
                     orjson.dumps(record.to_json()), jittered(POST_TTL),
                 )
@@ -42,4 +42,11 @@ class PostCache:
         async with self.redis.pipeline(transaction=False) as pipe:
             for post_id in post_ids:
                 bump_and_drop(pipe, keys.post(post_id), keys.post_version(post_id))
+            await pipe.execute()
+
+    async def fence(self, post_ids: Sequence[int]) -> None:
+        """Before a deletion commits (see versioned.py)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for post_id in post_ids:
+                fence(pipe, keys.post(post_id), keys.post_version(post_id))
             await pipe.execute()

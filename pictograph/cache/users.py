@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
-from pictograph.cache.versioned import VersionedWrites, bump_and_drop, read_versioned
+from pictograph.cache.versioned import Versions, bump_and_drop, fence
 from pictograph.records import UserRecord
 
 PROFILE_TTL = 600
@@ -20,19 +20,19 @@ USERNAME_TTL = 24 * 3600
 class ProfileCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._writes = VersionedWrites(redis)
+        self.versions = Versions(redis)
 
     async def get(self, user_ids: Sequence[int]) -> list[tuple[UserRecord | None, str]]:
         """Each user's cached profile (or None) and the version to fill it at."""
-        found = await read_versioned(self.redis, [keys.user_profile(i) for i in user_ids],
-                                     [keys.user_version(i) for i in user_ids])
+        found = await self.versions.read([keys.user_profile(i) for i in user_ids],
+                                         [keys.user_version(i) for i in user_ids])
         return [(UserRecord.from_json(orjson.loads(raw)) if raw else None, version)
                 for raw, version in found]
 
     async def fill(self, records: Sequence[tuple[UserRecord, str]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for record, version in records:
-                await self._writes.set_if_version(
+                await self.versions.set_if_version(
                     pipe, keys.user_profile(record.id), keys.user_version(record.id), version,
                     orjson.dumps(record.to_json()), jittered(PROFILE_TTL),
                 )
@@ -44,6 +44,13 @@ class ProfileCache:
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 bump_and_drop(pipe, keys.user_profile(user_id), keys.user_version(user_id))
+            await pipe.execute()
+
+    async def fence(self, user_ids: Sequence[int]) -> None:
+        """Before a change that hides something commits (going private; see versioned.py)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                fence(pipe, keys.user_profile(user_id), keys.user_version(user_id))
             await pipe.execute()
 
     async def user_ids(self, usernames: Sequence[str]) -> list[int | None]:

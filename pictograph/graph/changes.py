@@ -17,6 +17,7 @@ from pictograph import events
 from pictograph.cache.feeds import FeedCache
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.users import ProfileCache
+from pictograph.checkpoints import checkpoint
 from pictograph.errors import Forbidden, NotFound
 from pictograph.graph import store
 from pictograph.graph.relation import FollowStatus, PairState
@@ -195,6 +196,10 @@ class GraphChanges:
             outbox = [await events.record(events.FOLLOWS, kind, **data)
                       for kind, data in outcome.events]
             sequences = await _next_sequences([owner, *accepted]) if accepted else {}
+            # Going private hides posts from non-followers: no cached profile may say
+            # "public" once this commits (see cache/versioned.py). Going public is fenced
+            # the same way, for one rule instead of two.
+            await self.profiles.fence([owner])
         if sequences:
             # Requests became follows on both sides; rebuilding is simpler than
             # rewriting every pair, and going public is rare.
@@ -276,9 +281,14 @@ class GraphChanges:
                         await events.record(events.FOLLOWS, kind, a=a, b=b, **data)
                         for kind, data in outcome.events
                     ]
-                    sequences = await _next_sequences([a, b])
+                    numbers = await _next_sequences([a, b])
                     after = await store.load_pair(a, b)
-                return after, (sequences[a], sequences[b]), outbox
+                    sequences = (numbers[a], numbers[b])
+                    # Last, just before the commit: if Redis cannot take the fence, the
+                    # change rolls back (see cache/graph.py, "Fences").
+                    await self.cache.fence(after, sequences)
+                    await checkpoint("graph.fenced")
+                return after, sequences, outbox
             except Exception as error:
                 if attempt == 2 or not _is_lock_conflict(error):
                     raise

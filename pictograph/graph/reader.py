@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from aiodataloader import DataLoader
 
 from pictograph.cache.graph import GraphCache
+from pictograph.checkpoints import checkpoint
 from pictograph.graph import store
 from pictograph.graph.relation import NO_RELATION, GraphSnapshot, Relation
 
@@ -100,7 +101,9 @@ class FollowGraph:
         async with self._loading:
             missing = [u for u in dict.fromkeys(user_ids) if u not in self._snapshots]
             if missing:
+                epochs = await self.cache.epochs(missing)  # before the database: see fill
                 snapshots = await store.load_snapshots(missing)
-                await self.cache.fill(list(snapshots.values()))
+                await checkpoint("graph.snapshots_read")
+                await self.cache.fill(list(snapshots.values()), epochs)
                 self._snapshots.update(snapshots)
             return {user_id: self._snapshots[user_id] for user_id in user_ids}

@@ -84,6 +84,8 @@ async def delete_post(resources: Resources, viewer_id: int, post_id: int) -> Non
         await post.delete()
         if post.status == PostStatus.READY:
             await User.filter(id=viewer_id).update(post_count=F("post_count") - 1)
+        # Before the commit: no cached copy may show the post once it is gone.
+        await PostCache(resources.redis).fence([post_id])
         # Only a READY post was ever shown: the removal of any other is nobody's news.
         event = await events.record(
             events.POSTS, "post_deleted", post_id=post_id, author_id=viewer_id,

@@ -11,6 +11,7 @@ from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
 from pictograph.cache.posts import PostCache
 from pictograph.cache.users import USERNAME_TTL, ProfileCache
+from pictograph.checkpoints import checkpoint
 from pictograph.models import PostStatus, User
 from pictograph.posts.store import load_posts
 from pictograph.records import PostRecord, UserRecord
@@ -32,6 +33,7 @@ class UserLoader(DataLoader[int, UserRecord | None]):
             found[user_id] = record
         if versions:
             rows = [UserRecord.from_model(u) for u in await User.filter(id__in=list(versions))]
+            await checkpoint("profiles.rows_read")
             await self.profiles.fill([(row, versions[row.id]) for row in rows])
             found.update({row.id: row for row in rows})
         return [found[user_id] for user_id in user_ids]
