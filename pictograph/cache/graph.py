@@ -85,14 +85,19 @@ redis.call('EXPIRE', KEYS[11], ttl + 3600)
 return 1
 """
 
-# ARGV: other user, sequence number, maxseq ttl. Before a change commits, under its row
-# locks: fills from older snapshots are refused, and the cached relation to the other
-# user stops being trusted (readers go to the database) until the change is written.
-_FENCE = """
+# ARGV[2], ARGV[3]: a change's sequence number and maxseq's ttl. Every change raises
+# maxseq, loaded or not, so a fill from an older snapshot is refused.
+_RAISE_MAXSEQ = """
 local seq = tonumber(ARGV[2])
 if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
   redis.call('SET', KEYS[9], seq, 'EX', tonumber(ARGV[3]))
 end
+"""
+
+# ARGV: other user, sequence number, maxseq ttl. Before a change commits, under its row
+# locks: fills from older snapshots are refused, and the cached relation to the other
+# user stops being trusted (readers go to the database) until the change is written.
+_FENCE = _RAISE_MAXSEQ + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local pending = redis.call('HGET', KEYS[10], ARGV[1])
 if not pending or tonumber(pending) < seq then
@@ -104,11 +109,7 @@ return 1
 
 # ARGV: other user, sequence number, maxseq ttl, then six values: a score (or '1' for
 # the sets) where the other belongs in that part, '' where not.
-_APPLY_PAIR = """
-local seq = tonumber(ARGV[2])
-if seq > tonumber(redis.call('GET', KEYS[9]) or '0') then
-  redis.call('SET', KEYS[9], seq, 'EX', tonumber(ARGV[3]))
-end
+_APPLY_PAIR = _RAISE_MAXSEQ + """
 local floor = redis.call('GET', KEYS[1])
 if not floor then
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[10])

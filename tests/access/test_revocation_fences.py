@@ -22,7 +22,7 @@ from pictograph.resources import Resources
 from pictograph.sessions import hash_token
 from tests.support.feeds import publish
 from tests.support.graphql import error_codes, gql, relate, sign_up, user_id
-from tests.support.relations import approach, depart, make_private
+from tests.support.relations import approach, make_private, owner_and_viewer, revoke
 
 READ = """query($id: ID!) {
   user(username: "owner") { posts { edges { node { caption } } } }
@@ -48,13 +48,7 @@ async def test_a_revocation_holds_when_redis_fails_right_after_its_commit(
     client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch,
     change: str,
 ) -> None:
-    owner = await sign_up(client, "owner")
-    owner_id = await user_id(client, "owner")
-    viewer = await sign_up(client, "viewer")
-    viewer_id = await user_id(client, "viewer")
-    if change != "made_private":
-        await make_private(client, owner)
-        await approach(client, "following", owner, owner_id, viewer, viewer_id)
+    owner, owner_id, viewer, viewer_id = await owner_and_viewer(client, change)
     post_id = await publish(client, resources, owner, "private")
     assert shown(await gql(client, READ, {"id": post_id}, token=viewer)) == {"private"}
 
@@ -63,10 +57,7 @@ async def test_a_revocation_holds_when_redis_fails_right_after_its_commit(
     monkeypatch.setattr(GraphCache, "apply", redis_fails)
     monkeypatch.setattr(GraphCache, "forget", redis_fails)
     monkeypatch.setattr(ProfileCache, "forget", redis_fails)
-    if change == "made_private":
-        await make_private(client, owner)
-    else:
-        await depart(client, change, owner, owner_id, viewer, viewer_id)
+    await revoke(client, change, owner, owner_id, viewer, viewer_id)
     monkeypatch.undo()  # Redis is back; nothing has repaired the caches yet
 
     assert shown(await gql(client, READ, {"id": post_id}, token=viewer)) == set()

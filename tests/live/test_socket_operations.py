@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from pictograph.resources import Resources
 from tests.support.feeds import publish
 from tests.support.graphql import gql, sign_up, user_id
-from tests.support.relations import approach, depart, make_private
+from tests.support.relations import make_private, owner_and_viewer, revoke
 from tests.support.server import served
 from tests.support.sockets import open_socket
 
@@ -39,13 +39,7 @@ def captions(data: dict) -> set[str]:
 async def test_a_change_between_two_operations_on_one_socket_shows_at_once(
     client: httpx.AsyncClient, app: Starlette, resources: Resources, change: str
 ) -> None:
-    owner = await sign_up(client, "owner")
-    owner_id = await user_id(client, "owner")
-    viewer = await sign_up(client, "viewer")
-    viewer_id = await user_id(client, "viewer")
-    if change != "made_private":
-        await make_private(client, owner)
-        await approach(client, "following", owner, owner_id, viewer, viewer_id)
+    owner, owner_id, viewer, viewer_id = await owner_and_viewer(client, change)
     before = await publish(client, resources, owner, "before the change")
 
     async with served(app) as base, open_socket(base, viewer) as socket:
@@ -57,10 +51,7 @@ async def test_a_change_between_two_operations_on_one_socket_shows_at_once(
             assert [e["node"]["caption"] for e in feed["data"]["feed"]["edges"]] == [
                 "before the change"]
 
-        if change == "made_private":
-            await make_private(client, owner)
-        else:
-            await depart(client, change, owner, owner_id, viewer, viewer_id)
+        await revoke(client, change, owner, owner_id, viewer, viewer_id)
         after = await publish(client, resources, owner, "after the change")
 
         for post_id in (before, after):

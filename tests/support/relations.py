@@ -65,3 +65,28 @@ async def follower_of(client: httpx.AsyncClient, follower: str, author: str) -> 
     author_token = await sign_up(client, author)
     await relate_ok(client, "follow", follower_token, await user_id(client, author))
     return follower_token, author_token
+
+
+async def owner_and_viewer(client: httpx.AsyncClient, change: str
+                           ) -> tuple[str, str, str, str]:
+    """owner and viewer (token, id each) set up for `change`: a private owner with the
+    viewer as approved follower, or for "made_private" a public owner and a stranger."""
+    from tests.support.graphql import sign_up, user_id
+
+    owner = await sign_up(client, "owner")
+    owner_id = await user_id(client, "owner")
+    viewer = await sign_up(client, "viewer")
+    viewer_id = await user_id(client, "viewer")
+    if change != "made_private":
+        await make_private(client, owner)
+        await approach(client, "following", owner, owner_id, viewer, viewer_id)
+    return owner, owner_id, viewer, viewer_id
+
+
+async def revoke(client: httpx.AsyncClient, change: str, owner: str, owner_id: str,
+                 viewer: str, viewer_id: str) -> None:
+    """The change owner_and_viewer was set up for."""
+    if change == "made_private":
+        await make_private(client, owner)
+    else:
+        await depart(client, change, owner, owner_id, viewer, viewer_id)
