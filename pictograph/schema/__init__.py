@@ -42,6 +42,7 @@ def query_limits(settings: Settings) -> QueryLimits:
         max_aliases=settings.max_query_aliases,
         max_tokens=settings.max_query_tokens,
         max_cost=settings.max_query_cost,
+        max_directives=settings.max_query_directives,
         introspection=settings.introspection,
         cache_size=settings.query_cache_size,
     )
