@@ -1,6 +1,6 @@
 """The /graphql endpoint: Strawberry's ASGI view with Pictograph's context, a cap on
-request bodies, and the WebSocket rules: a token in connection_init, and a cap on
-sockets per user."""
+request bodies, the HTTP rules (graphql_http.py), and the WebSocket rules: a token in
+connection_init, and a cap on sockets per user."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from pictograph.cache import keys
 from pictograph.context import Context, bearer_token
 from pictograph.http.body_limit import BodyLimit
+from pictograph.http.graphql_http import GraphQLOverHTTP
 from pictograph.schema import PictographSchema
 from pictograph.sessions import resolve_token
 from pictograph.settings import Settings
@@ -32,7 +32,7 @@ MAX_SUBSCRIPTIONS_PER_SOCKET = 10
 LEASE_SECONDS = 120
 
 
-class GraphQLEndpoint(GraphQL[Context, None]):
+class GraphQLEndpoint(GraphQLOverHTTP):
     # Batches (a JSON array body) stay refused with 400, Strawberry's default: a batch
     # runs its operations concurrently on one shared Context (one set of dataloaders,
     # forget_reads after a mutation), and no client of this API sends them.
@@ -48,7 +48,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_SOCKET,
             **options,
         )
-        self._http = BodyLimit(super().__call__, settings.max_request_bytes)
+        self._http = BodyLimit(self.serve_http, settings.max_request_bytes)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

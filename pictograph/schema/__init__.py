@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.types.execution import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from pictograph.schema.errors import CodedErrors, log_unexpected
 from pictograph.schema.limits import QueryLimits, limit_extensions
@@ -21,6 +25,21 @@ class PictographSchema(strawberry.Schema):
     ) -> None:
         # Expected errors (bad input, wrong password) are answers, not incidents.
         log_unexpected(errors, execution_context)
+
+    async def execute(  # type: ignore[override]
+        self,
+        *args: Any,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # execute() runs a subscription's root field once, as a plain field, and fails
+        # on the stream it returns (a 500 and an ERROR for every subscription POSTed):
+        # subscriptions run through subscribe() and stream() only, as on the WebSocket.
+        # Refused here, the HTTP view answers 400.
+        if allowed_operation_types is None:
+            allowed_operation_types = OperationType
+        allowed = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
+        return await super().execute(*args, allowed_operation_types=allowed, **kwargs)
 
 
 def build_schema(settings: Settings | None = None) -> PictographSchema:

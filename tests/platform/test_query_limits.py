@@ -276,7 +276,9 @@ async def test_batches_are_refused(client: httpx.AsyncClient) -> None:
         "/graphql", json=[{"query": "{ viewer { id } }"}, {"query": "{ viewer { id } }"}]
     )
     assert response.status_code == 400
-    assert response.text == "Batching is not enabled"
+    assert response.json() == {"errors": [
+        {"message": "Batching is not enabled", "extensions": {"code": "BAD_USER_INPUT"}}
+    ]}
 
 
 async def test_an_oversized_body_is_refused_without_being_read(
