@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -31,7 +32,7 @@ def refused(response: httpx.Response, status: int, code: str = "BAD_USER_INPUT")
 
 
 @pytest.fixture
-def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Any:
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.WARNING)
     yield
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
