@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view, so that a PUT is refused like any other
+            # request it will not run: a 405 with a GraphQL error body.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/uploads/{upload_id:int}", receive_upload, methods=["PUT"]),
             Route("/media/{post_id:int}/{size:str}", serve_media, methods=["GET", "HEAD"]),

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     max_query_aliases: Annotated[int, Field(ge=0)] = 15
     max_query_tokens: Annotated[int, Field(ge=100)] = 1000
     max_query_cost: Annotated[int, Field(ge=1)] = 5000
+    # Directives anywhere in a document. Only @include and @skip apply to a query here, at
+    # most once each per place; past the limit a document is refused before validation.
+    max_query_directives: Annotated[int, Field(ge=0)] = 10
     # Parsed and validated documents kept per process, so repeats skip both.
     query_cache_size: Annotated[int, Field(ge=0)] = 256
     # Largest /graphql request body; a larger one gets 413 before it is read.

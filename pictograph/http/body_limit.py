@@ -1,11 +1,12 @@
-"""A cap on request bodies, enforced while they arrive: a body past it gets 413 and is
-not read further, whether its Content-Length said so up front or it came chunked."""
+"""A cap on /graphql request bodies, enforced while they arrive: a body past it gets 413
+and is not read further, whether its Content-Length said so up front or it came chunked."""
 
 from __future__ import annotations
 
 from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pictograph.http.graphql_http import error_response
 
 
 class BodyLimit:
@@ -27,7 +28,7 @@ class BodyLimit:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                await PlainTextResponse("Content-Length is not a number", 400)(
+                await error_response(400, "Content-Length is not a number")(
                     scope, receive, send
                 )
                 return
@@ -51,8 +52,8 @@ class BodyLimit:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = PlainTextResponse(
-            f"Request body too large: the limit is {self.max_bytes} bytes", status_code=413
+        response = error_response(
+            413, f"Request body too large: the limit is {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
 

@@ -1,5 +1,6 @@
 """The /graphql endpoint: Strawberry's ASGI view with Pictograph's context, a cap on
-request bodies, and sockets that live no longer than their token (http/sockets.py)."""
+request bodies, the HTTP rules (graphql_http.py), and sockets that live no longer than
+their token (sockets.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from pictograph.context import Context, bearer_token
 from pictograph.http.body_limit import BodyLimit
+from pictograph.http.graphql_http import GraphQLOverHTTP
 from pictograph.http.sockets import SocketHandler, sign_in
 from pictograph.schema import PictographSchema
 from pictograph.settings import Settings
@@ -23,7 +24,7 @@ from pictograph.settings import Settings
 MAX_SUBSCRIPTIONS_PER_SOCKET = 10
 
 
-class GraphQLEndpoint(GraphQL[Context, None]):
+class GraphQLEndpoint(GraphQLOverHTTP):
     graphql_transport_ws_handler_class = SocketHandler
 
     # Batches (a JSON array body) stay refused with 400, Strawberry's default: a batch
@@ -41,7 +42,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_SOCKET,
             **options,
         )
-        self._http = BodyLimit(super().__call__, settings.max_request_bytes)
+        self._http = BodyLimit(self.serve_http, settings.max_request_bytes)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.schema import StreamResult
 from strawberry.types.execution import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from pictograph.context import Context
 from pictograph.schema.errors import CodedErrors, log_unexpected
@@ -37,6 +39,21 @@ class PictographSchema(strawberry.Schema):
         # Expected errors (bad input, wrong password) are answers, not incidents.
         log_unexpected(errors, execution_context)
 
+    async def execute(  # type: ignore[override]
+        self,
+        *args: Any,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # execute() runs a subscription's root field once, as a plain field, and fails
+        # on the stream it returns (a 500 and an ERROR for every subscription POSTed):
+        # subscriptions run through subscribe() and stream() only, as on the WebSocket.
+        # Refused here, the HTTP view answers 400.
+        if allowed_operation_types is None:
+            allowed_operation_types = OperationType
+        allowed = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
+        return await super().execute(*args, allowed_operation_types=allowed, **kwargs)
+
 
 def build_schema(settings: Settings | None = None) -> PictographSchema:
     """The schema with the query limits of `settings` (the environment's when None)."""
@@ -57,6 +74,7 @@ def query_limits(settings: Settings) -> QueryLimits:
         max_aliases=settings.max_query_aliases,
         max_tokens=settings.max_query_tokens,
         max_cost=settings.max_query_cost,
+        max_directives=settings.max_query_directives,
         introspection=settings.introspection,
         cache_size=settings.query_cache_size,
     )

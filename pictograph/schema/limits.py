@@ -1,8 +1,10 @@
-"""What one GraphQL operation may ask for: depth, aliases, tokens and cost, checked
-before anything runs, on HTTP and WebSocket alike.
+"""What one GraphQL operation may ask for: depth, aliases, tokens, directives and cost,
+checked before anything runs, on HTTP and WebSocket alike; and how much work validating
+it may take.
 
-Strawberry's MaxTokensLimiter, ParserCache, ValidationCache and DisableIntrospection are
-used as they are (ParserCache with one fix, below). Its QueryDepthLimiter and
+Strawberry's MaxTokensLimiter, ParserCache and DisableIntrospection are used as they are
+(ParserCache with one fix, below); its ValidationCache is replaced by CachedValidation,
+which counts directives first and caps validation. Its QueryDepthLimiter and
 MaxAliasesLimiter are not: both walk a fragment again each time it is spread, so fragments
 that each spread the next one twice cost them 2^levels steps: half a second of CPU on the
 event loop at 17 levels (measured), hours at 30, which fit in ~400 tokens. query_shape
@@ -16,6 +18,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 from graphql import (
@@ -27,20 +30,36 @@ from graphql import (
     OperationDefinitionNode,
     ValidationContext,
     ValidationRule,
+    validate,
 )
 from graphql.utilities import get_operation_ast
-from graphql.validation import MaxIntrospectionDepthRule
+from graphql.validation import MaxIntrospectionDepthRule, OverlappingFieldsCanBeMergedRule
 from graphql.validation.rules.max_introspection_depth_rule import MAX_LIST_DEPTH
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from pictograph.errors import QueryTooComplex
-from pictograph.schema.query_shape import fragments_of, measure
+from pictograph.schema.query_shape import count_directives, fragments_of, measure
+
+# Validation stops at this many errors (graphql-core's default is 100) and says so: a
+# client fixing a query needs the first few, and a document built to be wrong everywhere
+# (graphql-cop's "directive overloading") gets no more work or answer than that.
+MAX_VALIDATION_ERRORS = 5
+# graphql-core checks that fields sharing a response name can merge by comparing them
+# in pairs, so n copies of a field cost n * n: 248 copies of `viewer { id }` (a 3 kB
+# body within every other limit) took a second of CPU. It meters that work in steps
+# (two per pair of fields compared) but allows 500,000 of them; ours allows 10,000,
+# a few milliseconds, less than the other rules spend on a document of 1,000 tokens.
+# Real pages spend under 100: the README's feed page none, three fragments that each
+# repeat `id` and `__typename` 69.
+FIELD_MERGE_BUDGET = 10_000
 
 _TOKEN_LIMIT = re.compile(
     r"Syntax Error: Document contains more than (\d+) tokens\. Parsing aborted\."
@@ -53,6 +72,7 @@ class QueryLimits:
     max_aliases: int
     max_tokens: int
     max_cost: int
+    max_directives: int
     introspection: bool
     # Parsed and validated documents kept (each, per process).
     cache_size: int
@@ -75,7 +95,7 @@ def token_limit_error(error: GraphQLError) -> GraphQLError | None:
 
 def shape_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
     """Depth and aliases of every operation in the document. A validation rule, so the
-    ValidationCache keeps its verdict with the document's: built once per schema, since
+    CachedValidation keeps its verdict with the document's: built once per schema, since
     the cache's key holds the rule classes."""
 
     class ShapeLimits(ValidationRule):
@@ -134,10 +154,41 @@ class IntrospectionDepth(MaxIntrospectionDepthRule):
         )
 
 
-class LimitRules(SchemaExtension):
-    """Adds the shape rule and puts the coded introspection guard in place of graphql-core's.
+class BoundedFieldMerging(OverlappingFieldsCanBeMergedRule):
+    """graphql-core's field-merging rule on FIELD_MERGE_BUDGET instead of its own budget,
+    its abort coded like the other limits."""
 
-    The rule classes are the same objects on every request: ValidationCache's key holds them."""
+    def __init__(self, context: ValidationContext) -> None:
+        super().__init__(context)
+        self.rule_context.remaining_complexity_budget = FIELD_MERGE_BUDGET
+
+    def enter_selection_set(self, *args: Any) -> None:
+        try:
+            super().enter_selection_set(*args)
+        except ValidationAbortedError:
+            if self.rule_context.remaining_complexity_budget >= 0:
+                raise
+            error = too_complex(
+                f"query field merging exceeds the limit of {FIELD_MERGE_BUDGET} steps",
+                "field_merging", FIELD_MERGE_BUDGET,
+            )
+            # validate() ends on a ValidationAbortedError and reports it as it is.
+            raise ValidationAbortedError(
+                error.message, original_error=error.original_error, extensions=error.extensions
+            ) from None
+
+
+# graphql-core's rules replaced by the same rule with Pictograph's limit and code.
+_REPLACED: dict[type[ASTValidationRule], type[ASTValidationRule]] = {
+    MaxIntrospectionDepthRule: IntrospectionDepth,
+    OverlappingFieldsCanBeMergedRule: BoundedFieldMerging,
+}
+
+
+class LimitRules(SchemaExtension):
+    """Adds the shape rule and puts the coded, bounded rules in place of graphql-core's.
+
+    The rule classes are the same objects on every request: CachedValidation's key holds them."""
 
     def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
         super().__init__()
@@ -146,8 +197,7 @@ class LimitRules(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         context.validation_rules = tuple(
-            IntrospectionDepth if rule is MaxIntrospectionDepthRule else rule
-            for rule in context.validation_rules
+            _REPLACED.get(rule, rule) for rule in context.validation_rules
         ) + self.rules
         yield
 
@@ -168,6 +218,48 @@ class CachedParse(ParserCache):
         yield
 
 
+class CachedValidation(SchemaExtension):
+    """Strawberry's ValidationCache, with the directive limit checked first and
+    validation capped at MAX_VALIDATION_ERRORS (Strawberry's validate_document passes
+    graphql-core no max_errors). A document's verdict is kept, as there, per document
+    object (CachedParse hands out the same one for the same text) and rule classes."""
+
+    def __init__(self, maxsize: int, max_directives: int) -> None:
+        super().__init__()
+        self.validate = _validation_cache(maxsize)
+        self.max_directives = max_directives
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        context.pre_execution_errors = self.validate(
+            context.schema._schema, context.graphql_document, context.validation_rules,
+            self.max_directives,
+        )
+        yield
+
+
+@cache
+def _validation_cache(maxsize: int) -> Callable[..., list[GraphQLError]]:
+    return lru_cache(maxsize=maxsize)(_validate)
+
+
+def _validate(
+    schema: GraphQLSchema,
+    document: Any,
+    rules: tuple[type[ASTValidationRule], ...],
+    max_directives: int,
+) -> list[GraphQLError]:
+    directives = count_directives(document)
+    if directives > max_directives:  # refused before any rule visits one of them
+        return [too_complex(
+            f"query directive count {directives} exceeds the limit of {max_directives}",
+            "directives", max_directives,
+        )]
+    # The two rules Strawberry's own validate_document adds to every validation.
+    rules = (*rules, MaybeNullValidationRule, OneOfInputValidationRule)
+    return validate(schema, document, rules, max_errors=MAX_VALIDATION_ERRORS)
+
+
 class CostLimit(SchemaExtension):
     """The cost of the operation about to run, with this request's variables (a `first`
     is often one): decided after validation, before execution."""
@@ -177,7 +269,7 @@ class CostLimit(SchemaExtension):
         self.max_cost = max_cost
 
     def on_validate(self) -> Iterator[None]:
-        # Runs after ValidationCache has put the (cached) validation errors in place;
+        # Runs after CachedValidation has put the (cached) validation errors in place;
         # an invalid document is refused for what is wrong with it, not measured.
         context = self.execution_context
         document = context.graphql_document
@@ -220,7 +312,7 @@ def limit_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]
         extensions.append(DisableIntrospection)
     extensions += [
         lambda: CachedParse(maxsize=limits.cache_size),
-        lambda: ValidationCache(maxsize=limits.cache_size),
+        lambda: CachedValidation(limits.cache_size, limits.max_directives),
         lambda: CostLimit(limits.max_cost),
     ]
     return extensions

@@ -1,5 +1,6 @@
 """How big one GraphQL operation is: depth, aliases and cost, measured from its document
-against the schema, each fragment once however often it is spread."""
+against the schema, each fragment once however often it is spread; and how many
+directives its document holds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DirectiveNode,
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -22,7 +25,9 @@ from graphql import (
     SelectionSetNode,
     ValueNode,
     VariableNode,
+    Visitor,
     get_named_type,
+    visit,
 )
 from graphql.pyutils import Undefined
 
@@ -158,3 +163,20 @@ def fragments_of(definitions: Any) -> dict[str, FragmentDefinitionNode]:
         for definition in definitions
         if isinstance(definition, FragmentDefinitionNode)
     }
+
+
+class _DirectiveCount(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def enter_directive(self, _node: DirectiveNode, *_: Any) -> None:
+        self.count += 1
+
+
+def count_directives(document: DocumentNode) -> int:
+    """Directives written anywhere in the document, each fragment's once. graphql-core's
+    visit walks without recursion, so no document is too deep for it."""
+    counter = _DirectiveCount()
+    visit(document, counter)
+    return counter.count

@@ -11,18 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-import strawberry.schema.schema
-import uvicorn
 from graphql import get_introspection_query, parse
 from graphql.language.parser import Parser
-from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from pictograph.app import create_app
-from pictograph.schema import build_schema
+from pictograph.schema import build_schema, limits
 from pictograph.schema.query_shape import fragments_of, measure
 from pictograph.settings import Settings
+from tests.platform.conftest import Configured
 from tests.support.graphql import PASSWORD, error_codes, gql, sign_up
 
 LIMITS = Settings()  # the defaults under test
@@ -178,6 +175,61 @@ async def test_fragments_are_measured_once_each(client: httpx.AsyncClient) -> No
     assert too_complex(await gql(client, nested)) == ["query depth 11 exceeds the limit of 10"]
 
 
+async def test_directives_are_counted_before_validation(client: httpx.AsyncClient) -> None:
+    """Past the limit, one error: the unknown directives were never validated one by one.
+    Directives count wherever they stand: operation, variable, field, spread, fragment."""
+    eleven = (
+        "query q($v: Boolean = true @aa) @bb { viewer @cc @dd { ...F @ee } }"
+        " fragment F on User @ff { id @gg @hh @ii username @jj @kk }"
+    )
+    assert too_complex(await gql(client, eleven)) == [
+        "query directive count 11 exceeds the limit of 10"
+    ]
+    result = await gql(client, eleven)
+    assert result["errors"][0]["extensions"] == {
+        "code": "QUERY_TOO_COMPLEX", "limit": "directives", "maximum": 10,
+    }
+    ten = "{ " + " ".join(f"a{i}: __typename @include(if: true)" for i in range(10)) + " }"
+    assert (await gql(client, ten))["data"] == {f"a{i}": "Query" for i in range(10)}
+
+
+async def test_validation_stops_after_a_few_errors(client: httpx.AsyncClient) -> None:
+    """graphql-cop's directive overloading: ten unknown directives, within the limit, are
+    not each reported; validation stops at the fifth error and says so."""
+    result = await gql(client, "query cop { __typename @aa@aa@aa@aa@aa@aa@aa@aa@aa@aa }")
+    assert result["data"] is None
+    messages = [error["message"] for error in result["errors"]]
+    assert messages == ["Unknown directive '@aa'."] * 5 + [
+        "Too many validation errors, error limit reached. Validation aborted."
+    ]
+    assert set(error_codes(result)) == {"BAD_USER_INPUT"}
+
+
+async def test_duplicated_fields_are_merged_within_a_budget(client: httpx.AsyncClient) -> None:
+    """graphql-core checks that fields sharing a response name merge by comparing them
+    pairwise, so n copies cost n * n: 248 copies of `viewer { id }` (a 3 kB body) were
+    1.5 s of CPU. A budget (far above what real pages spend) refuses them before that."""
+    for query in (
+        "query cop { " + "__typename \n" * 500 + "} ",  # graphql-cop's field duplication
+        "{ " + "viewer { id } " * 100 + "}",
+    ):
+        assert too_complex(await gql(client, query)) == [
+            "query field merging exceeds the limit of 10000 steps"
+        ]
+    # Fields repeated as clients do (each fragment with its id and __typename) still run.
+    token = await sign_up(client, "merged")
+    colocated = (
+        "query { viewer { id __typename ...A ...B ...C } }"
+        " fragment A on User { id __typename username }"
+        " fragment B on User { id __typename displayName }"
+        " fragment C on User { id __typename followers { edges { node { id ...A ...B } } } }"
+    )
+    result = await gql(client, colocated, token=token)
+    assert not result.get("errors") and result["data"]["viewer"]["username"] == "merged"
+    twenty = "{ viewer { " + "id " * 20 + "} " + "__typename " * 20 + "}"
+    assert not (await gql(client, twenty)).get("errors")
+
+
 async def test_introspection_works_but_cannot_nest_lists(client: httpx.AsyncClient) -> None:
     full = await gql(client, get_introspection_query(descriptions=True))
     assert not full.get("errors")
@@ -193,7 +245,7 @@ async def test_a_repeated_query_is_parsed_and_validated_once(
 ) -> None:
     counts = {"parse": 0, "validate": 0}
     parse_document = Parser.parse_document
-    validate = strawberry.schema.schema.validate
+    validate = limits.validate
 
     def counting_parse(self: Parser) -> Any:
         counts["parse"] += 1
@@ -204,7 +256,7 @@ async def test_a_repeated_query_is_parsed_and_validated_once(
         return validate(*args, **kwargs)
 
     monkeypatch.setattr(Parser, "parse_document", counting_parse)
-    monkeypatch.setattr(strawberry.schema.schema, "validate", counting_validate)
+    monkeypatch.setattr(limits, "validate", counting_validate)
     # Unique text, so that no earlier test (or backend) has cached it.
     query = (
         f"# {secrets.token_hex(8)}\n"
@@ -224,7 +276,9 @@ async def test_batches_are_refused(client: httpx.AsyncClient) -> None:
         "/graphql", json=[{"query": "{ viewer { id } }"}, {"query": "{ viewer { id } }"}]
     )
     assert response.status_code == 400
-    assert response.text == "Batching is not enabled"
+    assert response.json() == {"errors": [
+        {"message": "Batching is not enabled", "extensions": {"code": "BAD_USER_INPUT"}}
+    ]}
 
 
 async def test_an_oversized_body_is_refused_without_being_read(
@@ -267,20 +321,14 @@ async def test_an_oversized_body_is_refused_without_being_read(
 
 
 @pytest.fixture
-async def production(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+def production(configured: Configured) -> httpx.AsyncClient:
     """The app as production would configure it: no introspection, no GraphiQL, and
-    (so that the settings are seen to apply) small limits. It borrows the backend app's
-    open resources: starting a second app would rebind Tortoise's models process-wide."""
-    settings = app.state.resources.settings.model_copy(update={
-        "introspection": False, "graphiql": False,
-        "max_query_depth": 4, "max_query_aliases": 1, "max_query_tokens": 100,
-        "max_query_cost": 50, "max_request_bytes": 4096,
-    })
-    configured = create_app(settings)
-    configured.state.resources = app.state.resources
-    transport = httpx.ASGITransport(app=configured)
-    async with httpx.AsyncClient(transport=transport, base_url="http://prod") as client:
-        yield client
+    (so that the settings are seen to apply) small limits."""
+    return configured(
+        introspection=False, graphiql=False,
+        max_query_depth=4, max_query_aliases=1, max_query_tokens=100,
+        max_query_cost=50, max_request_bytes=4096, max_query_directives=2,
+    )
 
 
 async def test_limits_are_settings(production: httpx.AsyncClient) -> None:
@@ -299,6 +347,11 @@ async def test_limits_are_settings(production: httpx.AsyncClient) -> None:
         "query cost 52 exceeds the limit of 50"
     ]
     assert not (await gql(production, followers.replace("25", "24"))).get("errors")
+    two = "{ __typename @include(if: true) __typename @skip(if: false) }"
+    assert not (await gql(production, two)).get("errors")
+    assert too_complex(await gql(production, two.replace("}", "@skip(if: false) }"))) == [
+        "query directive count 3 exceeds the limit of 2"
+    ]
 
     fits = '{"query": "{ viewer { id } }", "padding": "' + "x" * 3800 + '"}'
     response = await production.post(
@@ -335,22 +388,6 @@ async def test_production_hides_the_schema(production: httpx.AsyncClient) -> Non
 
     page = await production.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 404
-
-
-@pytest.fixture
-async def server(app: Starlette) -> AsyncIterator[str]:
-    """The test app (its lifespan already running) behind a real uvicorn on a loopback
-    port, in this process."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    running = uvicorn.Server(config)
-    task = asyncio.create_task(running.serve())
-    while not running.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    port = running.servers[0].sockets[0].getsockname()[1]
-    yield f"127.0.0.1:{port}"
-    running.should_exit = True
-    await task
 
 
 async def test_subscriptions_over_the_websocket_are_limited_too(server: str) -> None:
