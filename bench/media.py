@@ -1,4 +1,5 @@
-"""What photos cost: minting media URLs in a page, serving /media, processing an upload.
+"""What photos cost: minting media URLs in a page, serving /media, processing an upload
+in this process and in a child process of its own (the media worker's way).
 
     python bench/media.py              # embedded default (SQLite + fakeredis, local disk)
     python bench/media.py --services   # PostgreSQL + Redis on 127.0.0.1 (a throwaway database)
@@ -31,8 +32,9 @@ from bench._harness import (
     print_table,
     with_backend,
 )
+from pictograph import image_sandbox
 from pictograph.db import using_database
-from pictograph.images import process_image
+from pictograph.images import Variant, process_image
 from pictograph.storage.signing import media_url
 from tests.support.graphql import gql, relate_ok, sign_up, user_id
 from tests.support.photos import jpeg, post_photo, process_media
@@ -118,15 +120,26 @@ async def main(posts: int, requests: int, photos: int) -> None:
             health_ms = await latencies_ms(get_health, requests)
 
     big = _twelve_megapixels()
-    print("timing process_image ...")
+    print("timing process_image, in this process and in a child process ...")
+    image_sandbox.start()
     process_image(big)  # warm-up: imports, allocator
-    process_ms: list[float] = []
+    await _isolated(big, settings.media_cpu_seconds)  # warm-up: the fork server's first child
+    in_process_ms: list[float] = []
+    isolated_ms: list[float] = []
     for _ in tqdm(range(photos), desc="process_image 4000x3000", unit="photo"):
+        # Interleaved, so drift on a shared machine hits both alike.
         started = time.perf_counter()
         variants = process_image(big)
-        process_ms.append((time.perf_counter() - started) * 1000)
+        in_process_ms.append((time.perf_counter() - started) * 1000)
         assert [v.size for v in variants] == ["THUMBNAIL", "FULL"]
-    per_photo = statistics.median(process_ms)
+        started = time.perf_counter()
+        variants = await _isolated(big, settings.media_cpu_seconds)
+        isolated_ms.append((time.perf_counter() - started) * 1000)
+        assert [v.size for v in variants] == ["THUMBNAIL", "FULL"]
+    per_photo, isolated = statistics.median(in_process_ms), statistics.median(isolated_ms)
+    small = jpeg(64, 64)
+    child_ms = [await _timed(_isolated(small, settings.media_cpu_seconds))
+                for _ in range(ROUNDS * 4)]
 
     minted_p50, plain_p50 = statistics.median(minted), statistics.median(plain)
     backend = "embedded" if settings.embedded_redis else "postgres+redis"
@@ -144,11 +157,27 @@ async def main(posts: int, requests: int, photos: int) -> None:
             ("GET /healthz baseline",
              f"{health_rate:,.0f} req/s (median of 5), {_latency(health_ms)}"),
             ("ratio /media / /healthz throughput", f"{media_rate / health_rate:.2f}x"),
-            (f"process_image 4000x3000 ({len(big) / 1e6:.1f} MB JPEG)",
+            (f"process_image 4000x3000 ({len(big) / 1e6:.1f} MB JPEG), in this process",
              f"{per_photo:,.0f} ms/photo (median of {photos}), "
              f"{12.0 / (per_photo / 1000):.1f} Mpx/s"),
+            ("the same in a child process with a CPU limit (the worker's way)",
+             f"{isolated:,.0f} ms/photo (median of {photos}), "
+             f"+{isolated - per_photo:,.0f} ms ({isolated / per_photo - 1:+.0%})"),
+            ("a child process alone (a 64x64 photo, isolated)",
+             f"{statistics.median(child_ms):,.1f} ms (median of {len(child_ms)})"),
         ],
     )
+
+
+async def _isolated(data: bytes, cpu_seconds: int) -> list[Variant]:
+    return await image_sandbox.process_image_isolated(
+        data, max_pixels=40_000_000, cpu_seconds=cpu_seconds)
+
+
+async def _timed(work: Awaitable[object]) -> float:
+    started = time.perf_counter()
+    await work
+    return (time.perf_counter() - started) * 1000
 
 
 def _sync_rate(fn: Callable[[], object], count: int) -> float:

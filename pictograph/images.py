@@ -7,6 +7,7 @@ here changes Pillow's module-level settings or the warnings filters, which every
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 
@@ -25,6 +26,23 @@ _MAX_METADATA_BYTES = 1_000_000
 # 20 MB upload of padding or empty chunks would cost seconds. Real files stay far below these.
 _MAX_JPEG_HEADER_BYTES = _MAX_METADATA_BYTES + 256_000
 _MAX_PNG_CHUNKS = 50_000
+# A progressive JPEG's decoding cost grows with its scans: each one visits every block of the
+# picture, so a file of a thousand scans that say almost nothing (end-of-band runs) costs
+# minutes at 36 Mpx (libjpeg-turbo calls it LJT-01-003 and lets callers cap it, at 500 scans in
+# TJFLAG_LIMITSCANS). Encoders write 3 to 5 scans (Photoshop), 10 (libjpeg and libjpeg-turbo's
+# progressive mode, Pillow's), about 11 (mozjpeg) or 18 for CMYK: 100 leaves room for any
+# hand-tuned script and bounds a 40 Mpx file to a few seconds. The CPU limit of the process
+# that decodes (image_sandbox.py) covers whatever else is costly.
+MAX_JPEG_SCANS = 100
+# Marker segments walked while counting scans; real files have tens. Restart markers inside
+# the coded data are not walked, so a file using them costs nothing here.
+_MAX_JPEG_SEGMENTS = 10_000
+_FILL_BYTES = re.compile(rb"\xff+")
+# Coded data runs up to the first 0xFF that is not a stuffed zero (FF 00), a restart marker
+# (FF D0-D7) or fill before a marker: searched in C, so a 20 MB scan costs milliseconds.
+_END_OF_CODED_DATA = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD9)}  # TEM, RST0-7, SOI: no length follows
+_SOS, _EOI = 0xDA, 0xD9
 _NOT_ACCEPTED = "not a JPEG, PNG or WebP image"
 _UNREADABLE = "the file is not a complete, readable image"
 # The same table ImageOps.exif_transpose uses; applied by hand so that malformed EXIF can only
@@ -110,9 +128,11 @@ def _open_and_load(
 ) -> tuple[Image.Image, tuple[int, int]]:
     if expected == "PNG":
         _check_png_chunks(data)
-    elif expected == "JPEG" and len(data) > _MAX_JPEG_HEADER_BYTES:
-        # The header must be readable from a bounded prefix; otherwise this raises.
-        Image.open(io.BytesIO(data[:_MAX_JPEG_HEADER_BYTES]), formats=[expected])
+    elif expected == "JPEG":
+        if len(data) > _MAX_JPEG_HEADER_BYTES:
+            # The header must be readable from a bounded prefix; otherwise this raises.
+            Image.open(io.BytesIO(data[:_MAX_JPEG_HEADER_BYTES]), formats=[expected])
+        _check_jpeg_scans(data)
     # Image.open reads only the header, so everything up to load() is cheap.
     image = Image.open(io.BytesIO(data), formats=[expected])
     # Pillow calls a JPEG with extra pictures (phone depth maps, previews) MPO; the first
@@ -148,6 +168,34 @@ def _check_png_chunks(data: bytes) -> None:
             return
         offset += 12 + length  # length, type, body, CRC
     raise ImageRejected("the PNG file is split into too many chunks")
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Counts the scans (SOS segments) of the first picture, the one that is decoded, before
+    any of them is. Stops quietly at anything malformed: decoding will refuse it."""
+    scans, offset = 0, 2  # past SOI
+    for _ in range(_MAX_JPEG_SEGMENTS):
+        fill = _FILL_BYTES.match(data, offset)
+        if fill is None or fill.end() >= len(data):
+            return
+        marker, offset = data[fill.end()], fill.end() + 1
+        if marker == _EOI:
+            return
+        if marker in _STANDALONE_MARKERS:
+            continue
+        length = int.from_bytes(data[offset:offset + 2], "big")  # it counts its own 2 bytes
+        if length < 2:
+            return
+        offset += length
+        if marker == _SOS:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ImageRejected(f"the JPEG image has more than {MAX_JPEG_SCANS} scans")
+            end = _END_OF_CODED_DATA.search(data, offset)
+            if end is None:
+                return
+            offset = end.start()
+    raise ImageRejected("the JPEG file is split into too many segments")
 
 
 def _check_metadata(image: Image.Image) -> None:

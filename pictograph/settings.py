@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
     upload_ticket_ttl: Annotated[int, Field(ge=30, le=86_400)] = 900
     max_image_pixels: Annotated[int, Field(ge=1_000_000)] = 40_000_000
+    # CPU seconds one photo may take to process, in a child process the kernel stops there
+    # (the photo then fails). The costliest real photo we know, a 40 Mpx WebP, takes about 3.
+    media_cpu_seconds: Annotated[int, Field(ge=1, le=600)] = 8
     token_ttl: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
     # Argon2id cost. The defaults are argon2-cffi's RFC 9106 low-memory profile;
     # tests lower them because they hash hundreds of passwords.

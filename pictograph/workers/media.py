@@ -15,11 +15,11 @@ from redis.asyncio import Redis
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from pictograph import events
+from pictograph import events, image_sandbox
 from pictograph.cache import keys
 from pictograph.cache.posts import PostCache
 from pictograph.cache.users import ProfileCache
-from pictograph.images import ImageRejected, process_image
+from pictograph.images import ImageRejected
 from pictograph.models import MediaVariant, Post, PostStatus, Upload, User
 from pictograph.posts import garbage
 from pictograph.records import MediaSize
@@ -55,8 +55,11 @@ async def process_post(resources: Resources, post_id: int) -> None:
         await _finish(resources, post, [], "the upload is gone")
         return
     try:
-        variants = await asyncio.to_thread(
-            process_image, original, max_pixels=resources.settings.max_image_pixels
+        # In a process of its own, stopped at its CPU limit: a file that would take minutes
+        # fails in seconds, once, instead of holding this consumer (and everyone's photos).
+        variants = await image_sandbox.process_image_isolated(
+            original, max_pixels=resources.settings.max_image_pixels,
+            cpu_seconds=resources.settings.media_cpu_seconds,
         )
     except ImageRejected as rejected:
         await _finish(resources, post, [], rejected.reason)
@@ -169,6 +172,9 @@ async def run_media_worker(resources: Resources, stop: asyncio.Event) -> None:
 
     async def recover() -> None:
         await requeue_unfinished(resources)
+
+    # The fork server that starts each photo's process, ready before the first photo.
+    await asyncio.to_thread(image_sandbox.start)
 
     # One message at a time: a claimed batch could otherwise sit idle long enough for
     # another consumer to take it over while this one still works on it. A failing job

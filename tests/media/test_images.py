@@ -15,12 +15,14 @@ from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 
 from pictograph.images import (
     FULL,
+    MAX_JPEG_SCANS,
     THUMBNAIL,
     ImageRejected,
     Variant,
     process_image,
     sniff_content_type,
 )
+from tests.media.jpeg_bombs import progressive_jpeg
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 JUNK = random.Random(1234).randbytes(4096)  # noqa: S311 - reproducible, not secret
@@ -267,3 +269,45 @@ def test_max_pixels_is_configurable() -> None:
 )
 def test_sniffing_looks_at_the_bytes(data: bytes, expected: str | None) -> None:
     assert sniff_content_type(data) == expected
+
+
+@pytest.mark.parametrize("scans", [MAX_JPEG_SCANS + 1, 5_000])
+def test_progressive_jpegs_of_too_many_scans_are_refused_before_decoding(
+    scans: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = progressive_jpeg(640, 480, scans)
+    loads: list[object] = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: loads.append(image))
+    with pytest.raises(ImageRejected, match=f"more than {MAX_JPEG_SCANS} scans") as refused:
+        process_image(bomb)
+    assert refused.value.reason == f"the JPEG image has more than {MAX_JPEG_SCANS} scans"
+    assert loads == []
+
+
+def app4_of(body: bytes) -> bytes:
+    return b"\xff\xe4" + struct.pack(">H", len(body) + 2) + body
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(lambda: progressive_jpeg(640, 480, MAX_JPEG_SCANS), id="at the limit"),
+        pytest.param(lambda: encode(halves((640, 480)), "JPEG", progressive=True),
+                     id="Pillow's progressive (10 scans)"),
+        pytest.param(lambda: encode(Image.effect_noise((640, 480), 80), "JPEG",
+                                    progressive=True, restart_marker_blocks=1),
+                     id="a restart marker after every block"),
+        pytest.param(lambda: jpeg_with(app4_of(b"\xff\xda\x00\x02" * 5_000)),
+                     id="start-of-scan markers inside a segment"),
+        pytest.param(lambda: encode(halves((640, 480)), "JPEG")
+                     + progressive_jpeg(64, 64, 5_000), id="scans after the end of the image"),
+    ],
+)
+def test_only_the_scans_of_the_picture_count(data: Callable[[], bytes]) -> None:
+    assert [variant.size for variant in process_image(data())] == [THUMBNAIL, FULL]
+
+
+def test_a_jpeg_of_too_many_segments_is_refused() -> None:
+    empty_comments = b"\xff\xfe\x00\x02" * 10_001
+    with pytest.raises(ImageRejected, match="too many segments"):
+        process_image(jpeg_with(empty_comments))
