@@ -156,13 +156,8 @@ def resources(app: Starlette) -> Resources:
     return app.state.resources
 
 
-@pytest.fixture(autouse=True)
-async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """Each test starts with empty tables and an empty Redis."""
-    if "app" not in request.fixturenames:
-        yield
-        return
-    resources: Resources = request.getfixturevalue("app").state.resources
+async def empty_stores(resources: Resources) -> None:
+    """Empty tables and an empty Redis (the app's own database of both)."""
     with using_database(resources.database):
         connection = resources.database.db()
         tables = [model._meta.db_table for model in resources.database.apps.get_models_iterable()]
@@ -172,6 +167,16 @@ async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
             for table in tables:
                 await connection.execute_script(f"DELETE FROM {table}")  # noqa: S608
     await resources.redis.flushdb()
+
+
+@pytest.fixture(autouse=True)
+async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Each test starts with empty tables and an empty Redis."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    resources: Resources = request.getfixturevalue("app").state.resources
+    await empty_stores(resources)
     # Tests read and write models directly too; give them the app's ORM context.
     # (Set, not reset: pytest-asyncio may tear a fixture down in another Context.)
     previous = _current_context.set(resources.database).old_value
