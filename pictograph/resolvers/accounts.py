@@ -12,12 +12,11 @@ from pictograph.context import Context
 from pictograph.errors import BadUserInput, Conflict, Unauthenticated
 from pictograph.models import User
 from pictograph.records import UserRecord
+from pictograph.resolvers.password_policy import check_new_password
 from pictograph.sessions import mint_token, remember_new_token, revoke_token
 from pictograph.visibility import can_view_profile
 
 USERNAME = re.compile(r"[a-z0-9._]{3,30}")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 1024
 MAX_DISPLAY_NAME = 64
 MAX_BIO = 300
 WRONG_CREDENTIALS = "wrong username or password"
@@ -32,15 +31,6 @@ def check_username(username: str) -> None:
         raise BadUserInput(
             "a username is 3 to 30 characters of a-z, 0-9, '.' and '_'", field="username"
         )
-
-
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise BadUserInput(
-            f"a password needs at least {MIN_PASSWORD} characters", field="password"
-        )
-    if len(password) > MAX_PASSWORD:
-        raise BadUserInput(f"a password has at most {MAX_PASSWORD} characters", field="password")
 
 
 def client_address(context: Context) -> str | None:
@@ -65,8 +55,8 @@ async def sign_up(
     await context.resources.rate_limits.sign_up(client_address(context))
     username = normalise_username(username)
     check_username(username)
-    check_password(password)
     display = clean_text(display_name or "", "displayName", MAX_DISPLAY_NAME) or username
+    await check_new_password(password, username, display)
     if await User.exists(username=username):
         raise Conflict("that username is taken", field="username")
     password_hash = await context.resources.passwords.hash(password)
