@@ -111,11 +111,17 @@ class Settings(BaseSettings):
     trusted_proxies: ProxyList = ""
 
     # Rate limits, counted in Redis so every process shares them. logIn counts every
-    # attempt, per client IP and per username (known or not), so aliases, parallel
-    # requests and several processes all draw on the same count. Per-IP limits stay loose:
-    # a mobile carrier's NAT puts many people behind one address.
+    # attempt before the password is looked at, so aliases, parallel requests and
+    # several processes all draw on the same count: tightly per (username, address),
+    # where the right password starts the count again; loosely per username from
+    # addresses that have not logged in to that account within
+    # log_in_known_address_ttl, so guesses from everywhere stay slow but cannot lock
+    # the owner out of their usual address; loosely per address (a mobile carrier's NAT
+    # puts many people behind one).
     rate_limit_log_in_per_ip: RateLimit = "30/minute"
-    rate_limit_log_in_per_username: RateLimit = "10 per 15 minutes; 50/day"
+    rate_limit_log_in_per_username_and_ip: RateLimit = "5 per 15 minutes; 20/day"
+    rate_limit_log_in_per_username: RateLimit = "20 per 15 minutes; 100/day"
+    log_in_known_address_ttl: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
     rate_limit_sign_up_per_ip: RateLimit = "20/hour"
     rate_limit_mutations_per_user: RateLimit = "60/minute"
     rate_limit_uploads_per_user: RateLimit = "60/hour"

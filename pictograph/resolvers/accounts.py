@@ -34,8 +34,8 @@ def check_username(username: str) -> None:
 
 
 def client_address(context: Context) -> str | None:
-    """The client's address as the ASGI server saw it: uvicorn runs with proxy_headers, so
-    behind a trusted proxy it is already the one from X-Forwarded-For."""
+    """The client's address: the connection's, or behind a proxy named in
+    PICTOGRAPH_TRUSTED_PROXIES the one it forwarded (the app's ProxyHeadersMiddleware)."""
     client = context.connection.client if context.connection is not None else None
     return client.host if client is not None else None
 
@@ -71,6 +71,8 @@ async def sign_up(
         # Lost a race with another sign-up for the same name.
         raise Conflict("that username is taken", field="username") from None
     await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
+    # The address the account was made from is its owner's first known one.
+    await context.resources.rate_limits.logged_in(client_address(context), username)
     return token, UserRecord.from_model(user)
 
 
@@ -86,6 +88,8 @@ async def log_in(context: Context, username: str, password: str) -> tuple[str, U
     )
     if user is None or not ok:
         raise Unauthenticated(WRONG_CREDENTIALS)
+    # Before the token: if Redis cannot note it, no token is left behind unreturned.
+    await context.resources.rate_limits.logged_in(client_address(context), username)
     token = await mint_token(user.id, context.resources.settings.token_ttl)
     await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
     return token, UserRecord.from_model(user)
