@@ -28,7 +28,7 @@ MIN_NAME_IN_PASSWORD = 4
 # zxcvbn's cost is a dictionary pass over every substring (length squared) forwards,
 # backwards, and once per combination of l33t substitutions the password's characters
 # allow, which multiply: 20 distinct characters like "1|7@$(" make 736 combinations, so
-# 40 such characters cost a second and 100 minutes (a known denial of service in every
+# 40 such characters cost a second and 80 eleven (a known denial of service in every
 # port; the Python port's own 72-character cap still allows ten seconds). So only a
 # prefix is judged: at most ESTIMATED_PREFIX characters, fewer when substitutions would
 # push the work past WORK_BUDGET, the work of four dictionary passes over 64 characters
