@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pictograph.http.graphql import GraphQLEndpoint
 from pictograph.http.health import healthz, readyz
@@ -50,6 +51,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ],
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[*_proxy_headers(settings), Middleware(RequestContextMiddleware)],
         lifespan=lifespan,
     )
+
+
+def _proxy_headers(settings: Settings) -> list[Middleware]:
+    """X-Forwarded-For and -Proto, believed only from the proxies the settings name.
+    Here rather than in uvicorn (whose default believes 127.0.0.1, so any local client
+    could choose its address), so every server and the in-process tests behave alike."""
+    if not settings.trusted_proxy_list:
+        return []
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)]

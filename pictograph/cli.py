@@ -60,7 +60,9 @@ def serve(
     typer.echo(_backends(settings) + ("; workers in-process" if workers else "; no workers"))
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-        proxy_headers=True, lifespan="on",
+        # Forwarded headers are the app's business (PICTOGRAPH_TRUSTED_PROXIES): uvicorn's
+        # own handling would believe them from 127.0.0.1 or FORWARDED_ALLOW_IPS.
+        proxy_headers=False, lifespan="on",
         # A WebSocket message is held to the same bound as an HTTP body.
         ws_max_size=settings.max_request_bytes,
     )

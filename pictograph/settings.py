@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -24,6 +25,24 @@ def _rate_limit(value: str) -> str:
 
 # One or more limits in the `limits` notation, joined by ";".
 RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+
+
+def _proxies(value: str) -> str:
+    entries = [entry.strip() for entry in value.split(",")] if value.strip() else []
+    for entry in entries:
+        try:
+            # strict: "10.0.0.1/8" is a typo for 10.0.0.0/8 or for 10.0.0.1, not a guess.
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError as error:
+            raise ValueError(
+                "must be IP addresses or networks separated by commas, like "
+                f'"10.0.0.1, 172.16.0.0/12": {error}'
+            ) from None
+    return ", ".join(entries)
+
+
+# Addresses and networks (CIDR) separated by commas.
+ProxyList = Annotated[str, AfterValidator(_proxies)]
 
 
 class Settings(BaseSettings):
@@ -92,12 +111,23 @@ class Settings(BaseSettings):
     worker_claim_idle: Annotated[float, Field(gt=0)] = 30.0
     log_level: str = "INFO"
 
+    # The proxies whose X-Forwarded-For names the client (the per-address limits count
+    # that address); from anyone else the header is ignored. None by default: a client
+    # that could pick its own address would dodge every per-address limit.
+    trusted_proxies: ProxyList = ""
+
     # Rate limits, counted in Redis so every process shares them. logIn counts every
-    # attempt, per client IP and per username (known or not), so aliases, parallel
-    # requests and several processes all draw on the same count. Per-IP limits stay loose:
-    # a mobile carrier's NAT puts many people behind one address.
+    # attempt before the password is looked at, so aliases, parallel requests and
+    # several processes all draw on the same count: tightly per (username, address),
+    # where the right password starts the count again; loosely per username from
+    # addresses that have not logged in to that account within
+    # log_in_known_address_ttl, so guesses from everywhere stay slow but cannot lock
+    # the owner out of their usual address; loosely per address (a mobile carrier's NAT
+    # puts many people behind one).
     rate_limit_log_in_per_ip: RateLimit = "30/minute"
-    rate_limit_log_in_per_username: RateLimit = "10 per 15 minutes; 50/day"
+    rate_limit_log_in_per_username_and_ip: RateLimit = "5 per 15 minutes; 20/day"
+    rate_limit_log_in_per_username: RateLimit = "20 per 15 minutes; 100/day"
+    log_in_known_address_ttl: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
     rate_limit_sign_up_per_ip: RateLimit = "20/hour"
     rate_limit_mutations_per_user: RateLimit = "60/minute"
     rate_limit_uploads_per_user: RateLimit = "60/hour"
@@ -126,6 +156,10 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http(s) URL")
         return value.rstrip("/")
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return self.trusted_proxies.split(", ") if self.trusted_proxies else []
 
     @property
     def embedded_database(self) -> bool:

@@ -6,6 +6,7 @@ PICTOGRAPH_REQUIRE_SERVICES=1 an unreachable PostgreSQL, Redis or S3 fails the r
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from pictograph.app import create_app
 from pictograph.db import using_database
 from pictograph.resources import Resources
 from pictograph.settings import Settings
+from tests.support.rate_limits import Tighten, tighten_limits
 from tests.support.s3 import moto_server
 
 ADMIN_DATABASE_URL = os.environ.get(
@@ -194,3 +196,9 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def data_dir(backend: Backend) -> Path:
     return backend.settings.data_dir
+
+
+@pytest.fixture
+def tighten(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> Tighten:
+    """tighten(log_in_per_ip="3/minute", ...): the app's limits for this test."""
+    return functools.partial(tighten_limits, resources, monkeypatch)

@@ -167,3 +167,9 @@ def rate_limit(name: str, subject: str) -> tuple[str, str]:
     if any(brace in name + subject for brace in "{}"):
         raise ValueError("rate limit names and subjects cannot contain braces")
     return name, subject
+
+
+def known_log_in_address(username_digest: str, address: str) -> str:
+    """Set when an address logs in to an account (or signs it up), with a TTL: logIn's
+    per-username limit skips it, so guessers elsewhere cannot lock the owner out of it."""
+    return f"login:known:{{{username_digest}}}:{address}"

@@ -5,6 +5,13 @@ twice the limit across a window boundary as fixed windows allow. Every call coun
 before the work it guards, so parallel requests (or aliases in one document) cannot all
 pass a check made before any of them was counted.
 
+logIn follows OWASP's advice against both guessing and lock-outs: a tight count per
+(username, address), which the right password starts again, so it bounds one address's
+wrong guesses; a loose count per username that addresses which have logged in to the
+account lately ("known", OWASP's device cookie keyed by address, since our clients are
+API clients) skip, so guesses from many addresses stay slow without locking the owner
+out of their usual one; and a loose count per address, whatever the username.
+
 When Redis cannot count: logIn and signUp fail closed (a Redis outage must not switch
 off brute-force protection), the rest fail open (they protect capacity, not secrets, and
 the request may still succeed), each saying so in the log.
@@ -12,6 +19,7 @@ the request may still succeed), each saying so in the log.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import logging
@@ -39,7 +47,8 @@ WARN_EVERY = 60.0
 # it sent too many of, and whether it fails closed.
 LIMITS = {
     "log_in_per_ip": ("log-in attempts from this address", True),
-    "log_in_per_username": ("log-in attempts for this username", True),
+    "log_in_per_username_and_ip": ("log-in attempts for this username from this address", True),
+    "log_in_per_username": ("log-in attempts for this username from new addresses", True),
     "sign_up_per_ip": ("sign-ups from this address", True),
     "mutations_per_user": ("changes", False),
     "uploads_per_user": ("uploads", False),
@@ -67,6 +76,8 @@ class RateLimits:
             connection_pool=redis.connection_pool,
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._redis = redis
+        self._known_address_ttl = settings.log_in_known_address_ttl
         self.limits = {
             name: Limit(name, tuple(parse_many(getattr(settings, f"rate_limit_{name}"))),
                         what, fail_closed)
@@ -75,8 +86,26 @@ class RateLimits:
         self._last_warning: dict[str, float] = {}
 
     async def log_in(self, client: str | None, username: str) -> None:
-        await self.hit("log_in_per_ip", client_subject(client))
-        await self.hit("log_in_per_username", username_subject(username))
+        """Counts one attempt, before the password is looked at."""
+        address, name = client_subject(client), username_subject(username)
+        await self.hit("log_in_per_ip", address)
+        await self.hit("log_in_per_username_and_ip", pair_subject(name, address))
+        if not await self._is_known(name, address):
+            await self.hit("log_in_per_username", name)
+
+    async def logged_in(self, client: str | None, username: str) -> None:
+        """After the right password (or a sign-up) from `client`: its tight count starts
+        again and, for log_in_known_address_ttl, the address is known for the account."""
+        if client is None:
+            return  # no address, nothing to know: a shared "unknown" must never be trusted
+        address, name = client_subject(client), username_subject(username)
+        limit = self.limits["log_in_per_username_and_ip"]
+        identifiers = keys.rate_limit(limit.name, pair_subject(name, address))
+        await asyncio.gather(
+            *(self._limiter.clear(item, *identifiers) for item in limit.items),
+            self._redis.set(keys.known_log_in_address(name, address), 1,
+                            ex=self._known_address_ttl),
+        )
 
     async def sign_up(self, client: str | None) -> None:
         await self.hit("sign_up_per_ip", client_subject(client))
@@ -106,6 +135,14 @@ class RateLimits:
                     f"too many {limit.what}; try again in {retry_after} s",
                     retryAfter=retry_after,
                 )
+
+    async def _is_known(self, name: str, address: str) -> bool:
+        try:
+            return bool(await self._redis.exists(keys.known_log_in_address(name, address)))
+        except RedisError as error:
+            # Fails closed like the count it decides on.
+            self._cannot_count(self.limits["log_in_per_username"], error)
+            return False
 
     async def _retry_after(self, item: RateLimitItem, identifiers: tuple[str, str]) -> int:
         """Whole seconds until the counter lets one more request through."""
@@ -150,6 +187,10 @@ def username_subject(username: str) -> str:
     """A digest: the name comes straight from the client, of any length or characters,
     and need not belong to anyone."""
     return _digest(username)
+
+
+def pair_subject(name: str, address: str) -> str:
+    return f"{name}@{address}"
 
 
 def _digest(text: str) -> str:

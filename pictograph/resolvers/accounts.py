@@ -12,12 +12,11 @@ from pictograph.context import Context
 from pictograph.errors import BadUserInput, Conflict, Unauthenticated
 from pictograph.models import User
 from pictograph.records import UserRecord
+from pictograph.resolvers.password_policy import check_new_password
 from pictograph.sessions import mint_token, remember_new_token, revoke_token
 from pictograph.visibility import can_view_profile
 
 USERNAME = re.compile(r"[a-z0-9._]{3,30}")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 1024
 MAX_DISPLAY_NAME = 64
 MAX_BIO = 300
 WRONG_CREDENTIALS = "wrong username or password"
@@ -34,18 +33,9 @@ def check_username(username: str) -> None:
         )
 
 
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise BadUserInput(
-            f"a password needs at least {MIN_PASSWORD} characters", field="password"
-        )
-    if len(password) > MAX_PASSWORD:
-        raise BadUserInput(f"a password has at most {MAX_PASSWORD} characters", field="password")
-
-
 def client_address(context: Context) -> str | None:
-    """The client's address as the ASGI server saw it: uvicorn runs with proxy_headers, so
-    behind a trusted proxy it is already the one from X-Forwarded-For."""
+    """The client's address: the connection's, or behind a proxy named in
+    PICTOGRAPH_TRUSTED_PROXIES the one it forwarded (the app's ProxyHeadersMiddleware)."""
     client = context.connection.client if context.connection is not None else None
     return client.host if client is not None else None
 
@@ -65,8 +55,8 @@ async def sign_up(
     await context.resources.rate_limits.sign_up(client_address(context))
     username = normalise_username(username)
     check_username(username)
-    check_password(password)
     display = clean_text(display_name or "", "displayName", MAX_DISPLAY_NAME) or username
+    await check_new_password(password, username, display)
     if await User.exists(username=username):
         raise Conflict("that username is taken", field="username")
     password_hash = await context.resources.passwords.hash(password)
@@ -81,6 +71,8 @@ async def sign_up(
         # Lost a race with another sign-up for the same name.
         raise Conflict("that username is taken", field="username") from None
     await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
+    # The address the account was made from is its owner's first known one.
+    await context.resources.rate_limits.logged_in(client_address(context), username)
     return token, UserRecord.from_model(user)
 
 
@@ -96,6 +88,8 @@ async def log_in(context: Context, username: str, password: str) -> tuple[str, U
     )
     if user is None or not ok:
         raise Unauthenticated(WRONG_CREDENTIALS)
+    # Before the token: if Redis cannot note it, no token is left behind unreturned.
+    await context.resources.rate_limits.logged_in(client_address(context), username)
     token = await mint_token(user.id, context.resources.settings.token_ttl)
     await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
     return token, UserRecord.from_model(user)

@@ -1,13 +1,13 @@
 """Rate limits: each one trips with RATE_LIMITED and a retryAfter, per whom it counts,
-across aliases and app instances, and what happens when Redis cannot count."""
+across app instances, and what happens when Redis cannot count. logIn's own limits are
+in tests/accounts/test_log_in_throttling.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,114 +23,19 @@ from pictograph.settings import Settings, SettingsError, load_settings
 from tests.conftest import Backend
 from tests.support.graphql import PASSWORD, SIGN_UP, error_codes, gql, sign_up
 from tests.support.photos import jpeg, post_photo, process_media
+from tests.support.rate_limits import Tighten, client_at, log_in, retry_after
 
-LOG_IN = """mutation($u: String!, $p: String!) {
-  logIn(input: {username: $u, password: $p}) { token }
-}"""
 UPDATE_BIO = "mutation($bio: String) { updateProfile(input: {bio: $bio}) { bio } }"
 CREATE_UPLOAD = """mutation {
   createUpload(input: {contentType: "image/jpeg", byteSize: 1000}) { uploadId }
 }"""
 THUMBNAIL = "query($id: ID!) { post(id: $id) { media(size: THUMBNAIL) { url } } }"
 
-Tighten = Callable[..., RateLimits]
-
-
-@pytest.fixture
-def tighten(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> Tighten:
-    """Swaps the app's limiter for one with the given limits (the rest as configured)."""
-
-    def swap(**limits: str) -> RateLimits:
-        settings = resources.settings.model_copy(
-            update={f"rate_limit_{name}": value for name, value in limits.items()}
-        )
-        limiter = RateLimits(resources.redis, settings)
-        monkeypatch.setattr(resources, "rate_limits", limiter)
-        return limiter
-
-    return swap
-
-
-def retry_after(result: dict[str, Any], window: int) -> int:
-    """The retryAfter of the result's RATE_LIMITED error, checked to lie in the window."""
-    limited = [e for e in result.get("errors") or []
-               if e["extensions"]["code"] == "RATE_LIMITED"]
-    assert limited, result
-    seconds = limited[0]["extensions"]["retryAfter"]
-    assert isinstance(seconds, int) and 1 <= seconds <= window, limited[0]
-    return seconds
-
-
-async def log_in(client: httpx.AsyncClient, username: str, password: str) -> dict[str, Any]:
-    return await gql(client, LOG_IN, {"u": username, "p": password})
-
 
 @pytest.fixture
 async def other_address(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://pictograph.test") as c:
-        yield c
-
-
-async def test_log_in_is_limited_per_username_known_or_not(
-    client: httpx.AsyncClient, tighten: Tighten
-) -> None:
-    await sign_up(client, "ada")
-    await sign_up(client, "grace")
-    tighten(log_in_per_username="3/minute")
-    for username in ("ada", "ghost"):  # ghost does not exist: failures count all the same
-        for _ in range(3):
-            assert error_codes(await log_in(client, username, "wrong password!")) == [
-                "UNAUTHENTICATED"
-            ]
-        # Even the right password is refused now, without being checked.
-        retry_after(await log_in(client, username, PASSWORD), 60)
-    # Someone else's username has its own count.
-    assert (await log_in(client, "grace", PASSWORD))["data"]["logIn"]["token"]
-
-
-async def test_log_in_is_limited_per_address(
-    client: httpx.AsyncClient, other_address: httpx.AsyncClient, tighten: Tighten
-) -> None:
-    await sign_up(client, "ada")
-    tighten(log_in_per_ip="3/minute")
-    for i in range(3):  # a different username each time: the address still counts
-        assert error_codes(await log_in(client, f"guess{i}", "wrong password!")) == [
-            "UNAUTHENTICATED"
-        ]
-    retry_after(await log_in(client, "ada", PASSWORD), 60)
-    assert (await log_in(other_address, "ada", PASSWORD))["data"]["logIn"]["token"]
-
-
-async def test_aliases_in_one_document_cannot_get_past_the_log_in_limit(
-    client: httpx.AsyncClient, tighten: Tighten
-) -> None:
-    await sign_up(client, "ada")
-    tighten(log_in_per_username="3/minute")
-    guesses = " ".join(
-        f'g{i}: logIn(input: {{username: "ada", password: "{PASSWORD}"}}) {{ token }}'
-        for i in range(10)
-    )
-    result = await gql(client, f"mutation {{ {guesses} }}")
-    # Each alias is an attempt: three pass, the fourth is refused (and, logIn being
-    # non-null, the refusal takes the whole answer with it).
-    assert error_codes(result) == ["RATE_LIMITED"], result
-    assert result["data"] is None
-    assert result["errors"][0]["path"] == ["g3"]
-    retry_after(result, 60)
-    retry_after(await log_in(client, "ada", PASSWORD), 60)
-
-
-async def test_parallel_log_ins_share_one_count(
-    client: httpx.AsyncClient, tighten: Tighten
-) -> None:
-    await sign_up(client, "ada")
-    tighten(log_in_per_username="4/minute")
-    results = await asyncio.gather(
-        *(log_in(client, "ada", f"wrong password {i}") for i in range(12))
-    )
-    codes = sorted(code for result in results for code in error_codes(result))
-    assert codes == ["RATE_LIMITED"] * 8 + ["UNAUTHENTICATED"] * 4
+    async with client_at(app, "203.0.113.9") as client:
+        yield client
 
 
 async def test_sign_up_is_limited_per_address(
@@ -229,7 +134,9 @@ async def test_a_limit_lets_requests_through_again_after_its_window(
 async def test_two_app_instances_share_one_count(backend: Backend, app: Starlette) -> None:
     if backend.name != "services":
         pytest.skip("the embedded default's Redis lives in one process")
-    settings = backend.settings.model_copy(update={"rate_limit_log_in_per_username": "3/minute"})
+    settings = backend.settings.model_copy(
+        update={"rate_limit_log_in_per_username_and_ip": "3/minute"}
+    )
     async with AsyncExitStack() as stack:
         clients = []
         for _ in range(2):
