@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected as StrawberryDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -170,12 +172,26 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     return
 
     async def _end(self, reason: str) -> None:
-        """No new operation starts, the running ones stop, then the socket closes."""
+        """No new operation starts, the running ones stop (and are waited for: none may
+        send on a closed socket), then the socket closes."""
         self._ended = True
-        for operation_id in list(self.operations):
-            await self.cleanup_operation(operation_id)
+        # Cancelled in place, not through cleanup_operation: an operation that is just
+        # finishing on its own (a subscription that heard the revocation too) forgets
+        # its own id, and must find it there.
+        running = [op.task for op in self.operations.values() if op.task is not None]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.websocket.close(code=TOKEN_ENDED, reason=reason)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        if isinstance(error, StarletteDisconnected | StrawberryDisconnected):
+            # The client went away while an operation was answering: its loss, not ours,
+            # and nothing anyone should be able to fill the error log with.
+            log.debug("socket closed while an operation was sending")
+            return
+        await super().handle_task_exception(error)
 
 
 async def _take_lease(redis: Redis, user_id: int, connection_id: str) -> bool:

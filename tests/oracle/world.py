@@ -1,0 +1,264 @@
+"""The oracle's hands and eyes: a few users talking to a served app the way frontends do
+(HTTP for most things, a WebSocket each that stays open, a feedUpdates subscription on
+it), and every read path gathered into one view per viewer to hold against the model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+
+from pictograph.live import publish as live
+from pictograph.resources import Resources
+from pictograph.schema.node import decode_id_of, encode_global_id
+from pictograph.storage.signing import media_url
+from tests.conftest import empty_stores
+from tests.support.graphql import PASSWORD, gql
+from tests.support.photos import jpeg, post_photo
+from tests.support.sockets import Socket, SocketClosed, open_socket
+
+FEED_UPDATES = "subscription { feedUpdates { kind postId post { id media { url } } } }"
+FEED = "{ feed(first: 100) { edges { node { id media(size: THUMBNAIL) { url } } } } }"
+PHOTO = jpeg(16, 12)
+# Only turns a socket that never answers into a failure that names it.
+WAIT = 10.0
+# Sentinel "posts" have tiny ids; real ones are snowflakes far above.
+SENTINELS_BELOW = 1 << 30
+
+
+@dataclass(frozen=True)
+class View:
+    """What one viewer can see, projected from GraphQL answers: comparable across paths
+    (media URLs differ in their signature and expiry, not in whether they exist)."""
+
+    feed: frozenset[tuple[str, bool]] | None  # (post, media shown); None: refused
+    profiles: frozenset[str]  # usernames whose `user` answered
+    posts: frozenset[tuple[str, str, bool]]  # (username, post, media) from user.posts
+    post: frozenset[tuple[str, bool]]  # (post, media) from Query.post
+    node: frozenset[tuple[str, bool]]  # (post, media) from Query.node
+
+
+@dataclass
+class Member:
+    """One user of the example: their current token and open socket."""
+
+    index: int
+    name: str
+    id: str  # global id
+    pk: int
+    token: str
+    signed_in: bool = True
+    socket: Socket | None = None
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    _stack: contextlib.AsyncExitStack | None = None
+    _collector: asyncio.Task[None] | None = None
+
+
+class World:
+    def __init__(self, app: Starlette, client: httpx.AsyncClient, base_url: str) -> None:
+        self.app = app
+        self.client = client
+        self.base_url = base_url
+        self.members: list[Member] = []
+        self.urls: dict[tuple[int, str], str] = {}  # (viewer, post) -> a /media URL
+        self._sentinels = itertools.count(1)
+
+    @property
+    def resources(self) -> Resources:
+        return self.app.state.resources
+
+    # Setting up and tearing down an example.
+
+    async def reset(self, users: int) -> None:
+        await self.close()
+        await empty_stores(self.resources)
+        self.members = []
+        self.urls = {}
+        for index in range(users):
+            name = f"user{index}"
+            result = await gql(self.client, "mutation($u: String!, $p: String!) { signUp("
+                               "input: {username: $u, password: $p}) { token user { id } } }",
+                               {"u": name, "p": PASSWORD})
+            payload = result["data"]["signUp"]
+            member = Member(index, name, payload["user"]["id"],
+                            decode_id_of(payload["user"]["id"], "User") or 0, payload["token"])
+            self.members.append(member)
+            await self.connect(member)
+
+    async def close(self) -> None:
+        for member in self.members:
+            await self.disconnect(member)
+
+    async def connect(self, member: Member) -> None:
+        """Opens the member's socket and their feedUpdates subscription on it, and waits
+        until the subscription hears what is published to them."""
+        stack = contextlib.AsyncExitStack()
+        member.socket = await stack.enter_async_context(open_socket(self.base_url,
+                                                                    member.token))
+        updates = await stack.enter_async_context(member.socket.subscription(FEED_UPDATES))
+        member.events = asyncio.Queue()
+        member._stack = stack
+        member._collector = asyncio.create_task(self._collect(updates, member.events))
+        for _ in range(50):
+            sentinel = await self.say_sentinel(member)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._until_sentinel(member, sentinel), 0.2)
+                return
+        raise AssertionError(f"{member.name}'s subscription never listened")
+
+    async def disconnect(self, member: Member) -> None:
+        if member._collector is not None:
+            member._collector.cancel()
+            await asyncio.gather(member._collector, return_exceptions=True)
+        if member._stack is not None:
+            with contextlib.suppress(Exception):
+                await member._stack.aclose()
+        member.socket = member._stack = member._collector = None
+
+    @staticmethod
+    async def _collect(updates: AsyncIterator[dict[str, Any]],
+                       events: asyncio.Queue[dict[str, Any]]) -> None:
+        try:
+            async for result in updates:
+                events.put_nowait(result)
+        except SocketClosed as closed:
+            events.put_nowait({"closed": closed.code})
+
+    # Live updates: what a subscription said, up to a sentinel sent after the step.
+
+    async def say_sentinel(self, member: Member) -> str:
+        """Publishes a removal of a post that cannot exist, straight to the member's live
+        channel: it arrives after everything published to them before it."""
+        post_id = next(self._sentinels)
+        await live.to_viewers(self.resources.redis, [member.pk], {
+            "kind": live.POST_REMOVED, "post_id": post_id, "author_id": 0})
+        return encode_global_id("Post", post_id)
+
+    async def _until_sentinel(self, member: Member, sentinel: str) -> list[dict[str, Any]]:
+        said = []
+        while True:
+            result = await member.events.get()
+            if "closed" in result:
+                raise AssertionError(f"{member.name}'s socket closed ({result['closed']})")
+            assert not result.get("errors"), result
+            event = result["data"]["feedUpdates"]
+            if event["postId"] == sentinel:
+                return said
+            if (decode_id_of(event["postId"], "Post") or 0) < SENTINELS_BELOW:
+                continue  # an earlier attempt's sentinel
+            said.append(event)
+
+    async def live_updates(self, member: Member) -> list[dict[str, Any]]:
+        sentinel = await self.say_sentinel(member)
+        return await asyncio.wait_for(self._until_sentinel(member, sentinel), WAIT)
+
+    # Actions.
+
+    async def call(self, member: Member, query: str, variables: dict[str, Any],
+                   on_socket: bool) -> dict[str, Any]:
+        if on_socket and member.socket is not None:
+            return await member.socket.execute(query, variables, WAIT)
+        return await gql(self.client, query, variables, token=member.token)
+
+    async def post(self, member: Member) -> dict[str, Any]:
+        """A photo post through the upload path; the caller runs the workers."""
+        return await post_photo(self.client, member.token, PHOTO)
+
+    async def log_out(self, member: Member) -> tuple[dict[str, Any], int | None]:
+        """logOut over HTTP; the answer and the code the member's socket closed with."""
+        result = await gql(self.client, "mutation { logOut }", token=member.token)
+        assert member.socket is not None
+        closed = await asyncio.wait_for(member.socket.closed, WAIT)
+        await self.disconnect(member)
+        return result, closed.code
+
+    async def log_in(self, member: Member) -> dict[str, Any]:
+        result = await gql(self.client, "mutation($u: String!, $p: String!) { logIn("
+                           "input: {username: $u, password: $p}) { token } }",
+                           {"u": member.name, "p": PASSWORD})
+        member.token = result["data"]["logIn"]["token"]
+        await self.connect(member)
+        return result
+
+    # Reading every path.
+
+    def read_query(self, post_ids: list[str]) -> str:
+        users = "\n".join(
+            f'{m.name}: user(username: "{m.name}") {{ username posts(first: 100) {{'
+            " edges { node { id media(size: THUMBNAIL) { url } } } } }"
+            for m in self.members)
+        posts = "\n".join(
+            f'p{i}: post(id: "{post}") {{ id media {{ url }} }}\n'
+            f'n{i}: node(id: "{post}") {{ id ... on Post {{ media(size: THUMBNAIL) {{ url }} }} }}'
+            for i, post in enumerate(post_ids))
+        return "{\n" + users + "\n" + posts + "\n}"
+
+    async def view(self, member: Member | None, post_ids: list[str],
+                   on_socket: bool = False) -> View:
+        """Everything one viewer sees (None: no token at all)."""
+        token = member.token if member is not None else None
+        query = self.read_query(post_ids)
+        if on_socket:
+            assert member is not None and member.socket is not None
+            read = await member.socket.execute(query, {}, WAIT)
+            feed = await member.socket.execute(FEED, {}, WAIT)
+        else:
+            read = await gql(self.client, query, token=token)
+            feed = await gql(self.client, FEED, token=token)
+        assert not read.get("errors"), read
+        data = read["data"]
+        if feed.get("errors"):
+            assert [e["extensions"]["code"] for e in feed["errors"]] == ["UNAUTHENTICATED"], feed
+            shown_feed = None
+        else:
+            shown_feed = frozenset((e["node"]["id"], _has_media(e["node"]))
+                                   for e in feed["data"]["feed"]["edges"])
+        profiles = frozenset(data[m.name]["username"] for m in self.members if data[m.name])
+        posts = frozenset((m.name, e["node"]["id"], _has_media(e["node"]))
+                          for m in self.members if data[m.name]
+                          for e in data[m.name]["posts"]["edges"])
+        if member is not None and not on_socket:
+            self._keep_urls(member, data, post_ids)
+        return View(
+            feed=shown_feed, profiles=profiles, posts=posts,
+            post=frozenset((post, _has_media(data[f"p{i}"])) for i, post in enumerate(post_ids)
+                           if data[f"p{i}"]),
+            node=frozenset((post, _has_media(data[f"n{i}"])) for i, post in enumerate(post_ids)
+                           if data[f"n{i}"]),
+        )
+
+    def _keep_urls(self, member: Member, data: dict[str, Any], post_ids: list[str]) -> None:
+        for i, post in enumerate(post_ids):
+            shown = data[f"p{i}"]
+            if shown and shown["media"]:
+                self.urls[(member.index, post)] = shown["media"]["url"]
+
+    def url_for(self, member: Member, post: str) -> str:
+        """The /media URL the member was once given for the post; for one never given, a
+        URL signed with the app's own key: a valid signature alone must not be enough."""
+        url = self.urls.get((member.index, post))
+        if url is None:
+            settings = self.resources.settings
+            url = self.urls[(member.index, post)] = media_url(
+                settings.public_base_url, self.resources.secret_key, member.pk,
+                decode_id_of(post, "Post") or 0, "FULL", int(time.time()) + 300)
+        return url
+
+    async def media_allowed(self, url: str) -> bool:
+        """Whether /media serves the photo (200, or 302 to storage) or refuses it (403)."""
+        parts = urlsplit(url)
+        response = await self.client.get(f"{parts.path}?{parts.query}")
+        assert response.status_code in (200, 302, 403), response.status_code
+        return response.status_code != 403
+
+
+def _has_media(node: dict[str, Any] | None) -> bool:
+    return bool(node and node.get("media") and node["media"].get("url"))
