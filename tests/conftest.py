@@ -24,6 +24,7 @@ from tortoise.context import _current_context
 
 from pictograph.app import create_app
 from pictograph.db import using_database
+from pictograph.models import IdNodeLease
 from pictograph.resources import Resources
 from pictograph.settings import Settings
 from tests.support.s3 import moto_server
@@ -165,7 +166,9 @@ async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     resources: Resources = request.getfixturevalue("app").state.resources
     with using_database(resources.database):
         connection = resources.database.db()
-        tables = [model._meta.db_table for model in resources.database.apps.get_models_iterable()]
+        # Not the id-node leases: they belong to the apps, which live for the session.
+        tables = [model._meta.db_table for model in resources.database.apps.get_models_iterable()
+                  if model is not IdNodeLease]
         if connection.capabilities.dialect == "postgres":
             await connection.execute_script(f"TRUNCATE {', '.join(tables)} CASCADE")
         else:
