@@ -117,6 +117,7 @@ async def backend(
         redis_url=TEST_REDIS_URL,
         s3_endpoint_url=endpoint,
         s3_bucket=f"pictograph-test-{secrets.token_hex(4)}",
+        secret_key=secrets.token_urlsafe(48),  # PostgreSQL refuses to start without one
         run_workers=False,
         **FAST_HASHING,
         **GENEROUS_RATE_LIMITS,

@@ -23,6 +23,7 @@ async def test_uploads_are_503_with_retry_after_while_the_database_is_away(
     with tcp_proxy("127.0.0.1", urlsplit(stack.database_url).port or 5432) as proxy:
         settings = Settings(data_dir=stack.data_dir, redis_url=PROCESS_REDIS_URL,
                             database_url=through(proxy, stack.database_url),
+                            secret_key=stack.env["PICTOGRAPH_SECRET_KEY"],
                             run_workers=False, **FAST_HASHING, **GENEROUS_RATE_LIMITS)
         async with app_client(settings) as client:
             token = await sign_up(client, "shutterbug")
