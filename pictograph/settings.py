@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # than any one job runs, or a slow job is done twice (harmless, but wasted).
     worker_claim_idle: Annotated[float, Field(gt=0)] = 30.0
     log_level: str = "INFO"
+    # Prometheus metrics on a listener of their own, never the API port; unset: none.
+    # Loopback by default: only what runs beside the process (or is let in) scrapes it.
+    metrics_port: Annotated[int | None, Field(ge=1, le=65_535)] = None
+    metrics_host: str = "127.0.0.1"
 
     # Rate limits, counted in Redis so every process shares them. logIn counts every
     # attempt, per client IP and per username (known or not), so aliases, parallel
