@@ -3,6 +3,8 @@ that every path (GraphQL, /media, /uploads, workers, the id-node heartbeat) asks
 
 from __future__ import annotations
 
+import sqlite3
+
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as StorageConnectionError
@@ -41,6 +43,10 @@ def unavailable_service(error: BaseException | None) -> str | None:
             return "storage"
         if isinstance(error, _DATABASE_DOWN) or (
             isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
+        ) or (
+            # Another process (a `pictograph seed`) holds the embedded database's write
+            # lock for longer than SQLite's busy timeout.
+            isinstance(error, sqlite3.OperationalError) and "database is locked" in str(error)
         ):
             return "database"
         if isinstance(error, ConnectionError | TimeoutError) and not isinstance(
