@@ -41,7 +41,8 @@ class Resources:
             "postgresql"
         )
         redis = "fakeredis (in-process)" if self.settings.embedded_redis else "redis"
-        return f"database={database} redis={redis} storage={self.storage.name}"
+        return (f"database={database} redis={redis} storage={self.storage.name} "
+                f"id_node={self.id_lease.node}")
 
 
 @asynccontextmanager
