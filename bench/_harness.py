@@ -29,6 +29,8 @@ async def with_backend(services: bool, work: Coroutine[Any, Any, None]) -> None:
     async with throwaway_services(redis_url) as database_url:
         os.environ["PICTOGRAPH_DATABASE_URL"] = database_url
         os.environ["PICTOGRAPH_REDIS_URL"] = redis_url
+        # PostgreSQL refuses to start without a proper key.
+        os.environ.setdefault("PICTOGRAPH_SECRET_KEY", secrets.token_urlsafe(48))
         await work
 
 

@@ -137,10 +137,12 @@ async def _backend(services: bool, data_dir: Path) -> AsyncIterator[tuple[Settin
     try:
         await redis.flushdb()
         await apply_migrations(database_url)
+        env = process_env(data_dir, PICTOGRAPH_DATABASE_URL=database_url,
+                          PICTOGRAPH_REDIS_URL=REDIS_URL)
         settings = Settings(data_dir=data_dir, database_url=database_url, redis_url=REDIS_URL,
+                            secret_key=env["PICTOGRAPH_SECRET_KEY"],
                             s3_endpoint_url=None, run_workers=False)
-        yield settings, process_env(data_dir, PICTOGRAPH_DATABASE_URL=database_url,
-                                    PICTOGRAPH_REDIS_URL=REDIS_URL)
+        yield settings, env
     finally:
         await redis.flushdb()
         await redis.aclose()

@@ -14,7 +14,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from pictograph.http.graphql import GraphQLEndpoint
 from pictograph.http.health import healthz, readyz
 from pictograph.http.media import serve_media
-from pictograph.http.metrics import metrics_endpoint
+from pictograph.http.metrics import metrics_listener
 from pictograph.http.middleware import RequestContextMiddleware
 from pictograph.http.uploads import receive_upload
 from pictograph.resources import open_resources
@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with (open_resources(settings) as resources,
+                    metrics_listener(settings, resources.metrics)):
             app.state.resources = resources
             if settings.run_workers:
                 async with run_workers(resources):
@@ -49,7 +50,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/media/{post_id:int}/{size:str}", serve_media, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
         ],
         middleware=[*_proxy_headers(settings), Middleware(RequestContextMiddleware)],
         lifespan=lifespan,

@@ -71,6 +71,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the background workers only, as a process of their own."""
+    from pictograph.http.metrics import metrics_listener
     from pictograph.resources import open_resources
     from pictograph.workers.runner import run_workers
 
@@ -82,7 +83,9 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        async with open_resources(settings) as resources, run_workers(resources):
+        async with (open_resources(settings) as resources,
+                    metrics_listener(settings, resources.metrics),
+                    run_workers(resources)):
             await stopping.wait()
 
     asyncio.run(main())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+UNAVAILABLE_MESSAGE = "The service is temporarily unavailable; try again in a moment."
+
 
 class PictographError(Exception):
     code = "INTERNAL_SERVER_ERROR"

@@ -30,11 +30,12 @@ async def make_migrations(name: str | None) -> list[Path]:
 
 
 def _keep_snowflake_keys(path: Path) -> None:
-    # Tortoise 1.1's writer drops `generated=False` from primary keys with a default,
-    # which would make PostgreSQL give our snowflake ids a useless sequence.
-    text = path.read_text()
-    text = text.replace(
-        "BigIntField(primary_key=True, default=new_id,",
-        "BigIntField(primary_key=True, generated=False, default=new_id,",
-    )
-    path.write_text(text)
+    # Tortoise 1.1's writer drops `generated=False` from primary keys (it writes
+    # `generated=True` when it is so), which would make PostgreSQL give our snowflake
+    # ids, and the id-node numbers we choose ourselves, a useless sequence.
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(
+        line.replace("primary_key=True", "primary_key=True, generated=False", 1)
+        if "primary_key=True" in line and "generated=" not in line else line
+        for line in lines
+    ))

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from pictograph.cache import keys
 from pictograph.db import apply_migrations, using_database
-from pictograph.ids import EPOCH_MS, NODE_BITS, NODES, PER_MILLISECOND, SEQUENCE_BITS
+from pictograph.ids import EPOCH_MS, NODE_BITS, NODES, PER_MILLISECOND, SEQUENCE_BITS, NoIdNode
 from pictograph.images import process_image
 from pictograph.models import (
     Follow,
@@ -215,7 +215,12 @@ async def seed(
                 taken.update(await model.all().values_list("id", flat=True))
 
         now_ms = int(time.time() * 1000) - 2000
-        ids = _PastIds(rng.randrange(NODES), taken)
+        # The node this process holds a lease on: no other process mints on it now, and
+        # `taken` covers what earlier holders minted at the moments seeded here.
+        node = resources.id_lease.node
+        if node is None:
+            raise NoIdNode()
+        ids = _PastIds(node, taken)
         bar = _bars(progress)
 
         people = _people(rng, ids, users, celebrities, now_ms, existing_names)

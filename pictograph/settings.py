@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse_many
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pictograph.secret_key import weakness
 
 
 def _rate_limit(value: str) -> str:
@@ -56,7 +65,8 @@ class Settings(BaseSettings):
     s3_bucket: str = "pictograph"
     s3_region: str = "us-east-1"
     public_base_url: str = "http://127.0.0.1:8000"
-    secret_key: SecretStr | None = None
+    # Required on PostgreSQL (see _strong_secret_key); validated even when unset.
+    secret_key: Annotated[SecretStr | None, Field(validate_default=True)] = None
 
     celebrity_threshold: Annotated[int, Field(ge=1)] = 10_000
     media_url_ttl: Annotated[int, Field(ge=1, le=86_400)] = 300
@@ -110,6 +120,10 @@ class Settings(BaseSettings):
     # than any one job runs, or a slow job is done twice (harmless, but wasted).
     worker_claim_idle: Annotated[float, Field(gt=0)] = 30.0
     log_level: str = "INFO"
+    # Prometheus metrics on a listener of their own, never the API port; unset: none.
+    # Loopback by default: only what runs beside the process (or is let in) scrapes it.
+    metrics_port: Annotated[int | None, Field(ge=1, le=65_535)] = None
+    metrics_host: str = "127.0.0.1"
 
     # The proxies whose X-Forwarded-For names the client (the per-address limits count
     # that address); from anyone else the header is ignored. None by default: a client
@@ -141,6 +155,21 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0]
         if scheme not in {"postgres", "postgresql", "asyncpg", "sqlite"}:
             raise ValueError("must start with postgres:// or sqlite://")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret_key(cls, value: SecretStr | None,
+                           info: ValidationInfo) -> SecretStr | None:
+        # On PostgreSQL the processes may run on many machines and must share one key;
+        # a missing one would be generated per data dir, a weak one lets anybody forge
+        # media URLs. SQLite lives on one machine, where the generated key serves all.
+        database_url = info.data.get("database_url")
+        if database_url is None or database_url.startswith("sqlite"):
+            return value
+        problem = weakness(value.get_secret_value() if value is not None else None)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("redis_url")

@@ -25,6 +25,7 @@ from tortoise.context import _current_context
 
 from pictograph.app import create_app
 from pictograph.db import using_database
+from pictograph.models import IdNodeLease
 from pictograph.resources import Resources
 from pictograph.settings import Settings
 from tests.support.rate_limits import Tighten, tighten_limits
@@ -118,6 +119,7 @@ async def backend(
         redis_url=TEST_REDIS_URL,
         s3_endpoint_url=endpoint,
         s3_bucket=f"pictograph-test-{secrets.token_hex(4)}",
+        secret_key=secrets.token_urlsafe(48),  # PostgreSQL refuses to start without one
         run_workers=False,
         **FAST_HASHING,
         **GENEROUS_RATE_LIMITS,
@@ -162,7 +164,9 @@ async def empty_stores(resources: Resources) -> None:
     """Empty tables and an empty Redis (the app's own database of both)."""
     with using_database(resources.database):
         connection = resources.database.db()
-        tables = [model._meta.db_table for model in resources.database.apps.get_models_iterable()]
+        # Not the id-node leases: they belong to the apps, which live for the session.
+        tables = [model._meta.db_table for model in resources.database.apps.get_models_iterable()
+                  if model is not IdNodeLease]
         if connection.capabilities.dialect == "postgres":
             await connection.execute_script(f"TRUNCATE {', '.join(tables)} CASCADE")
         else:

@@ -83,11 +83,6 @@ def event_stream(name: str) -> str:
     return f"stream:{{{name}}}"
 
 
-def id_nodes() -> str:
-    """A counter handing each starting process its node number for ids."""
-    return "idgen:nodes"
-
-
 def post(post_id: int) -> str:
     return f"post:{{{post_id}}}"
 

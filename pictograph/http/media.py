@@ -15,7 +15,9 @@ from pictograph.cache.graph import GraphCache
 from pictograph.cache.posts import PostCache
 from pictograph.errors import RateLimited
 from pictograph.graph.reader import FollowGraph
+from pictograph.http.outages import answers_outages
 from pictograph.models import PostStatus
+from pictograph.outages import unavailable_service
 from pictograph.records import MediaSize
 from pictograph.resolvers.loaders import PostLoader
 from pictograph.storage.local import LocalDiskStorage
@@ -27,6 +29,7 @@ REFUSED = Response("forbidden", status_code=403, media_type="text/plain")
 _SIZES = {size.lower(): size for size in MediaSize}
 
 
+@answers_outages(json=False)
 async def serve_media(request: Request) -> Response:
     resources = request.app.state.resources
     try:
@@ -95,6 +98,8 @@ async def _stream_from_s3(
     try:
         response = await storage.open_stream(key, byte_range)
     except ClientError as error:
+        if unavailable_service(error) is not None:
+            raise  # S3 failing on its side (a 5xx): an outage, not a refusal
         code = error.response.get("Error", {}).get("Code")
         return Response(status_code=416) if code == "InvalidRange" else REFUSED
     body = response["Body"]

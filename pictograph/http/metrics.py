@@ -1,11 +1,19 @@
-"""Prometheus metrics, in a registry owned by the app rather than a module global."""
+"""Prometheus metrics, in a registry owned by the app rather than a module global, and
+served on a listener of their own: never on the public API port, where anyone could
+read request volumes and error rates."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.requests import Request
-from starlette.responses import Response
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from pictograph.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -38,6 +46,29 @@ class Metrics:
         )
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    metrics: Metrics = request.app.state.resources.metrics
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+@asynccontextmanager
+async def metrics_listener(settings: Settings, metrics: Metrics) -> AsyncIterator[None]:
+    """Serves `metrics` on PICTOGRAPH_METRICS_HOST:PICTOGRAPH_METRICS_PORT while the block
+    runs; nothing when the port is unset.
+
+    prometheus_client's own server, on a thread: the registry's metrics are thread-safe,
+    and a scrape never waits for the event loop. One process, one registry: when
+    `serve --processes N` runs N uvicorn workers, they will need prometheus_client's
+    multiprocess mode (PROMETHEUS_MULTIPROC_DIR) to be scraped as one."""
+    if settings.metrics_port is None:
+        yield
+        return
+    address = f"{settings.metrics_host}:{settings.metrics_port}"
+    try:
+        server, thread = start_http_server(settings.metrics_port, settings.metrics_host,
+                                           registry=metrics.registry)
+    except OSError as error:
+        raise RuntimeError(f"cannot serve metrics on {address}: {error.strerror}") from error
+    log.info("metrics on http://%s/metrics", address)
+    try:
+        yield
+    finally:
+        # shutdown() waits for the serving loop to notice (up to half a second).
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        thread.join()

@@ -13,7 +13,7 @@ from pictograph.db import using_database
 
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Bounded label values: unknown paths all count as "other".
-_ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics", "/media", "/uploads")
+_ROUTES = ("/graphql", "/healthz", "/readyz", "/media", "/uploads")
 
 
 def route_label(path: str) -> str:

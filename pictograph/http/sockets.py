@@ -39,7 +39,7 @@ from pictograph.context import Context, bearer_token
 from pictograph.errors import ServiceUnavailable
 from pictograph.live import publish as live
 from pictograph.live.hub import RESYNC, Listener
-from pictograph.resources import unavailable_service
+from pictograph.outages import unavailable_service
 from pictograph.sessions import Session, hash_token, resolve_session
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pictograph.http.outages import answers_outages
 from pictograph.models import Upload
 from pictograph.storage.local import LocalDiskStorage, ObjectTooLarge, UploadExpired
 from pictograph.storage.signing import verify
@@ -17,6 +18,7 @@ def _refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+@answers_outages(json=True)
 async def receive_upload(request: Request) -> Response:
     resources = request.app.state.resources
     storage = resources.storage

@@ -2,6 +2,7 @@
 
 from pictograph.models.accounts import AuthToken, User
 from pictograph.models.follows import Block, Follow, FollowState, OutboxEvent
+from pictograph.models.nodes import IdNodeLease
 from pictograph.models.posts import MediaVariant, Post, PostStatus, StorageGarbage, Upload
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "Block",
     "Follow",
     "FollowState",
+    "IdNodeLease",
     "MediaVariant",
     "OutboxEvent",
     "Post",

@@ -12,7 +12,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionContext
 
 from pictograph.errors import PictographError
-from pictograph.resources import as_unavailable, unavailable_service
+from pictograph.outages import as_unavailable, unavailable_service
 from pictograph.schema.limits import token_limit_error
 
 log = logging.getLogger("pictograph.errors")

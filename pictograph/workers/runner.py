@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from pictograph.db import using_database
-from pictograph.resources import Resources, unavailable_service
+from pictograph.outages import unavailable_service
+from pictograph.resources import Resources
 from pictograph.workers.fanout import run_fanout_worker
 from pictograph.workers.media import run_media_worker
 from pictograph.workers.outbox_relay import relay_outbox

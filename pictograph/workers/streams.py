@@ -26,7 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from pictograph.events import decode
 from pictograph.http.metrics import Metrics
-from pictograph.resources import unavailable_service
+from pictograph.outages import unavailable_service
 
 log = logging.getLogger(__name__)
 

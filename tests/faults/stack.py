@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -20,6 +21,7 @@ from pictograph.cache import keys
 from pictograph.schema.node import decode_global_id
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
+from tests.support.proxy import TcpProxy
 
 CODES = {"UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "BAD_USER_INPUT", "CONFLICT",
          "RATE_LIMITED", "QUERY_TOO_COMPLEX", "INTERNAL_SERVER_ERROR"}
@@ -145,6 +147,12 @@ class Api:
     async def feed(self, token: str) -> list[str]:
         data = await self.ok("{ feed(first: 100) { edges { node { id } } } }", token=token)
         return [edge["node"]["id"] for edge in data["feed"]["edges"]]
+
+
+def through(proxy: TcpProxy, database_url: str) -> str:
+    """`database_url` by way of `proxy`."""
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{proxy.address}"))
 
 
 @asynccontextmanager

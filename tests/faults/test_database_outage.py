@@ -5,12 +5,12 @@ when the database is back."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from tests.faults.stack import UNAVAILABLE, Api, Stack, api_for, wait_until
+from tests.faults.stack import UNAVAILABLE, Api, Stack, api_for, through, wait_until
 from tests.support.graphql import PASSWORD
 from tests.support.processes import serve
-from tests.support.proxy import TcpProxy, tcp_proxy
+from tests.support.proxy import tcp_proxy
 
 # Each needs the database whatever Redis holds: writes, and a token never seen.
 NEEDS_DATABASE = [
@@ -22,11 +22,6 @@ NEEDS_DATABASE = [
      " { uploadId } }", {}, True),
     ('mutation { updateProfile(input: {bio: "away"}) { bio } }', {}, True),
 ]
-
-
-def through(proxy: TcpProxy, database_url: str) -> str:
-    parts = urlsplit(database_url)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{proxy.address}"))
 
 
 async def assert_unavailable(api: Api, token: str, requests: int = len(NEEDS_DATABASE)) -> None:

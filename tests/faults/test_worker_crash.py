@@ -94,7 +94,7 @@ async def test_media_job_killed_midway_is_finished_by_another_worker(stack: Stac
                     await wait_until(midway, "both jobs wait with their messages taken")
                     first.kill()
                     first.wait(10)
-            secret = (stack.data_dir / "secret_key").read_text().strip().encode()
+            secret = stack.env["PICTOGRAPH_SECRET_KEY"].encode()
             strays = {variant_key(secret, deleted_pk, size, "jpg")
                       for size in ("THUMBNAIL", "FULL")}
             assert strays <= stack.stored_objects()  # written by the dead worker

@@ -39,15 +39,6 @@ async def test_readyz_is_503_when_redis_does_not_answer(tmp_path) -> None:
     assert response.json()["checks"]["database"] == "ok"
 
 
-async def test_metrics_count_requests_by_route_and_status(client: httpx.AsyncClient) -> None:
-    await client.get("/healthz")
-    await client.post("/graphql", content=b"{nope", headers={"content-type": "application/json"})
-    text = (await client.get("/metrics")).text
-    assert 'pictograph_http_requests_total{method="GET",route="/healthz",status="200"}' in text
-    assert 'pictograph_http_requests_total{method="POST",route="/graphql",status="400"}' in text
-    assert "pictograph_http_request_duration_seconds_bucket" in text
-
-
 async def test_malformed_body_is_400_not_500(client: httpx.AsyncClient) -> None:
     for body in (b"{not json", b"[1, 2", b"\xff\xfe"):
         response = await client.post(

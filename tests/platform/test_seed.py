@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from pictograph.cache import keys
-from pictograph.ids import id_time_ms
+from pictograph.ids import id_node, id_time_ms
 from pictograph.models import Follow, FollowState, MediaVariant, Post, PostStatus, Upload, User
 from pictograph.resources import Resources
 from pictograph.seed import DEMO_PASSWORD, SeedRefused, seed
@@ -60,6 +60,10 @@ async def test_seed_makes_a_consistent_network_a_demo_user_can_browse(
     moments = [id_time_ms(i) for i in await Post.all().values_list("id", flat=True)]
     assert all(now_ms - 30 * 86_400_000 - 5000 <= m <= now_ms for m in moments)
     assert max(moments) - min(moments) > 7 * 86_400_000
+    # Minted on the node this process holds, as every id of this process is.
+    seeded = [*await Post.all().values_list("id", flat=True),
+              *await User.all().values_list("id", flat=True)]
+    assert {id_node(i) for i in seeded} == {resources.id_lease.node}
 
     # A person can log in as demo0 and see a feed of real photos.
     logged_in = await gql(client, LOG_IN, {"u": "demo0", "p": DEMO_PASSWORD})

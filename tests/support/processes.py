@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,9 @@ def process_env(data_dir: Path, **settings: str) -> dict[str, str]:
         "PICTOGRAPH_ARGON2_MEMORY_KIB": "64",
         "PICTOGRAPH_ARGON2_PARALLELISM": "1",
         "PICTOGRAPH_LOG_LEVEL": "WARNING",
+        # One key for all of a test's processes: on PostgreSQL they refuse to start
+        # without one, and they must agree on it to verify each other's URLs.
+        "PICTOGRAPH_SECRET_KEY": secrets.token_urlsafe(48),
         # Tests sign up and log in many users from 127.0.0.1.
         **{f"PICTOGRAPH_{name.upper()}": "100000/minute"
            for name in Settings.model_fields if name.startswith("rate_limit_")},
