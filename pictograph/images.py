@@ -38,6 +38,8 @@ MAX_JPEG_SCANS = 100
 # the coded data are not walked, so a file using them costs nothing here.
 _MAX_JPEG_SEGMENTS = 10_000
 _FILL_BYTES = re.compile(rb"\xff+")
+# 0xFF bytes a marker may be padded with: encoders write none, or a few.
+_MAX_JPEG_FILL_BYTES = 4096
 # Coded data runs up to the first 0xFF that is not a stuffed zero (FF 00), a restart marker
 # (FF D0-D7) or fill before a marker: searched in C, so a 20 MB scan costs milliseconds.
 _END_OF_CODED_DATA = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -129,10 +131,11 @@ def _open_and_load(
     if expected == "PNG":
         _check_png_chunks(data)
     elif expected == "JPEG":
+        # First, in C-speed searches: Pillow walks segments and fill bytes in Python.
+        _check_jpeg_scans(data)
         if len(data) > _MAX_JPEG_HEADER_BYTES:
             # The header must be readable from a bounded prefix; otherwise this raises.
             Image.open(io.BytesIO(data[:_MAX_JPEG_HEADER_BYTES]), formats=[expected])
-        _check_jpeg_scans(data)
     # Image.open reads only the header, so everything up to load() is cheap.
     image = Image.open(io.BytesIO(data), formats=[expected])
     # Pillow calls a JPEG with extra pictures (phone depth maps, previews) MPO; the first
@@ -178,6 +181,8 @@ def _check_jpeg_scans(data: bytes) -> None:
         fill = _FILL_BYTES.match(data, offset)
         if fill is None or fill.end() >= len(data):
             return
+        if fill.end() - fill.start() > _MAX_JPEG_FILL_BYTES:
+            raise ImageRejected("the JPEG file is padded with too many fill bytes")
         marker, offset = data[fill.end()], fill.end() + 1
         if marker == _EOI:
             return
