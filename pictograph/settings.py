@@ -115,10 +115,10 @@ class Settings(BaseSettings):
     run_workers: bool = True
     token_sweep_interval: Annotated[float, Field(gt=0)] = 3600.0
     storage_sweep_interval: Annotated[float, Field(gt=0)] = 60.0
-    # Seconds a stream message taken by a worker may stay unacknowledged before another
-    # worker takes it over (XAUTOCLAIM): how long a killed worker's job waits. Longer
-    # than any one job runs, or a slow job is done twice (harmless, but wasted).
-    worker_claim_idle: Annotated[float, Field(gt=0)] = 30.0
+    # Seconds a stream message taken by a worker may go without a sign of life before
+    # another worker takes it over (XAUTOCLAIM): how long a killed worker's job waits.
+    # A working consumer renews its claim every third of it, however long the job runs.
+    worker_claim_idle: Annotated[float, Field(gt=0)] = 5.0
     log_level: str = "INFO"
     # Prometheus metrics on a listener of their own, never the API port; unset: none.
     # Loopback by default: only what runs beside the process (or is let in) scrapes it.

@@ -83,6 +83,12 @@ def event_stream(name: str) -> str:
     return f"stream:{{{name}}}"
 
 
+def stream_attempts(stream: str, group: str) -> str:
+    """How a group's deliveries of a stream's messages ended, per message: failures and
+    outages (see workers/streams.py). Same hash tag as the stream."""
+    return f"{stream}:attempts:{group}"
+
+
 def post(post_id: int) -> str:
     return f"post:{{{post_id}}}"
 

@@ -2,9 +2,19 @@
 
 A message is acknowledged only after its handler finished, so a consumer that dies
 mid-way leaves it pending; another consumer claims it (XAUTOCLAIM) once it has been
-idle long enough. Handlers must therefore be idempotent. A message that keeps failing
-is handed to `on_poison` after `max_deliveries` and acknowledged, so one bad message
-cannot block a stream.
+idle for `claim_idle_ms`. While a handler works, its consumer claims the message again
+every third of that time (a heartbeat: XCLAIM JUSTID resets the idle time), so a long
+job is never taken over while it runs, and the idle time can be short: a consumer that
+dies costs its messages a few seconds, not the length of the longest job.
+Handlers must therefore be idempotent.
+
+Giving up. A message whose handler fails `max_deliveries` times is handed to
+`on_poison` and acknowledged, so one bad message cannot block a stream. Failures that
+are outages (a service away, see outages.py) do not count: a job that meets a long
+database outage waits for it, instead of failing for it. Deliveries that ended neither
+in success nor in a counted failure are crashes of the consumer's process (memory, a
+segfault in a decoder); those count too, checked before handling, or such a message
+would come back for ever.
 
 A group that has to be created (a first start, or a Redis that was flushed or restarted
 empty, losing the stream with its unread and pending messages) calls `on_group_created`,
@@ -24,6 +34,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from pictograph.cache import keys
 from pictograph.events import decode
 from pictograph.http.metrics import Metrics
 from pictograph.outages import unavailable_service
@@ -32,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 IDLE_PAUSE = 0.05
+MIN_HEARTBEAT = 0.1  # seconds: tests claim with no idle time at all
 
 
 async def run_together(runs: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -105,9 +117,11 @@ class StreamConsumer:
                     # in-process fakeredis does): pause rather than spin the event loop.
                     await asyncio.sleep(IDLE_PAUSE)
             except ResponseError as error:  # before RedisError: it is one
-                if "NOGROUP" not in str(error):
+                # NOGROUP: Redis was flushed or restarted empty. UNBLOCKED: the stream was
+                # deleted (flushed) while this consumer waited on it.
+                if "NOGROUP" not in str(error) and "UNBLOCKED" not in str(error):
                     raise
-                await self.ensure_group()  # Redis was flushed or restarted empty
+                await self.ensure_group()
             except RedisError as error:
                 log.warning("%s: redis unavailable (%s); retrying", self.group,
                             type(error).__name__)
@@ -120,9 +134,10 @@ class StreamConsumer:
             count=self.batch,
         )
         for message_id, fields in claimed:
-            # Checked before handling: a message that kills its process (memory, a
-            # segfault in a decoder) would otherwise come back for ever.
-            if await self._deliveries(message_id) > self.max_deliveries:
+            failures, crashes = await self._attempts(message_id)
+            if failures + crashes >= self.max_deliveries:
+                log.error("%s: message %s given up after %d failures and %d crashes",
+                          self.group, message_id, failures, crashes)
                 await self._give_up(message_id, decode(fields))
             else:
                 await self._handle(message_id, fields)
@@ -138,32 +153,64 @@ class StreamConsumer:
 
     async def _handle(self, message_id: str, fields: dict[str, str]) -> None:
         event = decode(fields)
+        heartbeat = asyncio.create_task(self._keep_claimed(message_id))
         try:
             await self.handler(event)
         except Exception as error:
-            deliveries = await self._deliveries(message_id)
-            service = unavailable_service(error)
-            if service is not None:  # an outage: a line per retry, not a traceback
-                log.warning("%s: message %s failed, %s unavailable (delivery %d)", self.group,
-                            message_id, service, deliveries)
-            else:
-                log.exception("%s: message %s failed (delivery %d)", self.group, message_id,
-                              deliveries)
-            self.metrics.worker_jobs.labels(self.group, "failed").inc()
-            if deliveries >= self.max_deliveries:
-                await self._give_up(message_id, event)
+            await self._failed(message_id, event, error)
             return  # stays pending; claimed again after claim_idle_ms
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         self.metrics.worker_jobs.labels(self.group, "ok").inc()
-        await self.redis.xack(self.stream, self.group, message_id)
+        await self._done(message_id)
+
+    async def _keep_claimed(self, message_id: str) -> None:
+        while True:
+            await asyncio.sleep(max(self.claim_idle_ms / 3000, MIN_HEARTBEAT))
+            with contextlib.suppress(RedisError):
+                await self.redis.xclaim(self.stream, self.group, self.name, 0, [message_id],
+                                        justid=True)
+
+    async def _failed(self, message_id: str, event: dict[str, Any], error: Exception) -> None:
+        service = unavailable_service(error)
+        kind = "outage" if service is not None else "failure"
+        counted = await self.redis.hincrby(self._attempts_key, f"{message_id}:{kind}", 1)
+        if service is not None:  # an outage: a line per retry, not a traceback
+            log.warning("%s: message %s waits, %s unavailable (%d times)", self.group,
+                        message_id, service, counted)
+            self.metrics.worker_jobs.labels(self.group, "outage").inc()
+            return
+        log.exception("%s: message %s failed (%d of %d)", self.group, message_id, counted,
+                      self.max_deliveries)
+        self.metrics.worker_jobs.labels(self.group, "failed").inc()
+        if counted >= self.max_deliveries:
+            await self._give_up(message_id, event)
 
     async def _give_up(self, message_id: str, event: dict[str, Any]) -> None:
         if self.on_poison is not None:
             await self.on_poison(event)
         self.metrics.worker_jobs.labels(self.group, "poisoned").inc()
-        await self.redis.xack(self.stream, self.group, message_id)
+        await self._done(message_id)
 
-    async def _deliveries(self, message_id: str) -> int:
-        pending = await self.redis.xpending_range(
-            self.stream, self.group, min=message_id, max=message_id, count=1
-        )
-        return int(pending[0]["times_delivered"]) if pending else 1
+    async def _done(self, message_id: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self.stream, self.group, message_id)
+            pipe.hdel(self._attempts_key, f"{message_id}:outage", f"{message_id}:failure")
+            await pipe.execute()
+
+    async def _attempts(self, message_id: str) -> tuple[int, int]:
+        """(counted failures, crashes): deliveries before this one that ended in neither
+        a success nor a counted failure or outage."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xpending_range(self.stream, self.group, min=message_id, max=message_id,
+                                count=1)
+            pipe.hmget(self._attempts_key, f"{message_id}:failure", f"{message_id}:outage")
+            pending, (failures, outages) = await pipe.execute()
+        delivered = int(pending[0]["times_delivered"]) if pending else 1
+        failures, outages = int(failures or 0), int(outages or 0)
+        return failures, max(0, delivered - 1 - failures - outages)
+
+    @property
+    def _attempts_key(self) -> str:
+        return keys.stream_attempts(self.stream, self.group)
