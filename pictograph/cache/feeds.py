@@ -8,6 +8,7 @@ rebuild was reading is never lost, and nothing is ever overwritten by an older r
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -22,22 +23,27 @@ FEED_TTL = 7 * 24 * 3600
 PAGE_TTL = 45  # 30 to 60 s with the jitter below
 LOCK_MS = 3000
 
+# Trims KEYS[1], a feed or recent list, to its newest `cap` ids (local `cap`) and then
+# marks it trimmed; the markers (score 0) are never trimmed themselves.
+_TRIM = """
+local markers = redis.call('ZCOUNT', KEYS[1], 0, 0)
+local count = redis.call('ZCARD', KEYS[1]) - markers
+if count > cap then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], markers, markers + count - cap - 1)
+  redis.call('ZADD', KEYS[1], 0, '^')
+end
+"""
+
 # KEYS[1]: a feed or recent list. ARGV: cap, ttl, complete ('1' marks it complete),
-# then post ids. Trims to the newest `cap` ids and then marks the list trimmed; the
-# markers (score 0) are never trimmed themselves.
+# then post ids.
 _ADD = """
 local key = KEYS[1]
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 for i = 4, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
 if ARGV[3] == '1' then redis.call('ZADD', key, 0, '~') end
-local markers = redis.call('ZCOUNT', key, 0, 0)
-local count = redis.call('ZCARD', key) - markers
-if count > cap then
-  redis.call('ZREMRANGEBYRANK', key, markers, markers + count - cap - 1)
-  redis.call('ZADD', key, 0, '^')
-end
+""" + _TRIM + """
 if ARGV[3] == '1' or redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
-return count
+return 1
 """
 
 # One follower's share of a fan-out, in one command: add, trim, drop the cached first
@@ -48,17 +54,60 @@ _PUSH = """
 local key = KEYS[1]
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 for i = 7, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
-local markers = redis.call('ZCOUNT', key, 0, 0)
-local count = redis.call('ZCARD', key) - markers
-if count > cap then
-  redis.call('ZREMRANGEBYRANK', key, markers, markers + count - cap - 1)
-  redis.call('ZADD', key, 0, '^')
-end
+""" + _TRIM + """
 if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
 redis.call('SET', KEYS[3], ARGV[5], 'EX', tonumber(ARGV[6]))
 redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return count
+return 1
+"""
+
+# A follow's (or an ended follow's) effect on the follower's feed, in the pair's order:
+# KEYS: feed, follows-applied hash (one hash slot). ARGV: author, the follower's sequence
+# number of the change, '1' to merge the ids in or '0' to take them out, cap, ttl, ids.
+# Skipped if a later change of the pair was applied already, or the feed was rebuilt
+# from a graph that held the change (field '*': that graph's sequence number), so an
+# older decision (an unfollow's cleanup, read before a re-follow) never undoes a newer
+# one. The hash keeps +seq for a merge and -seq for an unmerge.
+_FOLLOW_WRITE = """
+local seq = tonumber(ARGV[2])
+local applied = math.abs(tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'))
+local rebuilt = tonumber(redis.call('HGET', KEYS[2], '*') or '0')
+if seq <= applied or seq <= rebuilt then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] == '1' and seq or -seq)
+local cap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+redis.call('EXPIRE', KEYS[2], ttl)
+if ARGV[3] == '1' then
+  for i = 6, #ARGV do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i]) end
+""" + _TRIM + """
+  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+else
+  for i = 6, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+
+# A home feed rebuilt from the database: KEYS: feed, follows-applied hash. ARGV: cap,
+# ttl, the sequence number of the follower's graph the rebuild read, then (post, author)
+# pairs. A post is left out if its author was unfollowed by a change newer than that
+# graph, applied meanwhile; the feed is marked complete, and changes the graph held are
+# from now on skipped by _FOLLOW_WRITE.
+_REBUILT = """
+local cap, ttl, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
+  local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[i + 1]) or '0')
+  if not (applied < 0 and -applied > floor) then
+    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i])
+  end
+end
+redis.call('ZADD', KEYS[1], 0, '~')
+""" + _TRIM + """
+redis.call('EXPIRE', KEYS[1], ttl)
+if floor > tonumber(redis.call('HGET', KEYS[2], '*') or '0') then
+  redis.call('HSET', KEYS[2], '*', floor)
+end
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
 """
 
 # KEYS: lock. ARGV: token. Only the holder releases it.
@@ -87,6 +136,8 @@ class FeedCache:
         self.cap = cap
         self._add = redis.register_script(_ADD)
         self._push = redis.register_script(_PUSH)
+        self._follow_write = redis.register_script(_FOLLOW_WRITE)
+        self._rebuilt = redis.register_script(_REBUILT)
         self.versions = Versions(redis)
         self._unlock = redis.register_script(_UNLOCK)
 
@@ -125,6 +176,24 @@ class FeedCache:
     async def complete(self, key: str, post_ids: Sequence[int]) -> None:
         """Merges ids read from the database and marks the list complete."""
         await self._add(keys=[key], args=[self.cap, FEED_TTL, "1", *post_ids])
+
+    async def rebuilt(self, user_id: int, floor: int,
+                      posts: Sequence[tuple[int, int]]) -> None:
+        """Stores a home feed rebuilt from the database: (post, author) pairs read with
+        the user's graph at sequence number `floor` (see _REBUILT)."""
+        await self._rebuilt(
+            keys=[keys.home_feed(user_id), keys.home_feed_follows(user_id)],
+            args=[self.cap, FEED_TTL, floor, *(item for pair in posts for item in pair)],
+        )
+
+    async def follow_write(self, user_id: int, author_id: int, seq: int, merge: bool,
+                           post_ids: Sequence[int]) -> bool:
+        """Merges the author's posts into the user's feed (or takes them out) unless a
+        later change of the pair got there first (see _FOLLOW_WRITE)."""
+        return bool(await self._follow_write(
+            keys=[keys.home_feed(user_id), keys.home_feed_follows(user_id)],
+            args=[author_id, seq, "1" if merge else "0", self.cap, FEED_TTL, *post_ids],
+        ))
 
     async def remove(self, key: str, post_ids: Sequence[int]) -> None:
         if post_ids:
@@ -192,5 +261,15 @@ class FeedCache:
     async def fill_celebrities(self, author_ids: Iterable[int]) -> None:
         await self.redis.sadd(keys.celebrities(), keys.FEED_COMPLETE, *author_ids)
 
-    async def add_celebrity(self, author_id: int) -> None:
-        await self.redis.sadd(keys.celebrities(), author_id)
+    async def add_celebrity(self, author_id: int) -> bool:
+        """True when the author was not a celebrity before: since now (celebrity_since)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(keys.celebrities(), author_id)
+            pipe.set(keys.celebrity_since(author_id), int(time.time()), nx=True, ex=FEED_TTL)
+            added, _ = await pipe.execute()
+        return bool(added)
+
+    async def celebrity_since(self, author_id: int) -> int | None:
+        """When the author became a celebrity (unix seconds), if that is known."""
+        since = await self.redis.get(keys.celebrity_since(author_id))
+        return int(since) if since else None

@@ -109,6 +109,12 @@ def home_feed(user_id: int) -> str:
     return f"feed:{{{user_id}}}"
 
 
+def home_feed_follows(user_id: int) -> str:
+    """Per author, the user's sequence number of the last follow change written into the
+    feed: feed writes that depend on a pair apply in the pair's order."""
+    return f"feed:{{{user_id}}}:follows"
+
+
 def home_feed_page(user_id: int) -> str:
     """The merged first page of candidates, cached briefly (user_feed in the design)."""
     return f"user_feed:{{{user_id}}}"
@@ -132,6 +138,11 @@ def recent_posts(author_id: int) -> str:
 def celebrities() -> str:
     """Authors whose posts are merged at read time instead of fanned out."""
     return "celebrities"
+
+
+def celebrity_since(author_id: int) -> str:
+    """When the author joined the celebrities (unix seconds)."""
+    return f"celebrity:{{{author_id}}}:since"
 
 
 # Live updates (Redis pub/sub). Channels are not keys, but their names live here too.

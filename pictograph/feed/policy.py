@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.feeds import CachedPage, FeedCache, IdRange
+from pictograph.checkpoints import checkpoint
 from pictograph.graph.reader import FollowGraph
 from pictograph.live import publish as live
 from pictograph.models import Follow, FollowState, Post, PostStatus, User
@@ -32,6 +34,9 @@ from pictograph.records import PostRecord, UserRecord
 from pictograph.visibility import feed_visible
 
 FEED_CAP = 800
+# Seconds after an author joins the celebrities during which their posts are still
+# fanned out (see _merged_at_read): longer than a cached first page lives (60 s at most).
+CELEBRITY_GRACE = 90
 PAGE_CACHE_SIZE = 100
 FANOUT_BATCH = 1000
 AUTHORS_PER_QUERY = 500
@@ -58,34 +63,64 @@ class HomeFeed:
 
     async def push_to_home(self, post_id: int, author_id: int) -> int:
         """Returns how many lists were written (the same for any celebrity)."""
+        if not await _is_ready(post_id):
+            return 0  # deleted before its fan-out: nothing of it may be written
         await self.cache.add([keys.recent_posts(author_id)], [post_id])
         added = {"kind": live.POST_ADDED, "post_id": post_id, "author_id": author_id}
-        if await self._is_celebrity(author_id):
+        if await self._merged_at_read(author_id):
             # Followers merge it at read time; only the author's own feed holds it.
             await self.cache.add([keys.home_feed(author_id)], [post_id])
             await self.cache.drop_pages([author_id])
             await live.to_author_followers(self.redis, author_id, added)
             await live.to_viewers(self.redis, [author_id], added)
-            return 2
-        written = 1
-        message = orjson.dumps(added)
-        async for batch in self._batches_of_followers(author_id):
-            written += await self.cache.push(batch, [post_id], message)
+            written = 2
+        else:
+            written = 1
+            message = orjson.dumps(added)
+            async for batch in self._batches_of_followers(author_id):
+                written += await self.cache.push(batch, [post_id], message)
+        if not await _is_ready(post_id):
+            # Deleted while it was written: its post_deleted event may have been handled
+            # before the lists held it, so take it out again here.
+            await self.forget_post(post_id, author_id, announce=False)
         return written
 
-    async def merge_into_home(self, follower_id: int, author_id: int) -> None:
-        if not await _follows(follower_id, author_id):
-            return  # an old event: the follow has ended since
+    async def _merged_at_read(self, author_id: int) -> bool:
+        """Whether the author's posts are merged at read time (a celebrity's) rather than
+        fanned out. For CELEBRITY_GRACE after an author joins the celebrities, posts are
+        fanned out still: pages cached before, which do not know to merge the author, age
+        out meanwhile, and open subscriptions, told to listen to the author's channel,
+        have done so. (Joining is noticed at the author's first post past the threshold.)"""
+        if not await self.is_celebrity(author_id):
+            return False
+        since = await self.cache.celebrity_since(author_id)
+        return since is None or time.time() - since >= CELEBRITY_GRACE
+
+    async def merge_into_home(self, follower_id: int, author_id: int,
+                              seq: int | None) -> None:
+        """A follow brings the author's recent posts into the follower's feed. `seq` is
+        the follower's sequence number of the change: applied in the pair's order."""
         recent = await self._recent(author_id, None, FEED_CAP)
-        if recent:
+        if seq is None:  # an event from before sequence numbers: ask the database
+            if not await _follows(follower_id, author_id):
+                return
             await self.cache.add([keys.home_feed(follower_id)], recent)
+        else:
+            await self.cache.follow_write(follower_id, author_id, seq, True, recent)
         await self.cache.drop_pages([follower_id])
 
-    async def unmerge_from_home(self, follower_id: int, author_id: int) -> None:
-        if await _follows(follower_id, author_id):
-            return  # an old event: they follow again
-        await self.cache.remove(keys.home_feed(follower_id),
-                                await self._recent(author_id, None, FEED_CAP))
+    async def unmerge_from_home(self, follower_id: int, author_id: int,
+                                seq: int | None) -> None:
+        """An ended follow takes the author's posts out of the feed (tidiness: reads filter
+        by the live graph anyway), in the pair's order like merge_into_home."""
+        recent = await self._recent(author_id, None, FEED_CAP)
+        await checkpoint("feed.unmerge_decided")
+        if seq is None:
+            if await _follows(follower_id, author_id):
+                return
+            await self.cache.remove(keys.home_feed(follower_id), recent)
+        else:
+            await self.cache.follow_write(follower_id, author_id, seq, False, recent)
         await self.cache.drop_pages([follower_id])
 
     async def forget_post(self, post_id: int, author_id: int, announce: bool = True) -> None:
@@ -96,7 +131,7 @@ class HomeFeed:
         if not announce:
             return
         removed = {"kind": live.POST_REMOVED, "post_id": post_id, "author_id": author_id}
-        if await self._is_celebrity(author_id):
+        if await self.is_celebrity(author_id):
             await live.to_author_followers(self.redis, author_id, removed)
             await live.to_viewers(self.redis, [author_id], removed)
             return
@@ -118,14 +153,22 @@ class HomeFeed:
                 return
             after = page[-1]
 
-    async def _is_celebrity(self, author_id: int) -> bool:
+    async def is_celebrity(self, author_id: int) -> bool:
         if author_id in await self._celebrities():
             return True
         count = await User.filter(id=author_id).values_list("follower_count", flat=True)
         if count and count[0] >= self.celebrity_threshold:
-            await self.cache.add_celebrity(author_id)
+            if await self.cache.add_celebrity(author_id):
+                await self._tell_followers_of_new_celebrity(author_id)
             return True
         return False
+
+    async def _tell_followers_of_new_celebrity(self, author_id: int) -> None:
+        """Open subscriptions choose the celebrities' channels they listen to when they
+        start; a follower's must now listen to this author's too."""
+        changed = {"kind": live.GRAPH_CHANGED, "author_id": author_id}
+        async for batch in self._batches_of_followers(author_id):
+            await live.to_viewers(self.redis, batch, changed)
 
     async def _celebrities(self) -> set[int]:
         found = await self.cache.celebrity_ids()
@@ -207,12 +250,14 @@ class HomeFeed:
                 relations.get(p.author_id) if p.author_id != viewer_id else None,
             )
         ]
-        dead = set(candidates) - {p.id for p in shown}
-        if dead:
-            # Deleted posts and unfollowed authors' posts leave the stored feed now, so
-            # later reads do not scan past them again. (A re-follow's backfill returns
-            # them.)
-            await self.cache.remove(keys.home_feed(viewer_id), sorted(dead))
+        await checkpoint("feed.filtered")
+        deleted = set(candidates) - {p.id for p in posts}
+        if deleted:
+            # Deleted posts leave the stored feed now, so later reads do not scan past
+            # them again. Only those: an unfollowed author's posts are the worker's to
+            # take out, in the pair's order; this read's view of the graph may already be
+            # older than a re-follow.
+            await self.cache.remove(keys.home_feed(viewer_id), sorted(deleted))
         return shown
 
     async def _candidates(
@@ -298,15 +343,23 @@ class HomeFeed:
     async def regenerate(
         self, viewer_id: int, graph: FollowGraph, before: int | None, want: int
     ) -> list[int]:
-        """Rebuilds a missing feed from posts and follows, the durable truth."""
-        authors = [viewer_id, *await graph.following_ids(viewer_id)]
-        newest = await _ready_post_ids(authors, None, FEED_CAP)
-        await self.cache.complete(keys.home_feed(viewer_id), newest)
+        """Rebuilds a missing feed from posts and follows, the durable truth. The follows
+        come from the database with their sequence number, so the follow writes already
+        in the rebuilt feed are told apart from those still to come (see _REBUILT)."""
+        snapshot = await graph.database_snapshot(viewer_id)
+        authors = [viewer_id, *snapshot.following]
+        newest_with_authors = await _ready_posts(authors, None, FEED_CAP)
+        await self.cache.rebuilt(viewer_id, snapshot.floor, newest_with_authors)
+        newest = [post for post, _ in newest_with_authors]
         older = [i for i in newest if before is None or i < before]
         if len(older) < want and len(newest) == FEED_CAP:
             start = older[-1] if older else before
             older += await _ready_post_ids(authors, start, want - len(older))
         return older[:want]
+
+
+async def _is_ready(post_id: int) -> bool:
+    return await Post.exists(id=post_id, status=PostStatus.READY)
 
 
 async def _follows(follower_id: int, author_id: int) -> bool:
@@ -316,13 +369,18 @@ async def _follows(follower_id: int, author_id: int) -> bool:
 
 async def _ready_post_ids(author_ids: Sequence[int], before: int | None,
                           limit: int) -> list[int]:
-    """The newest READY posts of these authors, in chunks of authors so no query
-    carries thousands of parameters; the chunks' newest merge into one list."""
+    return [post for post, _ in await _ready_posts(author_ids, before, limit)]
+
+
+async def _ready_posts(author_ids: Sequence[int], before: int | None,
+                       limit: int) -> list[tuple[int, int]]:
+    """The newest READY posts of these authors, (post, author) newest first, in chunks
+    of authors so no query carries thousands of parameters; the chunks merge into one."""
     chunks = []
     for start in range(0, len(author_ids), AUTHORS_PER_QUERY):
         query = Post.filter(author_id__in=list(author_ids[start:start + AUTHORS_PER_QUERY]),
                             status=PostStatus.READY)
         if before is not None:
             query = query.filter(id__lt=before)
-        chunks.append(await query.order_by("-id").limit(limit).values_list("id", flat=True))
+        chunks.append(await query.order_by("-id").limit(limit).values_list("id", "author_id"))
     return list(heapq.merge(*chunks, reverse=True))[:limit]

@@ -18,7 +18,7 @@ from pictograph.cache.feeds import FeedCache
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.users import ProfileCache
 from pictograph.checkpoints import checkpoint
-from pictograph.errors import Forbidden, NotFound
+from pictograph.errors import Conflict, Forbidden, NotFound
 from pictograph.graph import store
 from pictograph.graph.relation import FollowStatus, PairState
 from pictograph.live import publish as live
@@ -26,6 +26,10 @@ from pictograph.models import Block, Follow, FollowState, OutboxEvent, User
 from pictograph.visibility import follow_status
 
 log = logging.getLogger(__name__)
+
+# A privacy change re-reads the requests under its locks and starts again if more came;
+# requests arriving faster than that is an attack, not a crowd.
+MAX_PRIVACY_ATTEMPTS = 5
 
 
 @dataclass
@@ -63,6 +67,12 @@ def _is_lock_conflict(error: BaseException) -> bool:
     return False
 
 
+async def _requesters(owner: int) -> list[int]:
+    return list(await Follow.filter(
+        followee_id=owner, state=FollowState.REQUESTED
+    ).values_list("follower_id", flat=True))
+
+
 async def _adjust_counts(follower: int, followee: int, delta: int, outcome: _Outcome) -> None:
     await User.filter(id=follower).update(following_count=F("following_count") + delta)
     await User.filter(id=followee).update(follower_count=F("follower_count") + delta)
@@ -85,7 +95,16 @@ class GraphChanges:
                 raise NotFound("no such user")
             if pair.a_blocks_b:
                 raise Forbidden("you blocked this user: unblock them first")
-            if pair.a_follows_b or pair.a_requested_b:
+            if pair.a_follows_b:
+                return
+            if pair.a_requested_b is not None:
+                if private[b]:
+                    return  # still waiting for b
+                # A request left from when b was private: b is public now, so it is a
+                # follow like any other.
+                await Follow.filter(id=pair.a_requested_b).update(state=FollowState.ACCEPTED)
+                await _adjust_counts(a, b, +1, out)
+                out.events.append(("followed", {"follower": a, "followee": b}))
                 return
             if private[b]:
                 await Follow.create(follower_id=a, followee_id=b, state=FollowState.REQUESTED)
@@ -157,54 +176,56 @@ class GraphChanges:
         """Turns an account private or public. Going public accepts pending requests,
         as people who asked to follow a now-public account would expect."""
         outcome = _Outcome()
-        requesters: list[int] = []
-        if not is_private:
-            requesters = await Follow.filter(
-                followee_id=owner, state=FollowState.REQUESTED
-            ).values_list("follower_id", flat=True)
-        async with in_transaction():
-            # The owner and every requester, locked in one ordered statement like any
-            # other change, so this cannot deadlock with a requester's own change.
-            current = await _lock_users([owner, *requesters])
-            if current[owner] == is_private:
-                return
-            await User.filter(id=owner).update(is_private=is_private)
-            accepted: list[int] = []
-            if not is_private:
-                # Only requests whose requester we locked; one made since is accepted
-                # by the requester's next look, as the account is public now.
-                accepted = await Follow.filter(
-                    followee_id=owner, state=FollowState.REQUESTED,
-                    follower_id__in=list(current),
-                ).values_list("follower_id", flat=True)
-                if accepted:
+        locked: list[int] = []
+        for _ in range(MAX_PRIVACY_ATTEMPTS):
+            async with in_transaction():
+                # The owner and every requester, locked in one ordered statement like any
+                # other change, so this cannot deadlock with a requester's own change.
+                current = await _lock_users([owner, *locked])
+                if current[owner] == is_private:
+                    return
+                asking = [] if is_private else await _requesters(owner)
+                await checkpoint("privacy.requesters_read")
+                if set(asking) - set(locked):
+                    # Requests made since the requesters were last read: lock them too
+                    # (in order, from the start) rather than strand them on an account
+                    # that is public from now on.
+                    locked = sorted(set(locked) | set(asking))
+                    continue
+                await User.filter(id=owner).update(is_private=is_private)
+                if asking:
                     await Follow.filter(
-                        followee_id=owner, state=FollowState.REQUESTED,
-                        follower_id__in=accepted,
+                        followee_id=owner, state=FollowState.REQUESTED, follower_id__in=asking,
                     ).update(state=FollowState.ACCEPTED)
-                    await User.filter(id__in=accepted).update(
+                    await User.filter(id__in=asking).update(
                         following_count=F("following_count") + 1
                     )
                     await User.filter(id=owner).update(
-                        follower_count=F("follower_count") + len(accepted)
+                        follower_count=F("follower_count") + len(asking)
                     )
-                    for follower in accepted:
-                        outcome.events.append(("followed", {
-                            "a": owner, "b": follower, "follower": follower, "followee": owner,
-                        }))
-            outcome.events.append(("privacy_changed", {"user": owner, "private": is_private}))
-            outbox = [await events.record(events.FOLLOWS, kind, **data)
-                      for kind, data in outcome.events]
-            sequences = await _next_sequences([owner, *accepted]) if accepted else {}
-            # Going private hides posts from non-followers: no cached profile may say
-            # "public" once this commits (see cache/versioned.py). Going public is fenced
-            # the same way, for one rule instead of two.
-            await self.profiles.fence([owner])
+                sequences = await _next_sequences([owner, *asking]) if asking else {}
+                for follower in asking:
+                    outcome.events.append(("followed", {
+                        "a": owner, "b": follower, "seq_a": sequences[owner],
+                        "seq_b": sequences[follower], "follower": follower,
+                        "followee": owner,
+                    }))
+                outcome.events.append(("privacy_changed", {"user": owner,
+                                                           "private": is_private}))
+                outbox = [await events.record(events.FOLLOWS, kind, **data)
+                          for kind, data in outcome.events]
+                # Going private hides posts from non-followers: no cached profile may say
+                # "public" once this commits (see cache/versioned.py). Going public is
+                # fenced the same way, for one rule instead of two.
+                await self.profiles.fence([owner])
+                break
+        else:
+            raise Conflict("follow requests keep arriving: try again")
         if sequences:
             # Requests became follows on both sides; rebuilding is simpler than
             # rewriting every pair, and going public is rare.
             await self._forget_quietly(sequences)
-        await self._after_commit(outbox, {owner, *accepted})
+        await self._after_commit(outbox, {owner, *asking})
 
     # The machinery.
 
@@ -277,11 +298,15 @@ class GraphChanges:
                     if b not in private:
                         raise NotFound("no such user")
                     await change(await store.load_pair(a, b), private, outcome)
+                    numbers = await _next_sequences([a, b])
+                    # Each event carries both users' numbers for this change: feed writes
+                    # that depend on the pair apply only if no later change of it has
+                    # been applied (see feed/policy.py).
                     outbox = [
-                        await events.record(events.FOLLOWS, kind, a=a, b=b, **data)
+                        await events.record(events.FOLLOWS, kind, a=a, b=b,
+                                            seq_a=numbers[a], seq_b=numbers[b], **data)
                         for kind, data in outcome.events
                     ]
-                    numbers = await _next_sequences([a, b])
                     after = await store.load_pair(a, b)
                     sequences = (numbers[a], numbers[b])
                     # Last, just before the commit: if Redis cannot take the fence, the

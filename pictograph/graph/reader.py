@@ -82,6 +82,11 @@ class FollowGraph:
         newest_first = sorted(pairs, key=lambda pair: pair[1], reverse=True)
         return [pair for pair in newest_first if before is None or pair[1] < before][:limit]
 
+    async def database_snapshot(self, user_id: int) -> GraphSnapshot:
+        """The user's whole graph as the database holds it, with its sequence number (read
+        once per request, and offered to the cache like any cold read)."""
+        return (await self._load([user_id]))[user_id]
+
     async def following_ids(self, user_id: int) -> list[int]:
         """Everyone the user follows (accepted), newest first."""
         return [other for other, _ in await self.page(user_id, "following", None, 1_000_000)]

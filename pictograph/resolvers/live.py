@@ -20,6 +20,26 @@ from pictograph.sessions import hash_token, resolve_token
 from pictograph.visibility import feed_visible
 
 REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave
+SAID_REMEMBERED = 1000  # posts a subscription remembers having announced
+
+
+class RecentlySaid:
+    """The last `size` post ids a subscription announced, oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: dict[int, None] = {}
+
+    def __contains__(self, post_id: int) -> bool:
+        return post_id in self._ids
+
+    def add(self, post_id: int) -> None:
+        self._ids[post_id] = None
+        if len(self._ids) > self.size:
+            del self._ids[next(iter(self._ids))]
+
+    def discard(self, post_id: int) -> None:
+        self._ids.pop(post_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +62,9 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
         await checkpoint("feed_updates.signed_in")
         await listener.listen_to([keys.live_viewer(viewer_id)])
         await listener.listen_to(await _celebrity_channels(context, viewer_id))
+        # A post announced twice (an event published again after a crash, or a post that
+        # reached the viewer both by fan-out and by its author's channel) is said once.
+        said = RecentlySaid(SAID_REMEMBERED)
         while True:
             message = await listener.get()
             # Each message is judged afresh: nothing read for an earlier one is reused.
@@ -50,10 +73,15 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
             if kind == live.REVOKED:
                 raise Unauthenticated("the token was revoked")
             if kind == live.POST_ADDED:
-                post = await _visible_post(context, viewer_id, int(message["post_id"]))
+                post_id = int(message["post_id"])
+                if post_id in said:
+                    continue
+                post = await _visible_post(context, viewer_id, post_id)
                 if post is not None:
+                    said.add(post.id)
                     yield FeedChange("POST_ADDED", post.id, post)
             elif kind == live.POST_REMOVED:
+                said.discard(int(message["post_id"]))
                 yield FeedChange("POST_REMOVED", int(message["post_id"]), None)
             elif kind in (live.AUTHOR_GONE, live.GRAPH_CHANGED, RESYNC):
                 if kind == RESYNC and await resolve_token(context.redis, token) is None:

@@ -36,12 +36,26 @@ async def apply_event(feed: HomeFeed, event: dict[str, Any]) -> None:
         await feed.forget_post(event["post_id"], event["author_id"],
                                announce=event.get("was_ready", True))
     elif kind == "followed":
-        await feed.merge_into_home(event["follower"], event["followee"])
+        await feed.merge_into_home(event["follower"], event["followee"],
+                                   _sequence_of(event, event["follower"]))
     elif kind in _ENDED:
-        await feed.unmerge_from_home(event["follower"], event["followee"])
+        await feed.unmerge_from_home(event["follower"], event["followee"],
+                                     _sequence_of(event, event["follower"]))
     elif kind == "blocked":
-        await feed.unmerge_from_home(event["blocker"], event["blocked"])
-        await feed.unmerge_from_home(event["blocked"], event["blocker"])
+        await feed.unmerge_from_home(event["blocker"], event["blocked"],
+                                     _sequence_of(event, event["blocker"]))
+        await feed.unmerge_from_home(event["blocked"], event["blocker"],
+                                     _sequence_of(event, event["blocked"]))
+
+
+def _sequence_of(event: dict[str, Any], user: int) -> int | None:
+    """The user's sequence number of the change the event records (None for an event
+    from before events carried them)."""
+    if user == event.get("a"):
+        return event.get("seq_a")
+    if user == event.get("b"):
+        return event.get("seq_b")
+    return None
 
 
 async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
