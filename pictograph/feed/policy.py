@@ -65,6 +65,7 @@ class HomeFeed:
         """Returns how many lists were written (the same for any celebrity)."""
         if not await _is_ready(post_id):
             return 0  # deleted before its fan-out: nothing of it may be written
+        await checkpoint("feed.push_checked")
         await self.cache.add([keys.recent_posts(author_id)], [post_id])
         added = {"kind": live.POST_ADDED, "post_id": post_id, "author_id": author_id}
         if await self._merged_at_read(author_id):

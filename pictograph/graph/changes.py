@@ -178,6 +178,8 @@ class GraphChanges:
         outcome = _Outcome()
         locked: list[int] = []
         for _ in range(MAX_PRIVACY_ATTEMPTS):
+            if locked:
+                await checkpoint("privacy.requesters_read")
             async with in_transaction():
                 # The owner and every requester, locked in one ordered statement like any
                 # other change, so this cannot deadlock with a requester's own change.
@@ -185,7 +187,6 @@ class GraphChanges:
                 if current[owner] == is_private:
                     return
                 asking = [] if is_private else await _requesters(owner)
-                await checkpoint("privacy.requesters_read")
                 if set(asking) - set(locked):
                     # Requests made since the requesters were last read: lock them too
                     # (in order, from the start) rather than strand them on an account

@@ -130,7 +130,11 @@ async def until_subscribed(redis: Any, user_id: int, within: float = 10) -> None
     published from now on reaches it."""
     from pictograph.cache import keys
 
-    channel = keys.live_viewer(user_id)
+    await until_listened(redis, keys.live_viewer(user_id), within)
+
+
+async def until_listened(redis: Any, channel: str, within: float = 10) -> None:
+    """Returns once some process listens to the pub/sub channel."""
     async with asyncio.timeout(within):
         while True:
             [(_, listeners)] = await redis.pubsub_numsub(channel)
