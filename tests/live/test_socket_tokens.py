@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from tortoise.transactions import in_transaction
 
@@ -19,12 +18,12 @@ from pictograph.http.sockets import TOKEN_ENDED
 from pictograph.models import AuthToken
 from pictograph.resources import Resources
 from pictograph.sessions import hash_token, mint_token, remember_new_token
-from tests.conftest import TEST_REDIS_URL, require_services
+from tests.conftest import require_services
 from tests.support.feeds import publish
 from tests.support.graphql import gql, sign_up
 from tests.support.relations import follower_of
 from tests.support.server import served
-from tests.support.sockets import Socket, SocketClosed, open_socket
+from tests.support.sockets import Socket, SocketClosed, kill_pubsub_connections, open_socket
 
 LOG_IN = """mutation($u: String!, $p: String!) {
   logIn(input: {username: $u, password: $p}) { token } }"""
@@ -134,9 +133,5 @@ async def test_a_revocation_missed_while_redis_was_away_still_closes_the_socket(
         # hub was disconnected; then the hub's connection drops.
         row = await AuthToken.get(token_hash=hash_token(token))
         await token_cache.mark_revoked(resources.redis, row.token_hash, 3600)
-        admin = Redis.from_url(TEST_REDIS_URL)
-        try:
-            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        finally:
-            await admin.aclose()
+        assert await kill_pubsub_connections(resources.redis) >= 1
         assert await closed_with(socket) == TOKEN_ENDED

@@ -141,3 +141,15 @@ async def until_listened(redis: Any, channel: str, within: float = 10) -> None:
             if listeners:
                 return
             await asyncio.sleep(0.005)
+
+
+async def kill_pubsub_connections(redis: Any) -> int:
+    """Kills the pub/sub connections subscribed in `redis`'s database, as a Redis restart
+    would, and no one else's: CLIENT KILL TYPE pubsub would reach every suite sharing the
+    server. (A connection that only subscribes reports the database it last selected.)"""
+    db = int(redis.connection_pool.connection_kwargs.get("db", 0))
+    killed = 0
+    for client in await redis.client_list():
+        if int(client["db"]) == db and int(client.get("sub", 0)) + int(client.get("psub", 0)):
+            killed += int(await redis.client_kill_filter(_id=client["id"]))
+    return killed
