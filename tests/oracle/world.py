@@ -14,13 +14,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 
+from pictograph import events
+from pictograph.cache import keys
+from pictograph.db import using_database
 from pictograph.live import publish as live
 from pictograph.resources import Resources
 from pictograph.schema.node import decode_id_of, encode_global_id
 from pictograph.storage.signing import media_url
+from pictograph.workers.streams import StreamConsumer
 from tests.conftest import empty_stores
+from tests.support.feeds import consumers
 from tests.support.graphql import PASSWORD, gql
 from tests.support.photos import jpeg, post_photo
 from tests.support.sockets import Socket, SocketClosed, open_socket
@@ -48,7 +54,10 @@ class View:
 
 @dataclass
 class Member:
-    """One user of the example: their current token and open socket."""
+    """One user of the example: their current token and their two open sockets: one for
+    queries and mutations, one carrying their feedUpdates subscription. (Apart, because a
+    subscription that handles a message refreshes what its socket has read, and would
+    hide a socket that lets one operation's reads answer the next.)"""
 
     index: int
     name: str
@@ -57,6 +66,7 @@ class Member:
     token: str
     signed_in: bool = True
     socket: Socket | None = None
+    listening: Socket | None = None
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _stack: contextlib.AsyncExitStack | None = None
     _collector: asyncio.Task[None] | None = None
@@ -70,6 +80,48 @@ class World:
         self.members: list[Member] = []
         self.urls: dict[tuple[int, str], str] = {}  # (viewer, post) -> a /media URL
         self._sentinels = itertools.count(1)
+        self._stop_fan_out = asyncio.Event()
+        self._fan_out: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def fanning_out(self, consumers_per_stream: int) -> AsyncIterator[None]:
+        """Fan-out consumers running beside the users, as `pictograph worker` processes
+        do: `consumers_per_stream` of them on each stream, racing each other."""
+        resources = self.resources
+
+        async def run(consumer: StreamConsumer) -> None:
+            with using_database(resources.database):
+                await consumer.run(self._stop_fan_out)
+
+        self._stop_fan_out.clear()
+        self._fan_out = [asyncio.create_task(run(consumer))
+                         for _ in range(consumers_per_stream)
+                         for consumer in consumers(resources, claim_idle_ms=1000)]
+        try:
+            yield
+        finally:
+            self._stop_fan_out.set()
+            await asyncio.gather(*self._fan_out, return_exceptions=True)
+
+    async def fan_out_idle(self) -> None:
+        """Returns once the fan-out consumers have nothing left to do (or raises if one
+        of them died)."""
+        redis = self.resources.redis
+        for _ in range(2000):
+            for task in self._fan_out:
+                if task.done():
+                    task.result()  # a consumer that died is the failure to report
+            busy = False
+            for stream in (events.POSTS, events.FOLLOWS):
+                try:
+                    groups = await redis.xinfo_groups(keys.event_stream(stream))
+                except ResponseError:  # no stream yet
+                    continue
+                busy |= any(g["pending"] or g["lag"] for g in groups)
+            if not busy:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the fan-out consumers never caught up")
 
     @property
     def resources(self) -> Resources:
@@ -103,7 +155,9 @@ class World:
         stack = contextlib.AsyncExitStack()
         member.socket = await stack.enter_async_context(open_socket(self.base_url,
                                                                     member.token))
-        updates = await stack.enter_async_context(member.socket.subscription(FEED_UPDATES))
+        member.listening = await stack.enter_async_context(open_socket(self.base_url,
+                                                                       member.token))
+        updates = await stack.enter_async_context(member.listening.subscription(FEED_UPDATES))
         member.events = asyncio.Queue()
         member._stack = stack
         member._collector = asyncio.create_task(self._collect(updates, member.events))
@@ -121,7 +175,7 @@ class World:
         if member._stack is not None:
             with contextlib.suppress(Exception):
                 await member._stack.aclose()
-        member.socket = member._stack = member._collector = None
+        member.socket = member.listening = member._stack = member._collector = None
 
     @staticmethod
     async def _collect(updates: AsyncIterator[dict[str, Any]],
@@ -156,6 +210,12 @@ class World:
                 continue  # an earlier attempt's sentinel
             said.append(event)
 
+    async def feed_order(self, member: Member) -> list[str]:
+        """The member's home feed as it comes, newest first, duplicates and all."""
+        result = await gql(self.client, FEED, token=member.token)
+        assert not result.get("errors"), result
+        return [edge["node"]["id"] for edge in result["data"]["feed"]["edges"]]
+
     async def live_updates(self, member: Member) -> list[dict[str, Any]]:
         sentinel = await self.say_sentinel(member)
         return await asyncio.wait_for(self._until_sentinel(member, sentinel), WAIT)
@@ -172,13 +232,14 @@ class World:
         """A photo post through the upload path; the caller runs the workers."""
         return await post_photo(self.client, member.token, PHOTO)
 
-    async def log_out(self, member: Member) -> tuple[dict[str, Any], int | None]:
-        """logOut over HTTP; the answer and the code the member's socket closed with."""
+    async def log_out(self, member: Member) -> tuple[dict[str, Any], set[int | None]]:
+        """logOut over HTTP; the answer and the codes the member's sockets closed with."""
         result = await gql(self.client, "mutation { logOut }", token=member.token)
-        assert member.socket is not None
-        closed = await asyncio.wait_for(member.socket.closed, WAIT)
+        assert member.socket is not None and member.listening is not None
+        closed = [await asyncio.wait_for(socket.closed, WAIT)
+                  for socket in (member.socket, member.listening)]
         await self.disconnect(member)
-        return result, closed.code
+        return result, {close.code for close in closed}
 
     async def log_in(self, member: Member) -> dict[str, Any]:
         result = await gql(self.client, "mutation($u: String!, $p: String!) { logIn("
