@@ -29,8 +29,8 @@ from bench._harness import (
 from pictograph.cache.graph import GraphCache
 from pictograph.db import using_database
 from pictograph.graph.reader import FollowGraph
-from pictograph.graph.relation import Relation
 from pictograph.models import Follow, FollowState, User
+from pictograph.records import Relation
 from pictograph.visibility import can_view_media, media_visible
 from tests.support.counting import count_queries
 

@@ -14,9 +14,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from pictograph.http.graphql import GraphQLEndpoint
 from pictograph.http.health import healthz, readyz
 from pictograph.http.media import serve_media
-from pictograph.http.metrics import metrics_listener
 from pictograph.http.middleware import RequestContextMiddleware
 from pictograph.http.uploads import receive_upload
+from pictograph.metrics import metrics_listener
 from pictograph.resources import open_resources
 from pictograph.schema import build_schema
 from pictograph.settings import Settings, load_settings

@@ -71,7 +71,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the background workers only, as a process of their own."""
-    from pictograph.http.metrics import metrics_listener
+    from pictograph.metrics import metrics_listener
     from pictograph.resources import open_resources
     from pictograph.workers.runner import run_workers
 

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from pictograph.cache.graph import GraphCache
+from pictograph.cache.pubsub import Listener
 from pictograph.errors import Unauthenticated
 from pictograph.feed.policy import HomeFeed
 from pictograph.graph.changes import GraphChanges
 from pictograph.graph.reader import FollowGraph
-from pictograph.resolvers.loaders import Loaders
+from pictograph.loaders import Loaders
 from pictograph.resources import Resources
-from pictograph.sessions import resolve_token
-
-if TYPE_CHECKING:
-    from pictograph.http.sockets import SignedInSocket
+from pictograph.sessions import Session, resolve_token
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -28,6 +26,16 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+@dataclass
+class SignedInSocket:
+    """What a socket holds from connection_init until it closes (see http/sockets.py)."""
+
+    token: str
+    session: Session
+    revocations: Listener
+    connection_id: str
 
 
 class Context:

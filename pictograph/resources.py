@@ -11,10 +11,10 @@ from redis.asyncio import Redis
 from tortoise.context import TortoiseContext
 
 from pictograph.cache.connection import open_redis
+from pictograph.cache.pubsub import LiveHub
 from pictograph.cache.rate_limits import RateLimits
 from pictograph.db import open_database
-from pictograph.http.metrics import Metrics
-from pictograph.live.hub import LiveHub
+from pictograph.metrics import Metrics
 from pictograph.node_lease import NodeLease, leased_id_node
 from pictograph.passwords import Passwords
 from pictograph.settings import Settings

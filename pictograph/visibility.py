@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pictograph.graph.relation import FollowStatus, Relation
-from pictograph.records import UserRecord
+from pictograph.records import FollowStatus, Relation, UserRecord
 
 
 class RelationSource(Protocol):
@@ -50,6 +49,11 @@ def media_visible(viewer_id: int | None, owner_id: int, relation: Relation) -> b
     if viewer_id is not None and viewer_id == owner_id:
         return True
     return viewer_id is not None and relation.following and not relation.blocked
+
+
+def follows_viewer(viewer_id: int, owner_id: int, relation: Relation) -> bool:
+    """Whether the owner follows the viewer, as the viewer is told (not across a block)."""
+    return viewer_id != owner_id and relation.followed_by and not relation.blocked
 
 
 def feed_visible(viewer_id: int, author: UserRecord, relation: Relation | None) -> bool:

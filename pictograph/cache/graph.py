@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
-from pictograph.graph.relation import GraphSnapshot, PairState, Relation
+from pictograph.records import GraphSnapshot, PairState, Relation
 
 GRAPH_TTL = 24 * 3600
 # Longer than any snapshot can take between its read and its fill.

@@ -20,9 +20,9 @@ from pictograph.cache.users import ProfileCache
 from pictograph.checkpoints import checkpoint
 from pictograph.errors import Conflict, Forbidden, NotFound
 from pictograph.graph import store
-from pictograph.graph.relation import FollowStatus, PairState
 from pictograph.live import publish as live
 from pictograph.models import Block, Follow, FollowState, OutboxEvent, User
+from pictograph.records import FollowStatus, PairState
 from pictograph.visibility import follow_status
 
 log = logging.getLogger(__name__)

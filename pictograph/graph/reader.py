@@ -10,7 +10,7 @@ from aiodataloader import DataLoader
 from pictograph.cache.graph import GraphCache
 from pictograph.checkpoints import checkpoint
 from pictograph.graph import store
-from pictograph.graph.relation import NO_RELATION, GraphSnapshot, Relation
+from pictograph.records import NO_RELATION, GraphSnapshot, Relation
 
 
 class _RelationLoader(DataLoader[int, Relation]):

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from tortoise.expressions import Q
 
-from pictograph.graph.relation import GraphSnapshot, PairState
 from pictograph.models import Block, Follow, FollowState
+from pictograph.records import GraphSnapshot, PairState
 
 
 def _placeholders(dialect: str, count: int, start: int) -> str:

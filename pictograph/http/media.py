@@ -16,10 +16,10 @@ from pictograph.cache.posts import PostCache
 from pictograph.errors import RateLimited
 from pictograph.graph.reader import FollowGraph
 from pictograph.http.outages import answers_outages
+from pictograph.loaders import PostByIdLoader
 from pictograph.models import PostStatus
 from pictograph.outages import unavailable_service
 from pictograph.records import MediaSize
-from pictograph.resolvers.loaders import PostLoader
 from pictograph.storage.local import LocalDiskStorage
 from pictograph.storage.s3 import S3Storage
 from pictograph.storage.signing import verify
@@ -50,7 +50,7 @@ async def serve_media(request: Request) -> Response:
         await resources.rate_limits.media(viewer_id)
     except RateLimited as error:
         return too_many(error)
-    post = await PostLoader(PostCache(resources.redis)).load(post_id)
+    post = await PostByIdLoader(PostCache(resources.redis)).load(post_id)
     if post is None or post.status != PostStatus.READY or size not in post.variants:
         return REFUSED
     # Asked again on every request, against the live graph: an unfollow, a removal or a

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -35,12 +34,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 
 from pictograph.cache import keys
-from pictograph.context import Context, bearer_token
+from pictograph.cache.pubsub import RESYNC
+from pictograph.context import Context, SignedInSocket, bearer_token
 from pictograph.errors import ServiceUnavailable
 from pictograph.live import publish as live
-from pictograph.live.hub import RESYNC, Listener
 from pictograph.outages import unavailable_service
-from pictograph.sessions import Session, hash_token, resolve_session
+from pictograph.sessions import hash_token, resolve_session
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +49,6 @@ LEASE_SECONDS = 120
 RECHECK_INTERVAL = 60.0
 TOKEN_ENDED = 4403  # graphql-transport-ws's Forbidden
 TRY_AGAIN_LATER = 1013
-
-
-@dataclass
-class SignedInSocket:
-    """What a socket holds from connection_init until it closes."""
-
-    token: str
-    session: Session
-    revocations: Listener
-    connection_id: str
 
 
 async def sign_in(context: Context) -> SignedInSocket:

@@ -1,1 +1,2 @@
-"""Live feed updates: Redis pub/sub, shared by every subscription of a process."""
+"""What the rest of the system tells open feedUpdates subscriptions (over the live hub,
+cache/pubsub.py)."""

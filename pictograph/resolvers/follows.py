@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pictograph import visibility
 from pictograph.context import Context
 from pictograph.errors import BadUserInput, NotFound
 from pictograph.graph.changes import GraphChanges
-from pictograph.graph.relation import FollowStatus
-from pictograph.records import UserRecord
+from pictograph.records import FollowStatus, UserRecord
 from pictograph.visibility import can_view_posts, profile_visible
 
 # An unbound GraphChanges method: (changes, viewer, other) -> the viewer's new status.
@@ -73,3 +73,16 @@ async def follow_requests(context: Context, first: int, before: int | None) -> U
     viewer = await context.loaders.users.load(viewer_id)
     assert viewer is not None
     return await user_list(context, viewer, "requests", first, before)
+
+
+async def viewer_follow_status(context: Context, user: UserRecord) -> FollowStatus:
+    return await visibility.viewer_follow_status(context.graph, await context.viewer_id(),
+                                                 user.id)
+
+
+async def follows_viewer(context: Context, user: UserRecord) -> bool:
+    viewer_id = await context.viewer_id()
+    if viewer_id is None:
+        return False
+    return visibility.follows_viewer(viewer_id, user.id,
+                                     await context.graph.relation(viewer_id, user.id))

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from pictograph.cache import keys
+from pictograph.cache.pubsub import RESYNC, Listener
 from pictograph.checkpoints import checkpoint
 from pictograph.context import Context
 from pictograph.errors import Unauthenticated
 from pictograph.live import publish as live
-from pictograph.live.hub import RESYNC, Listener
 from pictograph.models import PostStatus
 from pictograph.records import PostRecord
 from pictograph.sessions import hash_token, resolve_token

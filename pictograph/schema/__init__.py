@@ -15,9 +15,8 @@ from pictograph.context import Context
 from pictograph.schema.errors import CodedErrors, log_unexpected
 from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
-from pictograph.schema.posts import PostType
 from pictograph.schema.root import Mutation, Query
-from pictograph.schema.users import UserType
+from pictograph.schema.types import PostType, UserType
 from pictograph.settings import Settings, load_settings
 
 

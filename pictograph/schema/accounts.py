@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from pictograph.schema.users import UserType
+from pictograph.schema.types import UserType
 
 
 @strawberry.input

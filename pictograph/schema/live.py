@@ -11,7 +11,7 @@ from strawberry.types import Info
 from pictograph.context import Context
 from pictograph.resolvers import live
 from pictograph.schema.node import encode_global_id
-from pictograph.schema.posts import PostType
+from pictograph.schema.types import PostType
 
 
 class FeedEventKind(StrEnum):

@@ -12,16 +12,16 @@ from pictograph.resolvers.follows import GraphChange
 from pictograph.schema.accounts import AuthPayload, LogInInput, SignUpInput, UpdateProfileInput
 from pictograph.schema.node import Node, decode_global_id, decode_id_of, encode_global_id
 from pictograph.schema.pagination import decode_cursor, page_size
-from pictograph.schema.posts import (
-    CreatePostInput,
-    CreateUploadInput,
-    HttpHeader,
+from pictograph.schema.types import (
+    FollowPayload,
     PostConnection,
     PostType,
-    UploadTicket,
+    UserConnection,
+    UserType,
     post_or_none,
+    user_or_none,
 )
-from pictograph.schema.users import FollowPayload, UserConnection, UserType, user_or_none
+from pictograph.schema.uploads import CreatePostInput, CreateUploadInput, HttpHeader, UploadTicket
 
 ContextInfo = Info[Context, None]
 

@@ -36,7 +36,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from pictograph.cache import keys
 from pictograph.events import decode
-from pictograph.http.metrics import Metrics
+from pictograph.metrics import Metrics
 from pictograph.outages import unavailable_service
 
 log = logging.getLogger(__name__)

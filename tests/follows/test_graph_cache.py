@@ -10,8 +10,8 @@ from pictograph import events
 from pictograph.cache import keys
 from pictograph.cache.graph import GraphCache
 from pictograph.graph import store
-from pictograph.graph.relation import PairState
 from pictograph.models import Follow, FollowState, OutboxEvent, User
+from pictograph.records import PairState
 from pictograph.resources import Resources
 from pictograph.workers.outbox_relay import relay_once
 from tests.support.counting import count_queries

@@ -1,4 +1,5 @@
-"""One Redis pub/sub connection per process, shared by every open subscription and socket.
+"""The live hub: one Redis pub/sub connection per process, shared by every open
+subscription and socket.
 
 Listeners register queues for channels; the hub subscribes a channel while anyone listens
 to it. `listen_to` returns only once Redis has confirmed the subscription, so a message

@@ -1,4 +1,6 @@
-"""Per-request dataloaders: each batches one kind of lookup through the cache, then SQL."""
+"""Per-operation dataloaders, named by what they load and by what (UserByIdLoader): each
+batches one kind of lookup through the cache, then SQL, and lives as long as the
+operation it was made for (see Context)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pictograph.posts.store import load_posts
 from pictograph.records import PostRecord, UserRecord
 
 
-class UserLoader(DataLoader[int, UserRecord | None]):
+class UserByIdLoader(DataLoader[int, UserRecord | None]):
     def __init__(self, profiles: ProfileCache) -> None:
         super().__init__()
         self.profiles = profiles
@@ -42,7 +44,7 @@ class UserLoader(DataLoader[int, UserRecord | None]):
 class UserIdByUsernameLoader(DataLoader[str, int | None]):
     """Usernames never change, so the name → id map caches without invalidation."""
 
-    def __init__(self, profiles: ProfileCache, users: UserLoader) -> None:
+    def __init__(self, profiles: ProfileCache, users: UserByIdLoader) -> None:
         super().__init__()
         self.profiles = profiles
         self.users = users
@@ -64,7 +66,7 @@ class UserIdByUsernameLoader(DataLoader[str, int | None]):
         return [found[name] for name in usernames]
 
 
-class PostLoader(DataLoader[int, PostRecord | None]):
+class PostByIdLoader(DataLoader[int, PostRecord | None]):
     """Posts by id. Only finished posts are cached: a PROCESSING post changes soon."""
 
     def __init__(self, posts: PostCache) -> None:
@@ -93,6 +95,6 @@ class PostLoader(DataLoader[int, PostRecord | None]):
 class Loaders:
     def __init__(self, redis: Redis) -> None:
         profiles = ProfileCache(redis)
-        self.users = UserLoader(profiles)
+        self.users = UserByIdLoader(profiles)
         self.user_ids_by_username = UserIdByUsernameLoader(profiles, self.users)
-        self.posts = PostLoader(PostCache(redis))
+        self.posts = PostByIdLoader(PostCache(redis))

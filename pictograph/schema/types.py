@@ -1,24 +1,121 @@
-"""GraphQL shapes of posts, photos and uploads."""
+"""The User and Post types and their connections. They refer to each other (a user's
+posts, a post's author), so they live in one module. Shape only: every field hands its
+question to resolvers/."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from pictograph.context import Context
 from pictograph.models import PostStatus
-from pictograph.records import MediaSize, PostRecord, UserRecord
-from pictograph.resolvers import posts
+from pictograph.records import FollowStatus, MediaSize, PostRecord, UserRecord
+from pictograph.resolvers import follows, posts
+from pictograph.resolvers.follows import UserPage
 from pictograph.schema.node import Node, encode_global_id
-from pictograph.schema.pagination import PageInfo, encode_cursor
+from pictograph.schema.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 
-if TYPE_CHECKING:
-    from pictograph.schema.users import UserType
+FollowStatusEnum = strawberry.enum(FollowStatus, name="FollowStatus")
+
+
+@strawberry.type(name="User")
+class UserType(Node):
+    username: str
+    display_name: str
+    bio: str
+    is_private: bool
+    follower_count: int
+    following_count: int
+    post_count: int
+    created_at: datetime
+    record: strawberry.Private[UserRecord]
+
+    @classmethod
+    def from_record(cls, record: UserRecord) -> UserType:
+        # The record's fields are the type's fields; only the id is re-encoded.
+        fields = {name: getattr(record, name) for name in UserRecord.__slots__ if name != "id"}
+        return cls(id=encode_global_id("User", record.id), record=record, **fields)
+
+    @strawberry.field(description="The viewer's relation to this user.")
+    async def viewer_follow_status(self, info: Info[Context, None]) -> FollowStatusEnum:  # type: ignore[valid-type]
+        return await follows.viewer_follow_status(info.context, self.record)
+
+    @strawberry.field
+    async def follows_viewer(self, info: Info[Context, None]) -> bool:
+        return await follows.follows_viewer(info.context, self.record)
+
+    @strawberry.field(description="Empty where the viewer may not see this user's posts.")
+    async def posts(
+        self, info: Info[Context, None], first: int | None = 20, after: str | None = None
+    ) -> PostConnection:
+        records, has_next = await posts.posts_of(
+            info.context, self.record, page_size(first), decode_cursor(after)
+        )
+        return PostConnection.from_records(records, has_next, after,
+                                           {self.record.id: self.record})
+
+    @strawberry.field
+    async def followers(
+        self, info: Info[Context, None], first: int | None = 20, after: str | None = None
+    ) -> UserConnection:
+        page = await follows.user_list(
+            info.context, self.record, "followers", page_size(first), decode_cursor(after)
+        )
+        return UserConnection.from_page(page, after)
+
+    @strawberry.field
+    async def following(
+        self, info: Info[Context, None], first: int | None = 20, after: str | None = None
+    ) -> UserConnection:
+        page = await follows.user_list(
+            info.context, self.record, "following", page_size(first), decode_cursor(after)
+        )
+        return UserConnection.from_page(page, after)
+
+
+def user_or_none(record: UserRecord | None) -> UserType | None:
+    return UserType.from_record(record) if record is not None else None
+
+
+@strawberry.type
+class UserEdge:
+    node: UserType
+    cursor: str
+
+
+@strawberry.type
+class UserConnection:
+    edges: list[UserEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: UserPage, after: str | None) -> UserConnection:
+        edges = [
+            UserEdge(node=UserType.from_record(record), cursor=encode_cursor(position))
+            for record, position in page.users
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                has_previous_page=after is not None,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
+
+
+@strawberry.type
+class FollowPayload:
+    user: UserType = strawberry.field(description="The other user.")
+    status: FollowStatusEnum = strawberry.field(  # type: ignore[valid-type]
+        description="The viewer's relation to that user after the change."
+    )
+
 
 PostStatusEnum = strawberry.enum(PostStatus, name="PostStatus")
 MediaSizeEnum = strawberry.enum(MediaSize, name="MediaSize")
@@ -61,18 +158,12 @@ class PostType(Node):
     # page of posts then resolves without a task per field.
 
     @strawberry.field
-    def author(
-        self, info: Info[Context, None]
-    ) -> Annotated[UserType, strawberry.lazy("pictograph.schema.users")]:
-        from pictograph.schema.users import UserType
-
+    def author(self, info: Info[Context, None]) -> UserType:
         if self.author_record is not None:
             return UserType.from_record(self.author_record)
         return self._load_author(info.context)
 
     async def _load_author(self, context: Context) -> UserType:
-        from pictograph.schema.users import UserType
-
         record = await context.loaders.users.load(self.record.author_id)
         assert record is not None  # a post's author row outlives the post (cascade)
         return UserType.from_record(record)
@@ -142,33 +233,3 @@ class PostConnection:
                 end_cursor=edges[-1].cursor if edges else None,
             ),
         )
-
-
-@strawberry.input
-class CreateUploadInput:
-    content_type: str
-    byte_size: int
-
-
-@strawberry.type
-class HttpHeader:
-    name: str
-    value: str
-
-
-@strawberry.type
-class UploadTicket:
-    upload_id: strawberry.ID
-    url: str = strawberry.field(
-        description="Where the client sends the bytes, directly to object storage where one "
-        "is configured."
-    )
-    method: str
-    headers: list[HttpHeader]
-    expires_at: datetime
-
-
-@strawberry.input
-class CreatePostInput:
-    upload_id: strawberry.ID
-    caption: str | None = ""
