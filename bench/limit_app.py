@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pictograph.accounts.sessions import resolve_token
 from pictograph.app import create_app
 from pictograph.context import bearer_token
-from pictograph.sessions import resolve_token
 
 
 def limit_key(viewer_id: int) -> str:

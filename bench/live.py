@@ -47,11 +47,11 @@ from websockets.typing import Subprotocol
 
 from bench._harness import percentile, print_table
 from bench._processes import child, free_port, ready_server, rss_kib, settle, tail
+from pictograph.accounts.sessions import mint_token
 from pictograph.cache import keys
 from pictograph.db import apply_migrations, using_database
 from pictograph.models import Follow, FollowState, User
 from pictograph.resources import open_resources
-from pictograph.sessions import mint_token
 from pictograph.settings import Settings
 from tests.support.processes import process_env
 

@@ -142,11 +142,11 @@ async def viewers_of(env: dict[str, str], count: int, seed: int) -> list[Viewer]
     they follow who has 12 posts and someone they do not follow."""
     from tortoise import connections  # noqa: F401 - the ORM the resources open
 
+    from pictograph.accounts.sessions import mint_token
     from pictograph.db import using_database
     from pictograph.models import Follow, FollowState, User
     from pictograph.resources import open_resources
     from pictograph.schema.node import encode_global_id
-    from pictograph.sessions import mint_token
     from pictograph.settings import Settings
 
     settings = Settings(database_url=env["PICTOGRAPH_DATABASE_URL"], redis_url=REDIS_URL,
@@ -375,13 +375,13 @@ async def fanout_scenario(client: httpx.AsyncClient, env: dict[str, str], redis:
                           posts: int, rows: list[tuple[str, str]]) -> None:
     """An author with 10,000 followers (under this run's threshold) posts; each post is
     timed from createPost returning to the 10,000th follower's feed holding it."""
+    from pictograph.accounts.sessions import mint_token
     from pictograph.db import using_database
     from pictograph.ids import new_id
     from pictograph.models import Follow, FollowState, User
     from pictograph.resources import open_resources
     from pictograph.schema.node import decode_global_id
     from pictograph.seed import UNUSABLE_PASSWORD_HASH
-    from pictograph.sessions import mint_token
     from pictograph.settings import Settings
 
     settings = Settings(database_url=env["PICTOGRAPH_DATABASE_URL"], redis_url=REDIS_URL,
@@ -435,15 +435,20 @@ async def fanout_rate(settings: Any, author_id: int, posts: int) -> float:
     from pictograph.db import using_database
     from pictograph.feed.policy import HomeFeed
     from pictograph.ids import new_id
+    from pictograph.models import Post, PostStatus
     from pictograph.resources import open_resources
 
     rates = []
-    async with open_resources(settings) as resources:
+    async with open_resources(settings.model_copy(update={"celebrity_threshold": 20_000})
+                              ) as resources:
         with using_database(resources.database):
-            feed = HomeFeed(resources.redis, 20_000)
+            feed = HomeFeed(resources)
             for _ in tqdm(range(posts), desc="push_to_home timed", unit="post"):
+                # A READY post of the author's (push_to_home writes nothing for any other).
+                post = await Post.create(author_id=author_id, status=PostStatus.READY,
+                                         upload_id=new_id())
                 started = time.perf_counter()
-                written = await feed.push_to_home(new_id(), author_id)
+                written = await feed.push_to_home(post.id, author_id)
                 rates.append(written / (time.perf_counter() - started))
     return statistics.median(rates)
 

@@ -8,6 +8,7 @@ from functools import cached_property
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from pictograph.accounts.sessions import Session, resolve_token
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.pubsub import Listener
 from pictograph.errors import Unauthenticated
@@ -16,7 +17,6 @@ from pictograph.graph.changes import GraphChanges
 from pictograph.graph.reader import FollowGraph
 from pictograph.loaders import Loaders
 from pictograph.resources import Resources
-from pictograph.sessions import Session, resolve_token
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -83,11 +83,11 @@ class Context:
 
     @cached_property
     def graph_changes(self) -> GraphChanges:
-        return GraphChanges(self.resources.redis)
+        return GraphChanges(self.resources)
 
     @cached_property
     def feed(self) -> HomeFeed:
-        return HomeFeed(self.resources.redis, self.resources.settings.celebrity_threshold)
+        return HomeFeed(self.resources)
 
     @property
     def redis(self) -> Redis:

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.feeds import CachedPage, FeedCache, IdRange
@@ -31,6 +30,7 @@ from pictograph.graph.reader import FollowGraph
 from pictograph.live import publish as live
 from pictograph.models import Follow, FollowState, Post, PostStatus, User
 from pictograph.records import PostRecord, UserRecord
+from pictograph.resources import Resources
 from pictograph.visibility import feed_visible
 
 FEED_CAP = 800
@@ -54,10 +54,14 @@ class FeedPage:
 
 
 class HomeFeed:
-    def __init__(self, redis: Redis, celebrity_threshold: int) -> None:
-        self.redis = redis
-        self.cache = FeedCache(redis, FEED_CAP)
-        self.celebrity_threshold = celebrity_threshold
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+        self.redis = resources.redis
+        self.cache = FeedCache(resources.redis, FEED_CAP)
+
+    @property
+    def celebrity_threshold(self) -> int:
+        return self.resources.settings.celebrity_threshold
 
     # Writes.
 

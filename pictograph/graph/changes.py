@@ -8,7 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -23,6 +22,7 @@ from pictograph.graph import store
 from pictograph.live import publish as live
 from pictograph.models import Block, Follow, FollowState, OutboxEvent, User
 from pictograph.records import FollowStatus, PairState
+from pictograph.resources import Resources
 from pictograph.visibility import follow_status
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,11 @@ async def _adjust_counts(follower: int, followee: int, delta: int, outcome: _Out
 
 
 class GraphChanges:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-        self.cache = GraphCache(redis)
-        self.profiles = ProfileCache(redis)
-        self.feeds = FeedCache(redis)
+    def __init__(self, resources: Resources) -> None:
+        self.redis = resources.redis
+        self.cache = GraphCache(resources.redis)
+        self.profiles = ProfileCache(resources.redis)
+        self.feeds = FeedCache(resources.redis)
 
     # The mutations. `a` is always the user making the request.
 

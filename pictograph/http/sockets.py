@@ -33,13 +33,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
+from pictograph.accounts.sessions import hash_token, resolve_session
 from pictograph.cache import keys
 from pictograph.cache.pubsub import RESYNC
 from pictograph.context import Context, SignedInSocket, bearer_token
 from pictograph.errors import ServiceUnavailable
 from pictograph.live import publish as live
 from pictograph.outages import unavailable_service
-from pictograph.sessions import hash_token, resolve_session
 
 log = logging.getLogger(__name__)
 

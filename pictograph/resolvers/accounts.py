@@ -1,36 +1,12 @@
-"""Sign-up, log-in, log-out and profile changes."""
+"""Sign-up, log-in, log-out and profile changes (accounts/actions.py), and users by name."""
 
 from __future__ import annotations
 
-import re
-
-from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
-
-from pictograph.cache.users import ProfileCache
+from pictograph.accounts import actions
+from pictograph.accounts.names import is_possible_username, normalise_username
 from pictograph.context import Context
-from pictograph.errors import BadUserInput, Conflict, Unauthenticated
-from pictograph.models import User
 from pictograph.records import UserRecord
-from pictograph.resolvers.password_policy import check_new_password
-from pictograph.sessions import mint_token, remember_new_token, revoke_token
 from pictograph.visibility import can_view_profile
-
-USERNAME = re.compile(r"[a-z0-9._]{3,30}")
-MAX_DISPLAY_NAME = 64
-MAX_BIO = 300
-WRONG_CREDENTIALS = "wrong username or password"
-
-
-def normalise_username(raw: str) -> str:
-    return raw.strip().lower()
-
-
-def check_username(username: str) -> None:
-    if not USERNAME.fullmatch(username):
-        raise BadUserInput(
-            "a username is 3 to 30 characters of a-z, 0-9, '.' and '_'", field="username"
-        )
 
 
 def client_address(context: Context) -> str | None:
@@ -40,97 +16,38 @@ def client_address(context: Context) -> str | None:
     return client.host if client is not None else None
 
 
-def clean_text(value: str, field: str, limit: int) -> str:
-    value = value.strip()
-    if len(value) > limit:
-        raise BadUserInput(f"{field} has at most {limit} characters", field=field)
-    if any(ord(char) < 32 and char not in "\n\t" for char in value):
-        raise BadUserInput(f"{field} contains control characters", field=field)
-    return value
-
-
 async def sign_up(
     context: Context, username: str, password: str, display_name: str | None
 ) -> tuple[str, UserRecord]:
-    await context.resources.rate_limits.sign_up(client_address(context))
-    username = normalise_username(username)
-    check_username(username)
-    display = clean_text(display_name or "", "displayName", MAX_DISPLAY_NAME) or username
-    await check_new_password(password, username, display)
-    if await User.exists(username=username):
-        raise Conflict("that username is taken", field="username")
-    password_hash = await context.resources.passwords.hash(password)
-    try:
-        # The user and their first token commit together or not at all.
-        async with in_transaction():
-            user = await User.create(
-                username=username, display_name=display, password_hash=password_hash
-            )
-            token = await mint_token(user.id, context.resources.settings.token_ttl)
-    except IntegrityError:
-        # Lost a race with another sign-up for the same name.
-        raise Conflict("that username is taken", field="username") from None
-    await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
-    # The address the account was made from is its owner's first known one.
-    await context.resources.rate_limits.logged_in(client_address(context), username)
-    return token, UserRecord.from_model(user)
+    return await actions.sign_up(context.resources, username, password, display_name,
+                                 client_address(context))
 
 
 async def log_in(context: Context, username: str, password: str) -> tuple[str, UserRecord]:
-    username = normalise_username(username)
-    # Counted before anything is looked up: every attempt, whether the user exists or not.
-    await context.resources.rate_limits.log_in(client_address(context), username)
-    # A name no account can have is not looked up: the database refuses some (too long, NUL).
-    user = await User.get_or_none(username=username) if USERNAME.fullmatch(username) else None
-    # verify() runs the same hash for an unknown user, so both failures take as long.
-    ok = await context.resources.passwords.verify(
-        user.password_hash if user else None, password
-    )
-    if user is None or not ok:
-        raise Unauthenticated(WRONG_CREDENTIALS)
-    # Before the token: if Redis cannot note it, no token is left behind unreturned.
-    await context.resources.rate_limits.logged_in(client_address(context), username)
-    token = await mint_token(user.id, context.resources.settings.token_ttl)
-    await remember_new_token(context.redis, token, user.id, context.resources.settings.token_ttl)
-    return token, UserRecord.from_model(user)
+    return await actions.log_in(context.resources, username, password,
+                                client_address(context))
 
 
 async def log_out(context: Context) -> bool:
     await context.require_viewer_id()
     assert context.token is not None
-    await revoke_token(context.redis, context.token)
+    await actions.log_out(context.resources, context.token)
     return True
 
 
 async def update_profile(
-    context: Context,
-    display_name: str | None,
-    bio: str | None,
-    is_private: bool | None,
+    context: Context, display_name: str | None, bio: str | None, is_private: bool | None,
 ) -> UserRecord:
     viewer_id = await context.require_viewer_id()
-    await context.resources.rate_limits.mutation(viewer_id)
-    changes: dict[str, str] = {}
-    if display_name is not None:
-        changes["display_name"] = clean_text(display_name, "displayName", MAX_DISPLAY_NAME)
-        if not changes["display_name"]:
-            raise BadUserInput("displayName cannot be empty", field="displayName")
-    if bio is not None:
-        changes["bio"] = clean_text(bio, "bio", MAX_BIO)
-    if changes:
-        await User.filter(id=viewer_id).update(**changes)
-        await ProfileCache(context.redis).forget([viewer_id])
-    if is_private is not None:
-        # Privacy is part of the follow graph's rules: it changes there, with its event.
-        await context.graph_changes.set_privacy(viewer_id, is_private)
-    context.loaders.users.clear(viewer_id)
-    user = await User.get(id=viewer_id)
-    return UserRecord.from_model(user)
+    record = await actions.update_profile(context.resources, viewer_id, display_name, bio,
+                                          is_private)
+    context.forget_reads()  # the profile (and perhaps the graph) just changed
+    return record
 
 
 async def user_by_username(context: Context, username: str) -> UserRecord | None:
     username = normalise_username(username)
-    if not USERNAME.fullmatch(username):
+    if not is_possible_username(username):
         return None
     user_id = await context.loaders.user_ids_by_username.load(username)
     if user_id is None:

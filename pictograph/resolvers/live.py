@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from pictograph.accounts.sessions import hash_token, resolve_token
 from pictograph.cache import keys
 from pictograph.cache.pubsub import RESYNC, Listener
 from pictograph.checkpoints import checkpoint
@@ -16,7 +17,6 @@ from pictograph.errors import Unauthenticated
 from pictograph.live import publish as live
 from pictograph.models import PostStatus
 from pictograph.records import PostRecord
-from pictograph.sessions import hash_token, resolve_token
 from pictograph.visibility import feed_visible
 
 REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave

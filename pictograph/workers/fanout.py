@@ -59,7 +59,7 @@ def _sequence_of(event: dict[str, Any], user: int) -> int | None:
 
 
 async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
-    feed = HomeFeed(resources.redis, resources.settings.celebrity_threshold)
+    feed = HomeFeed(resources)
 
     async def handle(event: dict[str, Any]) -> None:
         await apply_event(feed, event)

@@ -32,7 +32,7 @@ async def relay_once(resources: Resources, older_than: timedelta = ORPHAN_AGE) -
     try:
         orphans = await events.leftovers(older_than)
         if orphans:
-            changes = GraphChanges(resources.redis)
+            changes = GraphChanges(resources)
             await events.publish(resources.redis, orphans, before_publish=changes.resync)
             log.info("outbox relay published %d orphaned events", len(orphans))
         resources.metrics.worker_jobs.labels("outbox-relay", "ok").inc()

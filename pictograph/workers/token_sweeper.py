@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import LockError
 
+from pictograph.accounts.sessions import delete_expired_tokens
 from pictograph.cache import keys
-from pictograph.sessions import delete_expired_tokens
 
 if TYPE_CHECKING:
     from pictograph.resources import Resources

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from pictograph.accounts.sessions import hash_token
 from pictograph.cache import tokens as token_cache
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.posts import PostCache
@@ -19,7 +20,6 @@ from pictograph.cache.users import ProfileCache
 from pictograph.checkpoints import holding
 from pictograph.models import AuthToken, Follow
 from pictograph.resources import Resources
-from pictograph.sessions import hash_token
 from tests.support.feeds import publish
 from tests.support.graphql import error_codes, gql, relate, sign_up, user_id
 from tests.support.relations import approach, make_private, owner_and_viewer, revoke

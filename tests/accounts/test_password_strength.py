@@ -11,8 +11,8 @@ import httpx
 import pytest
 import zxcvbn.matching
 
+from pictograph.accounts import password_policy
 from pictograph.models import User
-from pictograph.resolvers import password_policy
 from pictograph.resources import Resources
 from tests.support.graphql import SIGN_UP, error_codes, gql, sign_up
 from tests.support.rate_limits import log_in

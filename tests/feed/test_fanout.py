@@ -34,7 +34,7 @@ async def test_a_celebrity_post_costs_the_same_redis_writes_whatever_the_followi
 ) -> None:
     monkeypatch.setattr(resources.settings, "celebrity_threshold", 5)
     monkeypatch.setattr(policy, "CELEBRITY_GRACE", 0)  # merged at read from the start
-    feed = HomeFeed(resources.redis, 5)
+    feed = HomeFeed(resources)
     commands = {}
     for name, followers in (("small", 5), ("large", 80)):
         token = await sign_up(client, name)
@@ -53,7 +53,7 @@ async def test_a_celebrity_post_costs_the_same_redis_writes_whatever_the_followi
     # And a follower sees it, merged at read time.
     fan = await User.filter(username__startswith="large_fan").first()
     assert fan is not None
-    from pictograph.sessions import mint_token
+    from pictograph.accounts.sessions import mint_token
 
     fan_token = await mint_token(fan.id, 3600)
     assert (await feed_captions(client, fan_token))[0] == ["large to the world"]

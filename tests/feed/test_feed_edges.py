@@ -97,7 +97,7 @@ async def test_follow_events_applied_out_of_order_change_nothing(
     await relate_ok(client, "follow", fan, await user_id(client, "steady"))
     await fan_out(resources)
     fan_row, author_row = await User.get(username="fickle"), await User.get(username="steady")
-    feed = HomeFeed(resources.redis, resources.settings.celebrity_threshold)
+    feed = HomeFeed(resources)
     # A late copy of the old "unfollowed" event arrives after the re-follow.
     await apply_event(feed, {"kind": "unfollowed", "follower": fan_row.id,
                              "followee": author_row.id})

@@ -77,7 +77,7 @@ async def test_a_post_deleted_before_its_fan_out_leaves_no_id_behind(
               token=author)
     author_pk = decode_id_of(await user_id(client, "author"), "User")
     post_pk = decode_id_of(post_id, "Post")
-    feed = HomeFeed(resources.redis, resources.settings.celebrity_threshold)
+    feed = HomeFeed(resources)
     # The events handled in the wrong order, as two consumers may.
     await apply_event(feed, {"kind": "post_deleted", "post_id": post_pk,
                              "author_id": author_pk, "was_ready": True})
@@ -96,7 +96,7 @@ async def test_a_post_deleted_during_its_fan_out_leaves_no_id_behind(
     post_id = created["data"]["createPost"]["id"]
     author_pk = decode_id_of(await user_id(client, "author"), "User")
     post_pk = decode_id_of(post_id, "Post")
-    feed = HomeFeed(resources.redis, resources.settings.celebrity_threshold)
+    feed = HomeFeed(resources)
     async with holding("feed.push_checked") as hold:
         push = asyncio.create_task(feed.push_to_home(post_pk, author_pk))
         async with asyncio.timeout(10):

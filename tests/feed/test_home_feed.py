@@ -121,7 +121,7 @@ async def test_duplicate_delivery_adds_nothing(
     await relate_ok(client, "follow", me, await user_id(client, "once"))
     await publish(client, resources, author, "only once")
     post = await Post.get()
-    feed = HomeFeed(resources.redis, resources.settings.celebrity_threshold)
+    feed = HomeFeed(resources)
     for _ in range(3):
         await apply_event(feed, {"kind": "post_ready", "post_id": post.id,
                                  "author_id": post.author_id})  # type: ignore[attr-defined]

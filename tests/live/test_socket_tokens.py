@@ -12,12 +12,12 @@ import pytest
 from starlette.applications import Starlette
 from tortoise.transactions import in_transaction
 
+from pictograph.accounts.sessions import hash_token, mint_token, remember_new_token
 from pictograph.cache import tokens as token_cache
 from pictograph.checkpoints import holding
 from pictograph.http.sockets import TOKEN_ENDED
 from pictograph.models import AuthToken
 from pictograph.resources import Resources
-from pictograph.sessions import hash_token, mint_token, remember_new_token
 from tests.conftest import require_services
 from tests.support.feeds import publish
 from tests.support.graphql import gql, sign_up

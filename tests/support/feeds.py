@@ -21,7 +21,7 @@ FEED = """query($first: Int, $after: String) {
 
 
 def consumers(resources: Resources, **options: Any) -> list[StreamConsumer]:
-    feed = HomeFeed(resources.redis, resources.settings.celebrity_threshold)
+    feed = HomeFeed(resources)
 
     async def handle(event: dict[str, Any]) -> None:
         await apply_event(feed, event)
