@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,8 +31,8 @@ from pictograph.cache.graph import GraphCache
 from pictograph.db import using_database
 from pictograph.graph.reader import FollowGraph
 from pictograph.models import Follow, FollowState, User
-from pictograph.records import Relation
-from pictograph.visibility import can_view_media, media_visible
+from pictograph.records import PostRecord, Relation
+from pictograph.visibility import can_view_photo, photo_visible
 from tests.support.counting import count_queries
 
 PAGE = """query($u: String!) {
@@ -68,16 +69,19 @@ async def main(followers: int, checks: int, requests: int) -> None:
             cache = GraphCache(resources.redis)
             await FollowGraph(cache).ensure_loaded([viewer.id, owner.id])
 
+            photo = PostRecord(id=1, author_id=owner.id, caption="", status="READY",
+                               failure_reason=None, created_at=datetime.now(UTC), variants={})
+
             async def one_check() -> None:
                 # A fresh reader per check, as each request makes its own.
-                assert await can_view_media(FollowGraph(cache), viewer.id, owner.id)
+                assert await can_view_photo(FollowGraph(cache), viewer.id, photo)
 
             relation = Relation(following=True)
 
             async def pure_rule() -> None:
-                assert media_visible(viewer.id, owner.id, relation)
+                assert photo_visible(viewer.id, photo, relation)
 
-            print("timing can_view_media ...")
+            print("timing can_view_photo ...")
             warm_rate = await per_second(one_check, checks)
             rule_rate = await per_second(pure_rule, checks)
 
@@ -107,7 +111,7 @@ async def main(followers: int, checks: int, requests: int) -> None:
         f"Follow graph ({'embedded' if resources.settings.embedded_redis else 'redis'}, "
         f"owner with {followers + 1} followers)",
         [
-            ("can_view_media, warm cache", f"{warm_rate:,.0f} checks/s (median of 5 rounds)"),
+            ("can_view_photo, warm cache", f"{warm_rate:,.0f} checks/s (median of 5 rounds)"),
             ("the rule alone, in memory", f"{rule_rate:,.0f} checks/s"),
             ("ratio rule / warm check", f"{rule_rate / warm_rate:,.1f}x (the round trip)"),
             ("followers page of 100, warm", _latency(warm, len(warm_sql))),

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image
 
-THUMBNAIL = "THUMBNAIL"  # longest side <= 320 px
-FULL = "FULL"  # longest side <= 1080 px
-ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+from pictograph.media_types import IMAGE_TYPES, LONGEST_SIDE, MediaSize, content_type_of
 
-_LONGEST_SIDE = {THUMBNAIL: 320, FULL: 1080}
+THUMBNAIL, FULL = MediaSize.THUMBNAIL, MediaSize.FULL
+
 # Below this nobody can see a picture; such files are tracking pixels or junk.
 _MIN_SIDE = 8
 # Real photos carry tens of kilobytes of EXIF, ICC and XMP; a megabyte is an attack or junk.
@@ -97,10 +96,10 @@ def process_image(data: bytes, *, max_pixels: int = 40_000_000) -> list[Variant]
     orientation = _orientation(image)
     # Shrink first, then turn: turning 40 Mpx costs far more than turning 1 Mpx. The size comes
     # from the declared dimensions because JPEG drafting may have decoded at a fraction of them.
-    full = _resized(_working_pixels(image), _fit(declared, _LONGEST_SIDE[FULL]))
+    full = _resized(_working_pixels(image), _fit(declared, LONGEST_SIDE[FULL]))
     if orientation in _TRANSPOSE_FOR_ORIENTATION:
         full = full.transpose(_TRANSPOSE_FOR_ORIENTATION[orientation])
-    thumbnail = _resized(full, _fit(full.size, _LONGEST_SIDE[THUMBNAIL]))
+    thumbnail = _resized(full, _fit(full.size, LONGEST_SIDE[THUMBNAIL]))
     return [_encode(THUMBNAIL, thumbnail), _encode(FULL, full)]
 
 
@@ -109,7 +108,7 @@ def _decode(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]
     content_type = sniff_content_type(data)
     if content_type is None:
         raise ImageRejected(_NOT_ACCEPTED)
-    expected = next(name for name, ct in ACCEPTED_FORMATS.items() if ct == content_type)
+    expected = IMAGE_TYPES[content_type][0]
     # Pillow's own bomb limit only warns below twice Image.MAX_IMAGE_PIXELS. Enforcing it here
     # beats turning the warning into an error: warnings filters are process-wide, not per thread.
     max_pixels = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
@@ -153,7 +152,7 @@ def _open_and_load(
     _check_metadata(image)
     if expected == "JPEG":
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result still covers FULL.
-        image.draft(None, (_LONGEST_SIDE[FULL], _LONGEST_SIDE[FULL]))
+        image.draft(None, (LONGEST_SIDE[FULL], LONGEST_SIDE[FULL]))
     # With ImageFile.LOAD_TRUNCATED_IMAGES at its default (False) a truncated file raises here.
     image.load()
     # PNG text chunks after the pixel data are only read by load().
@@ -252,10 +251,10 @@ def _encode(size: str, image: Image.Image) -> Variant:
     out = io.BytesIO()
     if clean.mode == "RGBA":
         clean.save(out, "PNG", optimize=True)
-        content_type = ACCEPTED_FORMATS["PNG"]
+        content_type = content_type_of("PNG")
     else:
         clean.save(out, "JPEG", quality=85, optimize=True, progressive=True)
-        content_type = ACCEPTED_FORMATS["JPEG"]
+        content_type = content_type_of("JPEG")
     return Variant(size, out.getvalue(), clean.width, clean.height, content_type)
 
 

@@ -14,7 +14,8 @@ from pictograph.cache.jitter import jittered
 from pictograph.cache.posts import PostCache
 from pictograph.cache.users import USERNAME_TTL, ProfileCache
 from pictograph.checkpoints import checkpoint
-from pictograph.models import PostStatus, User
+from pictograph.models import User
+from pictograph.posts import store
 from pictograph.posts.store import load_posts
 from pictograph.records import PostRecord, UserRecord
 
@@ -86,7 +87,7 @@ class PostByIdLoader(DataLoader[int, PostRecord | None]):
             loaded = await load_posts(list(versions))
             await self.posts.fill(
                 [(record, versions[record.id]) for record in loaded.values()
-                 if record.status != PostStatus.PROCESSING]
+                 if store.cacheable(record)]
             )
             found.update(loaded)
         return [found.get(post_id) for post_id in post_ids]

@@ -8,7 +8,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pictograph.media_types import MediaSize
 from pictograph.models import User
+
+__all__ = ["MediaSize"]  # kept here too: a post record names its sizes by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +48,6 @@ class UserRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UserRecord:
         return cls(**{**data, "created_at": datetime.fromisoformat(data["created_at"])})
-
-
-class MediaSize(StrEnum):
-    THUMBNAIL = "THUMBNAIL"  # longest side at most 320 px
-    FULL = "FULL"  # longest side at most 1080 px
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from pictograph.cache import keys
 from pictograph.db import apply_migrations, using_database
 from pictograph.ids import EPOCH_MS, NODE_BITS, NODES, PER_MILLISECOND, SEQUENCE_BITS, NoIdNode
 from pictograph.images import process_image
+from pictograph.media_types import extension
 from pictograph.models import (
     Follow,
     FollowState,
@@ -453,7 +454,6 @@ def _colour(hue: float, saturation: float, value: float) -> tuple[int, int, int]
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
 async def _store_photos(
@@ -471,7 +471,7 @@ async def _store_photos(
     for post in planned:
         photo = samples[post.photo]
         if post.author_id in demo_ids:
-            own = [variant_key(secret, post.id, v["size"], _EXTENSIONS[v["content_type"]])
+            own = [variant_key(secret, post.id, v["size"], extension(v["content_type"]))
                    for v in photo.variants]
             stored[post.id] = own
             puts += [(k, d, v["content_type"])
@@ -480,7 +480,7 @@ async def _store_photos(
             first_user.setdefault(post.photo, post.id)
     for index, post_id in first_user.items():
         photo = samples[index]
-        shared = [variant_key(secret, post_id, v["size"], _EXTENSIONS[v["content_type"]])
+        shared = [variant_key(secret, post_id, v["size"], extension(v["content_type"]))
                   for v in photo.variants]
         stored[-1 - index] = shared
         puts += [(k, d, v["content_type"])

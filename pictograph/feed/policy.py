@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -28,10 +28,11 @@ from pictograph.cache.feeds import CachedPage, FeedCache, IdRange
 from pictograph.checkpoints import checkpoint
 from pictograph.graph.reader import FollowGraph
 from pictograph.live import publish as live
-from pictograph.models import Follow, FollowState, Post, PostStatus, User
+from pictograph.models import Follow, FollowState, User
+from pictograph.posts import store
 from pictograph.records import PostRecord, UserRecord
 from pictograph.resources import Resources
-from pictograph.visibility import feed_visible
+from pictograph.visibility import in_feed
 
 FEED_CAP = 800
 # Seconds after an author joins the celebrities during which their posts are still
@@ -39,7 +40,6 @@ FEED_CAP = 800
 CELEBRITY_GRACE = 90
 PAGE_CACHE_SIZE = 100
 FANOUT_BATCH = 1000
-AUTHORS_PER_QUERY = 500
 MAX_ROUNDS = 12
 
 LoadPosts = Callable[[list[int]], Awaitable[list[PostRecord | None]]]
@@ -67,7 +67,7 @@ class HomeFeed:
 
     async def push_to_home(self, post_id: int, author_id: int) -> int:
         """Returns how many lists were written (the same for any celebrity)."""
-        if not await _is_ready(post_id):
+        if not await store.is_shown(post_id):
             return 0  # deleted before its fan-out: nothing of it may be written
         await checkpoint("feed.push_checked")
         await self.cache.add([keys.recent_posts(author_id)], [post_id])
@@ -84,7 +84,7 @@ class HomeFeed:
             message = orjson.dumps(added)
             async for batch in self._batches_of_followers(author_id):
                 written += await self.cache.push(batch, [post_id], message)
-        if not await _is_ready(post_id):
+        if not await store.is_shown(post_id):
             # Deleted while it was written: its post_deleted event may have been handled
             # before the lists held it, so take it out again here.
             await self.forget_post(post_id, author_id, announce=False)
@@ -195,13 +195,13 @@ class HomeFeed:
         self, author_id: int, found: IdRange, before: int | None, limit: int
     ) -> list[int]:
         if not found.complete:
-            newest = await _ready_post_ids([author_id], None, FEED_CAP)
+            newest = await store.shown_post_ids([author_id], None, FEED_CAP)
             await self.cache.complete(keys.recent_posts(author_id), newest)
             found = IdRange([i for i in newest if before is None or i < before][:limit],
                             True, len(newest) == FEED_CAP)
         if found.trimmed and len(found.ids) < limit:
             start = found.ids[-1] if found.ids else before
-            return found.ids + await _ready_post_ids([author_id], start,
+            return found.ids + await store.shown_post_ids([author_id], start,
                                                      limit - len(found.ids))
         return found.ids
 
@@ -240,8 +240,7 @@ class HomeFeed:
         load_posts: LoadPosts, load_users: LoadUsers, authors_read: dict[int, UserRecord],
     ) -> list[PostRecord]:
         """The candidates the viewer may see; their authors go into `authors_read`."""
-        posts = [p for p in await load_posts(candidates)
-                 if p is not None and p.status == PostStatus.READY]
+        posts = [p for p in await load_posts(candidates) if p is not None]
         author_ids = list({p.author_id for p in posts})
         authors, relations = await asyncio.gather(
             load_users(author_ids), graph.relations(viewer_id, author_ids)
@@ -250,8 +249,8 @@ class HomeFeed:
         authors_read.update(by_id)
         shown = [
             p for p in posts
-            if p.author_id in by_id and feed_visible(
-                viewer_id, by_id[p.author_id],
+            if p.author_id in by_id and in_feed(
+                viewer_id, p, by_id[p.author_id],
                 relations.get(p.author_id) if p.author_id != viewer_id else None,
             )
         ]
@@ -342,7 +341,7 @@ class HomeFeed:
             # Entries older than the trimmed feed's oldest come from the database.
             start = own.ids[-1] if own.ids else before
             authors = [viewer_id, *await graph.following_ids(viewer_id)]
-            return own.ids + await _ready_post_ids(authors, start, want - len(own.ids))
+            return own.ids + await store.shown_post_ids(authors, start, want - len(own.ids))
         return own.ids
 
     async def regenerate(
@@ -353,39 +352,16 @@ class HomeFeed:
         in the rebuilt feed are told apart from those still to come (see _REBUILT)."""
         snapshot = await graph.database_snapshot(viewer_id)
         authors = [viewer_id, *snapshot.following]
-        newest_with_authors = await _ready_posts(authors, None, FEED_CAP)
+        newest_with_authors = await store.shown_posts(authors, None, FEED_CAP)
         await self.cache.rebuilt(viewer_id, snapshot.floor, newest_with_authors)
         newest = [post for post, _ in newest_with_authors]
         older = [i for i in newest if before is None or i < before]
         if len(older) < want and len(newest) == FEED_CAP:
             start = older[-1] if older else before
-            older += await _ready_post_ids(authors, start, want - len(older))
+            older += await store.shown_post_ids(authors, start, want - len(older))
         return older[:want]
-
-
-async def _is_ready(post_id: int) -> bool:
-    return await Post.exists(id=post_id, status=PostStatus.READY)
 
 
 async def _follows(follower_id: int, author_id: int) -> bool:
     return await Follow.exists(follower_id=follower_id, followee_id=author_id,
                                state=FollowState.ACCEPTED)
-
-
-async def _ready_post_ids(author_ids: Sequence[int], before: int | None,
-                          limit: int) -> list[int]:
-    return [post for post, _ in await _ready_posts(author_ids, before, limit)]
-
-
-async def _ready_posts(author_ids: Sequence[int], before: int | None,
-                       limit: int) -> list[tuple[int, int]]:
-    """The newest READY posts of these authors, (post, author) newest first, in chunks
-    of authors so no query carries thousands of parameters; the chunks merge into one."""
-    chunks = []
-    for start in range(0, len(author_ids), AUTHORS_PER_QUERY):
-        query = Post.filter(author_id__in=list(author_ids[start:start + AUTHORS_PER_QUERY]),
-                            status=PostStatus.READY)
-        if before is not None:
-            query = query.filter(id__lt=before)
-        chunks.append(await query.order_by("-id").limit(limit).values_list("id", "author_id"))
-    return list(heapq.merge(*chunks, reverse=True))[:limit]

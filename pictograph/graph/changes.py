@@ -1,25 +1,38 @@
-"""Every change to the follow graph, each the same way: lock both users, change the
-rows and counts, record the event, commit; then write the pair through to Redis and
-publish the event. The database is the truth; Redis follows it in commit order."""
+"""Every change to the follow graph, each the same way: lock both users, change the rows
+and counts, number the change in both users' graph order, make its events, fence the
+pair in Redis, commit; then write the pair through to Redis, apply the events' effects
+(effects.py) and publish them. The database is the truth; Redis follows it in commit
+order."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.exceptions import RedisError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from pictograph import events
-from pictograph.cache.feeds import FeedCache
+from pictograph import effects, events
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.users import ProfileCache
 from pictograph.checkpoints import checkpoint
 from pictograph.errors import Conflict, Forbidden, NotFound
-from pictograph.graph import store
-from pictograph.live import publish as live
+from pictograph.events import (
+    Blocked,
+    Event,
+    Followed,
+    FollowRemoved,
+    FollowRequested,
+    PairChange,
+    PrivacyChanged,
+    RequestRejected,
+    RequestWithdrawn,
+    Unblocked,
+    Unfollowed,
+)
+from pictograph.graph import rows, store
 from pictograph.models import Block, Follow, FollowState, OutboxEvent, User
 from pictograph.records import FollowStatus, PairState
 from pictograph.resources import Resources
@@ -34,57 +47,27 @@ MAX_PRIVACY_ATTEMPTS = 5
 
 @dataclass
 class _Outcome:
-    """What a change did: its events, and whose counts moved."""
+    """The events a pair change makes, numbered once the change has its numbers."""
 
-    events: list[tuple[str, dict[str, int]]] = field(default_factory=list)
-    counts_changed: set[int] = field(default_factory=set)
-    # (follower, followee) of every accepted follow that ended: only these followers saw
-    # the followee's posts in their feeds, so only they are told the posts left.
-    follows_ended: list[tuple[int, int]] = field(default_factory=list)
+    kinds: list[tuple[type[PairChange], dict[str, Any]]] = field(default_factory=list)
 
+    def add(self, kind: type[PairChange], **data: Any) -> None:
+        self.kinds.append((kind, data))
 
-async def _lock_users(user_ids: Sequence[int]) -> dict[int, bool]:
-    """Row locks on the users, taken in one statement in id order so that two changes
-    never deadlock. Returns each user's is_private as of the lock.
-
-    (Whole rows, not values_list: Tortoise drops FOR UPDATE from a values query.)"""
-    rows = await User.filter(id__in=sorted(set(user_ids))).select_for_update().order_by("id")
-    return {row.id: row.is_private for row in rows}
+    def events(self, a: int, b: int, sequences: tuple[int, int]) -> list[Event]:
+        return [kind(a=a, b=b, seq_a=sequences[0], seq_b=sequences[1], **data)
+                for kind, data in self.kinds]
 
 
-async def _next_sequences(user_ids: Sequence[int]) -> dict[int, int]:
-    """Numbers this change in each user's graph order; call while holding their locks."""
-    await User.filter(id__in=list(user_ids)).update(graph_seq=F("graph_seq") + 1)
-    return dict(await User.filter(id__in=list(user_ids)).values_list("id", "graph_seq"))
-
-
-def _is_lock_conflict(error: BaseException) -> bool:
-    """A deadlock or serialization failure that PostgreSQL resolved by aborting us."""
-    while error is not None:
-        if type(error).__name__ in ("DeadlockDetectedError", "SerializationError"):
-            return True
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-    return False
-
-
-async def _requesters(owner: int) -> list[int]:
-    return list(await Follow.filter(
-        followee_id=owner, state=FollowState.REQUESTED
-    ).values_list("follower_id", flat=True))
-
-
-async def _adjust_counts(follower: int, followee: int, delta: int, outcome: _Outcome) -> None:
-    await User.filter(id=follower).update(following_count=F("following_count") + delta)
-    await User.filter(id=followee).update(follower_count=F("follower_count") + delta)
-    outcome.counts_changed.update((follower, followee))
+Change = Callable[[PairState, dict[int, bool], _Outcome], Awaitable[None]]
 
 
 class GraphChanges:
     def __init__(self, resources: Resources) -> None:
+        self.resources = resources
         self.redis = resources.redis
         self.cache = GraphCache(resources.redis)
         self.profiles = ProfileCache(resources.redis)
-        self.feeds = FeedCache(resources.redis)
 
     # The mutations. `a` is always the user making the request.
 
@@ -103,31 +86,32 @@ class GraphChanges:
                 # A request left from when b was private: b is public now, so it is a
                 # follow like any other.
                 await Follow.filter(id=pair.a_requested_b).update(state=FollowState.ACCEPTED)
-                await _adjust_counts(a, b, +1, out)
-                out.events.append(("followed", {"follower": a, "followee": b}))
-                return
-            if private[b]:
+            elif private[b]:
                 await Follow.create(follower_id=a, followee_id=b, state=FollowState.REQUESTED)
-                out.events.append(("follow_requested", {"follower": a, "followee": b}))
+                out.add(FollowRequested, follower=a, followee=b)
+                return
             else:
                 await Follow.create(follower_id=a, followee_id=b, state=FollowState.ACCEPTED)
-                await _adjust_counts(a, b, +1, out)
-                out.events.append(("followed", {"follower": a, "followee": b}))
+            await rows.adjust_counts(a, b, +1)
+            out.add(Followed, follower=a, followee=b)
 
         return await self._change(a, b, change)
 
     async def unfollow(self, a: int, b: int) -> FollowStatus:
         async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
-            await self._end_follow(follower=a, followee=b, pair_follow=pair.a_follows_b,
-                                   pair_request=pair.a_requested_b, kind="unfollowed", out=out)
+            if await _end_follow(a, b, pair.a_follows_b, pair.a_requested_b):
+                out.add(Unfollowed, follower=a, followee=b)
+            elif pair.a_requested_b is not None:
+                out.add(RequestWithdrawn, follower=a, followee=b)
 
         return await self._change(a, b, change)
 
     async def remove_follower(self, a: int, b: int) -> FollowStatus:
         async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
-            await self._end_follow(follower=b, followee=a, pair_follow=pair.b_follows_a,
-                                   pair_request=pair.b_requested_a, kind="follow_removed",
-                                   out=out)
+            if await _end_follow(b, a, pair.b_follows_a, pair.b_requested_a):
+                out.add(FollowRemoved, follower=b, followee=a)
+            elif pair.b_requested_a is not None:
+                out.add(RequestWithdrawn, follower=b, followee=a)
 
         return await self._change(a, b, change)
 
@@ -138,8 +122,8 @@ class GraphChanges:
             if pair.b_requested_a is None:
                 raise NotFound("no follow request from that user")
             await Follow.filter(id=pair.b_requested_a).update(state=FollowState.ACCEPTED)
-            await _adjust_counts(b, a, +1, out)
-            out.events.append(("followed", {"follower": b, "followee": a}))
+            await rows.adjust_counts(b, a, +1)
+            out.add(Followed, follower=b, followee=a)
 
         return await self._change(a, b, change)
 
@@ -147,7 +131,7 @@ class GraphChanges:
         async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
             if pair.b_requested_a is not None:
                 await Follow.filter(id=pair.b_requested_a).delete()
-                out.events.append(("follow_request_rejected", {"follower": b, "followee": a}))
+                out.add(RequestRejected, follower=b, followee=a)
 
         return await self._change(a, b, change)
 
@@ -155,12 +139,11 @@ class GraphChanges:
         async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
             if pair.a_blocks_b:
                 return
-            await self._end_follow(follower=a, followee=b, pair_follow=pair.a_follows_b,
-                                   pair_request=pair.a_requested_b, kind=None, out=out)
-            await self._end_follow(follower=b, followee=a, pair_follow=pair.b_follows_a,
-                                   pair_request=pair.b_requested_a, kind=None, out=out)
+            a_followed = await _end_follow(a, b, pair.a_follows_b, pair.a_requested_b)
+            b_followed = await _end_follow(b, a, pair.b_follows_a, pair.b_requested_a)
             await Block.create(blocker_id=a, blocked_id=b)
-            out.events.append(("blocked", {"blocker": a, "blocked": b}))
+            out.add(Blocked, blocker=a, blocked=b, blocker_followed=a_followed,
+                    blocked_followed=b_followed)
 
         return await self._change(a, b, change)
 
@@ -168,14 +151,13 @@ class GraphChanges:
         async def change(pair: PairState, _: dict[int, bool], out: _Outcome) -> None:
             if pair.a_blocks_b:
                 await Block.filter(blocker_id=a, blocked_id=b).delete()
-                out.events.append(("unblocked", {"blocker": a, "blocked": b}))
+                out.add(Unblocked, blocker=a, blocked=b)
 
         return await self._change(a, b, change)
 
     async def set_privacy(self, owner: int, is_private: bool) -> None:
         """Turns an account private or public. Going public accepts pending requests,
         as people who asked to follow a now-public account would expect."""
-        outcome = _Outcome()
         locked: list[int] = []
         for _ in range(MAX_PRIVACY_ATTEMPTS):
             if locked:
@@ -183,10 +165,10 @@ class GraphChanges:
             async with in_transaction():
                 # The owner and every requester, locked in one ordered statement like any
                 # other change, so this cannot deadlock with a requester's own change.
-                current = await _lock_users([owner, *locked])
+                current = await rows.lock_users([owner, *locked])
                 if current[owner] == is_private:
                     return
-                asking = [] if is_private else await _requesters(owner)
+                asking = [] if is_private else await rows.requesters(owner)
                 if set(asking) - set(locked):
                     # Requests made since the requesters were last read: lock them too
                     # (in order, from the start) rather than strand them on an account
@@ -194,27 +176,17 @@ class GraphChanges:
                     locked = sorted(set(locked) | set(asking))
                     continue
                 await User.filter(id=owner).update(is_private=is_private)
+                sequences: dict[int, int] = {}
                 if asking:
-                    await Follow.filter(
-                        followee_id=owner, state=FollowState.REQUESTED, follower_id__in=asking,
-                    ).update(state=FollowState.ACCEPTED)
-                    await User.filter(id__in=asking).update(
-                        following_count=F("following_count") + 1
-                    )
-                    await User.filter(id=owner).update(
-                        follower_count=F("follower_count") + len(asking)
-                    )
-                sequences = await _next_sequences([owner, *asking]) if asking else {}
-                for follower in asking:
-                    outcome.events.append(("followed", {
-                        "a": owner, "b": follower, "seq_a": sequences[owner],
-                        "seq_b": sequences[follower], "follower": follower,
-                        "followee": owner,
-                    }))
-                outcome.events.append(("privacy_changed", {"user": owner,
-                                                           "private": is_private}))
-                outbox = [await events.record(events.FOLLOWS, kind, **data)
-                          for kind, data in outcome.events]
+                    await rows.accept_requests(owner, asking)
+                    sequences = await rows.next_sequences([owner, *asking])
+                changes: list[Event] = [
+                    Followed(a=owner, b=follower, seq_a=sequences[owner],
+                             seq_b=sequences[follower], follower=follower, followee=owner)
+                    for follower in asking
+                ]
+                changes.append(PrivacyChanged(user=owner, private=is_private))
+                outbox = await events.record(changes)
                 # Going private hides posts from non-followers: no cached profile may say
                 # "public" once this commits (see cache/versioned.py). Going public is
                 # fenced the same way, for one rule instead of two.
@@ -226,101 +198,45 @@ class GraphChanges:
             # Requests became follows on both sides; rebuilding is simpler than
             # rewriting every pair, and going public is rare.
             await self._forget_quietly(sequences)
-        await self._after_commit(outbox, {owner, *asking})
+        await self._after_commit(changes, outbox)
 
     # The machinery.
 
-    async def _end_follow(
-        self,
-        *,
-        follower: int,
-        followee: int,
-        pair_follow: int | None,
-        pair_request: int | None,
-        kind: str | None,
-        out: _Outcome,
-    ) -> None:
-        if pair_follow is not None:
-            await Follow.filter(id=pair_follow).delete()
-            await _adjust_counts(follower, followee, -1, out)
-            out.follows_ended.append((follower, followee))
-            if kind:
-                out.events.append((kind, {"follower": follower, "followee": followee}))
-        elif pair_request is not None:
-            await Follow.filter(id=pair_request).delete()
-            if kind:
-                out.events.append(
-                    ("follow_request_withdrawn", {"follower": follower, "followee": followee})
-                )
-
-    async def _change(
-        self,
-        a: int,
-        b: int,
-        change: Callable[[PairState, dict[int, bool], _Outcome], Awaitable[None]],
-    ) -> FollowStatus:
-        outcome = _Outcome()
-        after, sequences, outbox = await self._commit(a, b, change, outcome)
+    async def _change(self, a: int, b: int, change: Change) -> FollowStatus:
+        after, sequences, changes, outbox = await self._commit(a, b, change)
         written = await self._write_through(after, sequences)
         # If Redis could not take the new state, the outbox rows stay for the relay,
         # which re-syncs the pair before it publishes them.
-        await self._after_commit(outbox if written else [], outcome.counts_changed)
-        await self._tell_subscriptions(outcome)
+        await self._after_commit(changes, outbox if written else [])
         return follow_status(a, b, after.relation_for_a())
 
-    async def _tell_subscriptions(self, outcome: _Outcome) -> None:
-        """Open subscriptions stop showing an author the moment the follow ends (they
-        check the live graph too; this makes them say POST_REMOVED). Only followers who
-        were following are told: anyone else never saw those posts, and their ids would
-        tell when the posts were made."""
-        try:
-            for follower, followee in outcome.follows_ended:
-                await live.to_viewers(self.redis, [follower], {
-                    "kind": live.AUTHOR_GONE, "author_id": followee})
-            for kind, data in outcome.events:
-                if kind == "followed":
-                    await live.to_viewers(self.redis, [data["follower"]], {
-                        "kind": live.GRAPH_CHANGED, "author_id": data["followee"]})
-        except RedisError:
-            log.warning("could not tell live subscriptions about %d changes",
-                        len(outcome.events))
-
     async def _commit(
-        self,
-        a: int,
-        b: int,
-        change: Callable[[PairState, dict[int, bool], _Outcome], Awaitable[None]],
-        outcome: _Outcome,
-    ) -> tuple[PairState, tuple[int, int], list[OutboxEvent]]:
+        self, a: int, b: int, change: Change
+    ) -> tuple[PairState, tuple[int, int], list[Event], list[OutboxEvent]]:
         for attempt in range(3):
+            outcome = _Outcome()
             try:
                 async with in_transaction():
-                    private = await _lock_users([a, b])
+                    private = await rows.lock_users([a, b])
                     if b not in private:
                         raise NotFound("no such user")
                     await change(await store.load_pair(a, b), private, outcome)
-                    numbers = await _next_sequences([a, b])
+                    numbers = await rows.next_sequences([a, b])
+                    sequences = (numbers[a], numbers[b])
                     # Each event carries both users' numbers for this change: feed writes
                     # that depend on the pair apply only if no later change of it has
                     # been applied (see feed/policy.py).
-                    outbox = [
-                        await events.record(events.FOLLOWS, kind, a=a, b=b,
-                                            seq_a=numbers[a], seq_b=numbers[b], **data)
-                        for kind, data in outcome.events
-                    ]
+                    changes = outcome.events(a, b, sequences)
+                    outbox = await events.record(changes)
                     after = await store.load_pair(a, b)
-                    sequences = (numbers[a], numbers[b])
                     # Last, just before the commit: if Redis cannot take the fence, the
                     # change rolls back (see cache/graph.py, "Fences").
                     await self.cache.fence(after, sequences)
                     await checkpoint("graph.fenced")
-                return after, sequences, outbox
+                return after, sequences, changes, outbox
             except Exception as error:
-                if attempt == 2 or not _is_lock_conflict(error):
+                if attempt == 2 or not rows.is_lock_conflict(error):
                     raise
-                outcome.events.clear()
-                outcome.counts_changed.clear()
-                outcome.follows_ended.clear()
         raise AssertionError("unreachable")
 
     async def _write_through(self, pair: PairState, sequences: tuple[int, int]) -> bool:
@@ -333,13 +249,9 @@ class GraphChanges:
             await self._forget_quietly({pair.a: sequences[0], pair.b: sequences[1]})
             return False
 
-    async def _after_commit(self, outbox: list[OutboxEvent], users: set[int]) -> None:
+    async def _after_commit(self, changes: list[Event], outbox: list[OutboxEvent]) -> None:
+        await effects.after_commit(self.resources, changes)
         try:
-            if users:
-                await self.profiles.forget(sorted(users))
-                # Reads filter by the live graph anyway; the cached first page goes too,
-                # so a follow's backfill shows up without waiting for it to expire.
-                await self.feeds.drop_pages(users)
             await events.publish(self.redis, outbox)
         except RedisError:
             # The outbox rows stay; the relay re-syncs the graph and publishes them.
@@ -353,21 +265,28 @@ class GraphChanges:
             log.error("could not drop cached graphs of %s; the outbox relay will re-sync",
                       list(sequences))
 
-    async def resync(self, event: OutboxEvent) -> None:
+    async def resync(self, row: OutboxEvent) -> None:
         """Brings the cached graphs of an event's users up to date with the database;
         the relay calls it before publishing an event that a request could not."""
-        if event.stream != events.FOLLOWS:
-            return
-        payload = event.payload
-        if "a" in payload and "b" in payload:
+        event = events.from_payload(row.payload)
+        if isinstance(event, PairChange):
             # A change that changes nothing: the locks and a fresh sequence number order
             # this write after every committed change of the pair.
             async def unchanged(*_: object) -> None:
                 return None
 
-            pair, sequences, _ = await self._commit(payload["a"], payload["b"], unchanged,
-                                                    _Outcome())
+            pair, sequences, _, _ = await self._commit(event.a, event.b, unchanged)
             await self.cache.apply(pair, sequences)
-            await self.profiles.forget([payload["a"], payload["b"]])
-        elif "user" in payload:
-            await self.profiles.forget([payload["user"]])
+            await self.profiles.forget([event.a, event.b])
+
+
+async def _end_follow(follower: int, followee: int, follow: int | None,
+                      request: int | None) -> bool:
+    """Ends a follow (or withdraws a request); True if a follow (accepted) ended."""
+    if follow is not None:
+        await Follow.filter(id=follow).delete()
+        await rows.adjust_counts(follower, followee, -1)
+        return True
+    if request is not None:
+        await Follow.filter(id=request).delete()
+    return False

@@ -11,19 +11,15 @@ from botocore.exceptions import ClientError
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from pictograph.cache.graph import GraphCache
-from pictograph.cache.posts import PostCache
+from pictograph.context import Context
 from pictograph.errors import RateLimited
-from pictograph.graph.reader import FollowGraph
 from pictograph.http.outages import answers_outages
-from pictograph.loaders import PostByIdLoader
-from pictograph.models import PostStatus
 from pictograph.outages import unavailable_service
 from pictograph.records import MediaSize
+from pictograph.resolvers import posts
 from pictograph.storage.local import LocalDiskStorage
 from pictograph.storage.s3 import S3Storage
 from pictograph.storage.signing import verify
-from pictograph.visibility import can_view_media
 
 REFUSED = Response("forbidden", status_code=403, media_type="text/plain")
 _SIZES = {size.lower(): size for size in MediaSize}
@@ -50,15 +46,14 @@ async def serve_media(request: Request) -> Response:
         await resources.rate_limits.media(viewer_id)
     except RateLimited as error:
         return too_many(error)
-    post = await PostByIdLoader(PostCache(resources.redis)).load(post_id)
-    if post is None or post.status != PostStatus.READY or size not in post.variants:
+    # The viewer is the one the URL was signed for; the request carries no token.
+    context = Context(resources, request, None, request.state.request_id)
+    post = await context.loaders.posts.load(post_id)
+    # Asked again on every request, through the same gate as the media field, against
+    # the live graph: an unfollow, a removal or a block refuses URLs minted before it.
+    variant = await posts.photo(context, viewer_id, post, size) if post else None
+    if variant is None:
         return REFUSED
-    # Asked again on every request, against the live graph: an unfollow, a removal or a
-    # block refuses URLs minted before it.
-    if not await can_view_media(FollowGraph(GraphCache(resources.redis)), viewer_id,
-                                post.author_id):
-        return REFUSED
-    variant = post.variants[size]
     headers = {
         "ETag": f'"{variant.etag}"',
         # Browsers keep the bytes but ask again (If-None-Match) before each use, so an

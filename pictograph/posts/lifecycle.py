@@ -1,22 +1,25 @@
-"""A post's life: created PROCESSING from an upload, READY or FAILED after the media
-worker, and deleted by its author. Each step commits its rows, its events and its
-garbage together."""
+"""A post's life: created PROCESSING from an upload, READY or FAILED once its photo was
+processed (processing.py), and deleted by its author. This module alone moves a post
+between those states; each step commits its rows, its events and its garbage together,
+then applies the events' effects (effects.py)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from pictograph import events
+from pictograph import effects, events
 from pictograph.cache.posts import PostCache
-from pictograph.cache.users import ProfileCache
 from pictograph.errors import BadUserInput, Conflict, Forbidden, NotFound
+from pictograph.events import Event, PostDeleted, PostFailed, PostReady, ProcessPost
 from pictograph.models import MediaVariant, Post, PostStatus, Upload, User
 from pictograph.posts import garbage
 from pictograph.resources import Resources
+from pictograph.storage.signing import all_variant_keys
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +65,8 @@ async def create_post(
         if not claimed:
             raise Conflict("that upload is already posted", field="uploadId")
         await post.save(force_create=True)
-        job = await events.record(events.MEDIA, "process_post", post_id=post.id)
-    await _publish_quietly(resources, [job])
+        outbox = await events.record([ProcessPost(post_id=post.id)])
+    await _publish_quietly(resources, outbox)
     return post.id
 
 
@@ -87,14 +90,70 @@ async def delete_post(resources: Resources, viewer_id: int, post_id: int) -> Non
         # Before the commit: no cached copy may show the post once it is gone.
         await PostCache(resources.redis).fence([post_id])
         # Only a READY post was ever shown: the removal of any other is nobody's news.
-        event = await events.record(
-            events.POSTS, "post_deleted", post_id=post_id, author_id=viewer_id,
-            was_ready=post.status == PostStatus.READY,
-        )
-    await PostCache(resources.redis).forget([post_id])
-    await ProfileCache(resources.redis).forget([viewer_id])  # postCount
-    await _publish_quietly(resources, [event])
+        deleted = PostDeleted(post_id=post_id, author_id=viewer_id,
+                              was_ready=post.status == PostStatus.READY)
+        outbox = await events.record([deleted])
+    await effects.after_commit(resources, [deleted])
+    await _publish_quietly(resources, outbox)
     await garbage.collect(resources.storage, trash)
+
+
+def awaits_processing(post: Post) -> bool:
+    return post.status == PostStatus.PROCESSING
+
+
+async def unfinished_post_ids() -> list[int]:
+    """Posts whose photo has not been processed yet."""
+    return list(await Post.filter(status=PostStatus.PROCESSING).values_list("id", flat=True))
+
+
+async def finish_processing(
+    resources: Resources, post_id: int, variants: list[dict[str, Any]], failure: str | None,
+) -> None:
+    """The post READY with its variants, or FAILED with `failure` (a reason its author
+    sees): the only way out of PROCESSING. Idempotent: a post no longer PROCESSING is
+    left as it is (another delivery of the job finished first)."""
+    async with in_transaction():
+        locked = await Post.filter(id=post_id).select_for_update().first()
+        if locked is None:
+            # Deleted while it was processed: what this (or a delivery that died) wrote
+            # is nobody's.
+            trash = await garbage.discard(all_variant_keys(resources.secret_key, post_id))
+            changes: list[Event] = []
+        elif not awaits_processing(locked):
+            # Another delivery of this job finished first. Its keys are this one's (they
+            # derive from the post id), so they must stay.
+            trash, changes = [], []
+        else:
+            await MediaVariant.filter(post_id=post_id).delete()
+            for variant in variants:
+                await MediaVariant.create(post_id=post_id, **variant)
+            status = PostStatus.FAILED if failure else PostStatus.READY
+            await Post.filter(id=post_id).update(status=status, failure_reason=failure)
+            author_id = locked.author_id  # type: ignore[attr-defined]
+            if status == PostStatus.READY:
+                await User.filter(id=author_id).update(post_count=F("post_count") + 1)
+            # Originals are never served: once processed, the original goes.
+            upload = await Upload.get(id=locked.upload_id)
+            trash = await garbage.discard_original(upload)
+            if failure:
+                # A delivery that died or gave up mid-way may have stored some variants.
+                trash += await garbage.discard(all_variant_keys(resources.secret_key, post_id))
+            changes = [PostReady(post_id=post_id, author_id=author_id) if not failure
+                       else PostFailed(post_id=post_id, author_id=author_id)]
+        outbox = await events.record(changes)
+    await effects.after_commit(resources, changes)
+    await events.publish(resources.redis, outbox)
+    await garbage.collect(resources.storage, trash)
+    log.info("post %s processed: %s", post_id, failure or "ready")
+
+
+async def give_up_processing(resources: Resources, post_id: int) -> None:
+    """The job failed for good (its tries used up): the post FAILED, if still waiting."""
+    post = await Post.get_or_none(id=post_id)
+    if post is not None and awaits_processing(post):
+        await finish_processing(resources, post_id, [],
+                                "the photo could not be processed; post it again")
 
 
 async def _publish_quietly(resources: Resources, outbox: list) -> None:

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pictograph.errors import BadUserInput
+from pictograph.media_types import ACCEPTED_TYPES
 from pictograph.models import Upload
 from pictograph.resources import Resources
 from pictograph.storage.signing import upload_url
-
-ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,8 @@ from pictograph.checkpoints import checkpoint
 from pictograph.context import Context
 from pictograph.errors import Unauthenticated
 from pictograph.live import publish as live
-from pictograph.models import PostStatus
 from pictograph.records import PostRecord
-from pictograph.visibility import feed_visible
+from pictograph.visibility import in_feed
 
 REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave
 SAID_REMEMBERED = 1000  # posts a subscription remembers having announced
@@ -119,11 +118,11 @@ async def _celebrity_channels(context: Context, viewer_id: int) -> list[str]:
 
 async def _visible_post(context: Context, viewer_id: int, post_id: int) -> PostRecord | None:
     post = await context.loaders.posts.load(post_id)
-    if post is None or post.status != PostStatus.READY:
+    if post is None:
         return None
     author = await context.loaders.users.load(post.author_id)
     if author is None:
         return None
     relation = (None if author.id == viewer_id
                 else await context.graph.relation(viewer_id, author.id))
-    return post if feed_visible(viewer_id, author, relation) else None
+    return post if in_feed(viewer_id, post, author, relation) else None

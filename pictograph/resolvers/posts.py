@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 
 from pictograph.context import Context
 from pictograph.errors import NotFound
-from pictograph.models import PostStatus
 from pictograph.posts import lifecycle, store
 from pictograph.posts.uploads import Ticket, create_upload
-from pictograph.records import MediaSize, PostRecord, UserRecord
+from pictograph.records import MediaSize, PostRecord, UserRecord, VariantRecord
 from pictograph.storage.signing import media_url
-from pictograph.visibility import can_view_media, can_view_posts, media_visible
+from pictograph.visibility import can_view_photo, can_view_post, can_view_posts, photo_visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +54,15 @@ async def remove_post(context: Context, post_id: int | None) -> bool:
 
 
 async def visible_post(context: Context, post_id: int) -> PostRecord | None:
-    """The post, if the viewer may see it: its author always; others once it is READY
-    and the author's posts are visible to them."""
+    """The post, if the viewer may see it (visibility.post_visible)."""
     post = await context.loaders.posts.load(post_id)
     if post is None:
         return None
-    viewer_id = await context.viewer_id()
-    if viewer_id == post.author_id:
-        return post
-    if post.status != PostStatus.READY:
-        return None
     author = await context.loaders.users.load(post.author_id)
-    if author is None or not await can_view_posts(context.graph, viewer_id, author):
+    if author is None:
         return None
-    return post
+    viewer_id = await context.viewer_id()
+    return post if await can_view_post(context.graph, viewer_id, post, author) else None
 
 
 def media_of(
@@ -79,12 +73,12 @@ def media_of(
     viewer's relation to every author on it); otherwise an awaitable that reads it."""
     checked, viewer_id = context.viewer_id_read
     if checked:
-        if viewer_id is None or post.status != PostStatus.READY:
-            return None
         relation = context.graph.relation_read(viewer_id, post.author_id)
         if relation is not None:
-            visible = media_visible(viewer_id, post.author_id, relation)
-            return _minted(context, viewer_id, post, size) if visible else None
+            if not photo_visible(viewer_id, post, relation):
+                return None
+            assert viewer_id is not None
+            return _minted(context, viewer_id, post, size)
     return _media_of_after_reading(context, post, size)
 
 
@@ -92,11 +86,20 @@ async def _media_of_after_reading(
     context: Context, post: PostRecord, size: MediaSize
 ) -> MintedMedia | None:
     viewer_id = await context.viewer_id()
-    if viewer_id is None or post.status != PostStatus.READY:
+    variant = await photo(context, viewer_id, post, size)
+    if variant is None:
         return None
-    if not await can_view_media(context.graph, viewer_id, post.author_id):
-        return None
+    assert viewer_id is not None
     return _minted(context, viewer_id, post, size)
+
+
+async def photo(context: Context, viewer_id: int | None, post: PostRecord,
+                size: MediaSize) -> VariantRecord | None:
+    """The stored photo the viewer may see: the one check behind the media field and
+    behind GET /media, which asks again for every URL minted before."""
+    if not await can_view_photo(context.graph, viewer_id, post):
+        return None
+    return post.variants.get(size)
 
 
 def _minted(

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 from urllib.parse import urlencode
 
+from pictograph.media_types import IMAGE_TYPES, MediaSize
+
 
 def sign(secret: bytes, purpose: str, *parts: object) -> str:
     message = "\n".join([purpose, *map(str, parts)]).encode()
@@ -46,3 +48,9 @@ def variant_key(secret: bytes, post_id: int, size: str, extension: str) -> str:
     secret-derived, so nobody can guess it from the post id."""
     token = sign(secret, "variant-key", post_id)[:32]
     return f"media/{post_id}/{token}/{size.lower()}.{extension}"
+
+
+def all_variant_keys(secret: bytes, post_id: int) -> list[str]:
+    """Every key a processing of this post can have written, whatever its photo's type."""
+    extensions = sorted({ext for _, ext in IMAGE_TYPES.values()})
+    return [variant_key(secret, post_id, size, ext) for size in MediaSize for ext in extensions]

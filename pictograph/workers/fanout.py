@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from pictograph import events
 from pictograph.cache import keys
+from pictograph.events import (
+    Blocked,
+    Event,
+    Followed,
+    FollowRemoved,
+    PostDeleted,
+    PostReady,
+    Unfollowed,
+)
 from pictograph.feed.policy import HomeFeed
 from pictograph.workers.streams import StreamConsumer, run_together
 
@@ -24,52 +33,38 @@ log = logging.getLogger(__name__)
 
 GROUP = "fanout"
 DEAD_LETTERS = "fanout-dead-letters"
-_ENDED = ("unfollowed", "follow_removed")
 
 
-async def apply_event(feed: HomeFeed, event: dict[str, Any]) -> None:
-    kind = event["kind"]
-    if kind == "post_ready":
-        written = await feed.push_to_home(event["post_id"], event["author_id"])
-        log.debug("post %s fanned out to %d feeds", event["post_id"], written)
-    elif kind == "post_deleted":
-        await feed.forget_post(event["post_id"], event["author_id"],
-                               announce=event.get("was_ready", True))
-    elif kind == "followed":
-        await feed.merge_into_home(event["follower"], event["followee"],
-                                   _sequence_of(event, event["follower"]))
-    elif kind in _ENDED:
-        await feed.unmerge_from_home(event["follower"], event["followee"],
-                                     _sequence_of(event, event["follower"]))
-    elif kind == "blocked":
-        await feed.unmerge_from_home(event["blocker"], event["blocked"],
-                                     _sequence_of(event, event["blocker"]))
-        await feed.unmerge_from_home(event["blocked"], event["blocker"],
-                                     _sequence_of(event, event["blocked"]))
-
-
-def _sequence_of(event: dict[str, Any], user: int) -> int | None:
-    """The user's sequence number of the change the event records (None for an event
-    from before events carried them)."""
-    if user == event.get("a"):
-        return event.get("seq_a")
-    if user == event.get("b"):
-        return event.get("seq_b")
-    return None
+async def apply_event(feed: HomeFeed, event: Event) -> None:
+    """The fan-out worker's share of each kind of event (effects.py has the rest)."""
+    match event:
+        case PostReady(post_id=post, author_id=author):
+            written = await feed.push_to_home(post, author)
+            log.debug("post %s fanned out to %d feeds", post, written)
+        case PostDeleted(post_id=post, author_id=author, was_ready=was_ready):
+            await feed.forget_post(post, author, announce=was_ready)
+        case Followed(follower=follower, followee=followee):
+            await feed.merge_into_home(follower, followee, event.seq_of(follower))
+        case Unfollowed(follower=follower, followee=followee) | FollowRemoved(
+                follower=follower, followee=followee):
+            await feed.unmerge_from_home(follower, followee, event.seq_of(follower))
+        case Blocked(blocker=blocker, blocked=blocked):
+            await feed.unmerge_from_home(blocker, blocked, event.seq_of(blocker))
+            await feed.unmerge_from_home(blocked, blocker, event.seq_of(blocked))
 
 
 async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
     feed = HomeFeed(resources)
 
-    async def handle(event: dict[str, Any]) -> None:
+    async def handle(event: Event) -> None:
         await apply_event(feed, event)
 
-    async def set_aside(event: dict[str, Any]) -> None:
+    async def set_aside(event: Event) -> None:
         # Kept for an operator to replay (XRANGE, then XADD back): a fan-out lost to a
         # long outage must not vanish.
         await resources.redis.xadd(keys.event_stream(DEAD_LETTERS),
-                                   {"data": orjson.dumps(event)}, maxlen=100_000)
-        log.error("fan-out gave up on %s; kept in %s", event.get("kind"),
+                                   {"data": orjson.dumps(event.payload())}, maxlen=100_000)
+        log.error("fan-out gave up on %s; kept in %s", event.KIND,
                   keys.event_stream(DEAD_LETTERS))
 
     # Retried 30 times, a claim-idle time apart (fifteen minutes by default: outages

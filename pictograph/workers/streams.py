@@ -35,13 +35,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pictograph.cache import keys
-from pictograph.events import decode
+from pictograph.events import Event, decode
 from pictograph.metrics import Metrics
 from pictograph.outages import unavailable_service
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[Event], Awaitable[None]]
 IDLE_PAUSE = 0.05
 MIN_HEARTBEAT = 0.1  # seconds: tests claim with no idle time at all
 
@@ -138,7 +138,11 @@ class StreamConsumer:
             if failures + crashes >= self.max_deliveries:
                 log.error("%s: message %s given up after %d failures and %d crashes",
                           self.group, message_id, failures, crashes)
-                await self._give_up(message_id, decode(fields))
+                event = self._decoded(message_id, fields)
+                if event is None:
+                    await self._done(message_id)
+                else:
+                    await self._give_up(message_id, event)
             else:
                 await self._handle(message_id, fields)
         if claimed:
@@ -152,7 +156,11 @@ class StreamConsumer:
         return len(messages)
 
     async def _handle(self, message_id: str, fields: dict[str, str]) -> None:
-        event = decode(fields)
+        event = self._decoded(message_id, fields)
+        if event is None:
+            self.metrics.worker_jobs.labels(self.group, "poisoned").inc()
+            await self._done(message_id)
+            return
         heartbeat = asyncio.create_task(self._keep_claimed(message_id))
         try:
             await self.handler(event)
@@ -165,6 +173,16 @@ class StreamConsumer:
         self.metrics.worker_jobs.labels(self.group, "ok").inc()
         await self._done(message_id)
 
+    def _decoded(self, message_id: str, fields: dict[str, str]) -> Event | None:
+        """The message's event, or None (logged) for one that is not an event of ours:
+        retrying cannot help it, so it is acknowledged and dropped."""
+        try:
+            return decode(fields)
+        except (KeyError, TypeError, ValueError):
+            log.error("%s: message %s is not an event; dropped: %r", self.group, message_id,
+                      fields)
+            return None
+
     async def _keep_claimed(self, message_id: str) -> None:
         while True:
             await asyncio.sleep(max(self.claim_idle_ms / 3000, MIN_HEARTBEAT))
@@ -172,7 +190,7 @@ class StreamConsumer:
                 await self.redis.xclaim(self.stream, self.group, self.name, 0, [message_id],
                                         justid=True)
 
-    async def _failed(self, message_id: str, event: dict[str, Any], error: Exception) -> None:
+    async def _failed(self, message_id: str, event: Event, error: Exception) -> None:
         service = unavailable_service(error)
         kind = "outage" if service is not None else "failure"
         counted = await self.redis.hincrby(self._attempts_key, f"{message_id}:{kind}", 1)
@@ -187,7 +205,7 @@ class StreamConsumer:
         if counted >= self.max_deliveries:
             await self._give_up(message_id, event)
 
-    async def _give_up(self, message_id: str, event: dict[str, Any]) -> None:
+    async def _give_up(self, message_id: str, event: Event) -> None:
         if self.on_poison is not None:
             await self.on_poison(event)
         self.metrics.worker_jobs.labels(self.group, "poisoned").inc()

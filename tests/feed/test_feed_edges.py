@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from pictograph.events import Unfollowed
 from pictograph.feed import policy
 from pictograph.feed.policy import HomeFeed
 from pictograph.models import User
@@ -99,8 +100,8 @@ async def test_follow_events_applied_out_of_order_change_nothing(
     fan_row, author_row = await User.get(username="fickle"), await User.get(username="steady")
     feed = HomeFeed(resources)
     # A late copy of the old "unfollowed" event arrives after the re-follow.
-    await apply_event(feed, {"kind": "unfollowed", "follower": fan_row.id,
-                             "followee": author_row.id})
+    await apply_event(feed, Unfollowed(a=fan_row.id, b=author_row.id, follower=fan_row.id,
+                                       followee=author_row.id))
     assert (await feed_captions(client, fan))[0] == ["kept"]
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from pictograph.cache import keys
 from pictograph.checkpoints import holding
+from pictograph.events import PostDeleted, PostReady
 from pictograph.feed import policy
 from pictograph.feed.policy import HomeFeed
 from pictograph.models import Post
@@ -79,9 +80,8 @@ async def test_a_post_deleted_before_its_fan_out_leaves_no_id_behind(
     post_pk = decode_id_of(post_id, "Post")
     feed = HomeFeed(resources)
     # The events handled in the wrong order, as two consumers may.
-    await apply_event(feed, {"kind": "post_deleted", "post_id": post_pk,
-                             "author_id": author_pk, "was_ready": True})
-    await apply_event(feed, {"kind": "post_ready", "post_id": post_pk, "author_id": author_pk})
+    await apply_event(feed, PostDeleted(post_id=post_pk, author_id=author_pk))
+    await apply_event(feed, PostReady(post_id=post_pk, author_id=author_pk))
     for key in (keys.recent_posts(author_pk), keys.home_feed(author_pk)):
         assert str(post_pk) not in await resources.redis.zrange(key, 0, -1)
 
@@ -103,8 +103,7 @@ async def test_a_post_deleted_during_its_fan_out_leaves_no_id_behind(
             await hold.wait_reached()  # checked READY; about to write
         await gql(client, "mutation($id: ID!) { deletePost(id: $id) }", {"id": post_id},
                   token=author)
-        await apply_event(feed, {"kind": "post_deleted", "post_id": post_pk,
-                                 "author_id": author_pk, "was_ready": True})
+        await apply_event(feed, PostDeleted(post_id=post_pk, author_id=author_pk))
         hold.release()
         await push
     for key in (keys.recent_posts(author_pk), keys.home_feed(author_pk)):

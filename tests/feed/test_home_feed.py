@@ -112,6 +112,7 @@ async def test_a_flushed_redis_rebuilds_the_same_feed(
 async def test_duplicate_delivery_adds_nothing(
     client: httpx.AsyncClient, resources: Resources
 ) -> None:
+    from pictograph.events import PostReady
     from pictograph.feed.policy import HomeFeed
     from pictograph.models import Post
     from pictograph.workers.fanout import apply_event
@@ -123,6 +124,6 @@ async def test_duplicate_delivery_adds_nothing(
     post = await Post.get()
     feed = HomeFeed(resources)
     for _ in range(3):
-        await apply_event(feed, {"kind": "post_ready", "post_id": post.id,
-                                 "author_id": post.author_id})  # type: ignore[attr-defined]
+        await apply_event(feed, PostReady(post_id=post.id,
+                                          author_id=post.author_id))  # type: ignore[attr-defined]
     assert (await feed_captions(client, me))[0] == ["only once"]

@@ -3,15 +3,17 @@ the API and through the one visibility authority, on a cold and on a warm cache.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 
 from pictograph.cache.graph import GraphCache
 from pictograph.graph.reader import FollowGraph
 from pictograph.models import User
-from pictograph.records import UserRecord
+from pictograph.records import PostRecord, UserRecord
 from pictograph.resources import Resources
-from pictograph.visibility import can_view_media, can_view_posts, can_view_profile
+from pictograph.visibility import can_view_photo, can_view_posts, can_view_profile
 from tests.support.graphql import gql, relate_ok, sign_up, user_id
 from tests.support.relations import EXPECTED, approach, depart, make_private
 
@@ -42,6 +44,12 @@ async def _arrange(client: httpx.AsyncClient, state: str, privacy: str) -> str |
     return viewer
 
 
+def photo_of(author_id: int) -> PostRecord:
+    """A READY post of the author's (the gate looks at its author and status)."""
+    return PostRecord(id=1, author_id=author_id, caption="", status="READY",
+                      failure_reason=None, created_at=datetime.now(UTC), variants={})
+
+
 @pytest.mark.parametrize(("state", "privacy"), CASES)
 async def test_visibility_matrix(
     client: httpx.AsyncClient, resources: Resources, state: str, privacy: str
@@ -60,7 +68,7 @@ async def test_visibility_matrix(
         graph = FollowGraph(GraphCache(resources.redis))
         assert await can_view_profile(graph, viewer_id, owner.id) is profile, cache
         assert await can_view_posts(graph, viewer_id, owner) is posts, cache
-        assert await can_view_media(graph, viewer_id, owner.id) is media, cache
+        assert await can_view_photo(graph, viewer_id, photo_of(owner.id)) is media, cache
 
     seen = (await gql(client, PROBE, {"u": "owner"}, token=token))["data"]["user"]
     assert (seen is not None) is profile

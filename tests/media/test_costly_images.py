@@ -17,6 +17,7 @@ from pictograph import events, image_sandbox
 from pictograph.cache import keys
 from pictograph.images import MAX_JPEG_SCANS, ImageRejected
 from pictograph.models import Post
+from pictograph.posts import processing
 from pictograph.resources import Resources
 from pictograph.schema.node import decode_global_id, encode_global_id
 from pictograph.workers import media
@@ -51,13 +52,13 @@ def one_cpu_second(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> Non
 def attempts(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     """How many times the media worker took each post's job in hand."""
     counts: Counter[int] = Counter()
-    process_post = media.process_post
+    process_post = processing.process_post
 
     async def counted(resources: Resources, post_id: int) -> None:
         counts[post_id] += 1
         await process_post(resources, post_id)
 
-    monkeypatch.setattr(media, "process_post", counted)
+    monkeypatch.setattr(processing, "process_post", counted)
     return counts
 
 

@@ -10,10 +10,11 @@ import pytest
 from pictograph import events
 from pictograph.cache import keys
 from pictograph.models import MediaVariant, Post, PostStatus
+from pictograph.posts import lifecycle, processing
+from pictograph.posts.processing import process_post
 from pictograph.resources import Resources
 from pictograph.schema.node import encode_global_id
-from pictograph.workers import media
-from pictograph.workers.media import GROUP, process_post
+from pictograph.workers.media import GROUP
 from pictograph.workers.streams import StreamConsumer
 from tests.support.graphql import sign_up
 from tests.support.photos import jpeg, post_photo
@@ -26,8 +27,8 @@ def _consumer(resources: Resources, handler: Any, **options: Any) -> StreamConsu
                           block_ms=1, **options)
 
 
-async def _handler(resources: Resources, event: dict[str, Any]) -> None:
-    await process_post(resources, int(event["post_id"]))
+async def _handler(resources: Resources, event: Any) -> None:
+    await process_post(resources, event.post_id)
 
 
 async def test_a_crashed_consumers_work_is_taken_over(
@@ -73,16 +74,16 @@ async def test_a_message_that_keeps_failing_ends_the_post_failed(
     async def broken(*_: object, **__: object) -> None:
         raise RuntimeError("storage hiccup")
 
-    monkeypatch.setattr(media, "process_post", broken)
+    monkeypatch.setattr(processing, "process_post", broken)
     poisoned: list[dict[str, Any]] = []
 
     async def give_up(event: dict[str, Any]) -> None:
         poisoned.append(event)
-        post = await Post.get(id=int(event["post_id"]))
+        post = await Post.get(id=event.post_id)
         await Post.filter(id=post.id).update(status=PostStatus.FAILED,
                                              failure_reason="could not be processed")
 
-    consumer = _consumer(resources, lambda e: media.process_post(resources, e),
+    consumer = _consumer(resources, lambda e: processing.process_post(resources, e),
                          claim_idle_ms=0, max_deliveries=3, on_poison=give_up)
     await consumer.ensure_group()
     for _ in range(3):
@@ -107,7 +108,7 @@ async def test_a_post_deleted_while_processing_leaves_no_objects(
     }, headers={"Authorization": f"Bearer {token}"})
     assert await Post.all().count() == 0
     # The worker finishes its work on the vanished post: its outputs become garbage.
-    await media._finish(resources, stale, [
+    await lifecycle.finish_processing(resources, stale.id, [
         {"size": "FULL", "object_key": "media/orphan/full.jpg", "width": 1, "height": 1,
          "content_type": "image/jpeg", "byte_size": 1, "etag": "x"}], None)
     assert await StorageGarbage.filter(not_before__isnull=True).count() == 0

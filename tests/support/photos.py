@@ -87,10 +87,10 @@ async def process_media(resources: Resources) -> int:
 
 
 def _handler(resources: Resources):
-    from pictograph.workers.media import process_post
+    from pictograph.posts.processing import process_post
 
-    async def handle(event: dict[str, Any]) -> None:
-        await process_post(resources, int(event["post_id"]))
+    async def handle(event: Any) -> None:
+        await process_post(resources, event.post_id)
 
     return handle
 

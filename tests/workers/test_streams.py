@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from pictograph.events import ProcessPost
 from pictograph.resources import Resources
 from pictograph.workers.streams import StreamConsumer
 
@@ -22,7 +24,9 @@ def consumer(resources: Resources, handler: Any, **options: Any) -> StreamConsum
 
 
 async def add_job(resources: Resources) -> None:
-    await resources.redis.xadd(STREAM, {"event_id": "1", "kind": "job", "data": "{}"})
+    job = ProcessPost(post_id=1)
+    await resources.redis.xadd(STREAM, {"event_id": "1", "kind": job.KIND,
+                                        "data": orjson.dumps(job.payload())})
 
 
 async def test_a_long_job_keeps_its_claim_while_it_runs(resources: Resources) -> None:
@@ -103,4 +107,20 @@ async def test_failures_and_crashes_use_up_a_jobs_tries(resources: Resources,
             await worker.step()
         assert len(attempts) == 3
     assert len(poisoned) == 1
+    assert (await resources.redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_a_message_that_is_not_an_event_is_dropped_not_retried(
+    resources: Resources, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled: list[Any] = []
+
+    async def handler(event: Any) -> None:
+        handled.append(event)
+
+    worker = consumer(resources, handler, claim_idle_ms=0)
+    await worker.ensure_group()
+    await resources.redis.xadd(STREAM, {"event_id": "1", "kind": "job", "data": "{}"})
+    assert await worker.step() == 1
+    assert handled == [] and "is not an event" in caplog.text
     assert (await resources.redis.xpending(STREAM, GROUP))["pending"] == 0
