@@ -82,48 +82,44 @@ class PairChange(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Followed(PairChange):
+class FollowChange(PairChange):
+    """A change of one direction of the pair: the follower's follow (or request)."""
+
+    follower: int
+    followee: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Followed(FollowChange):
     KIND = Kind.FOLLOWED
     STREAM = FOLLOWS
-    follower: int
-    followee: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class Unfollowed(PairChange):
+class Unfollowed(FollowChange):
     KIND = Kind.UNFOLLOWED
     STREAM = FOLLOWS
-    follower: int
-    followee: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class FollowRemoved(PairChange):
+class FollowRemoved(FollowChange):
     KIND = Kind.FOLLOW_REMOVED
     STREAM = FOLLOWS
-    follower: int
-    followee: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class FollowRequested(PairChange):
+class FollowRequested(FollowChange):
     KIND = Kind.FOLLOW_REQUESTED
-    follower: int
-    followee: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class RequestWithdrawn(PairChange):
+class RequestWithdrawn(FollowChange):
     KIND = Kind.REQUEST_WITHDRAWN
-    follower: int
-    followee: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class RequestRejected(PairChange):
+class RequestRejected(FollowChange):
     KIND = Kind.REQUEST_REJECTED
-    follower: int
-    followee: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,28 +157,28 @@ class ProcessPost(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PostReady(Event):
+class PostChange(Event):
+    post_id: int
+    author_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostReady(PostChange):
     KIND = Kind.POST_READY
     STREAM = POSTS
-    post_id: int
-    author_id: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class PostFailed(Event):
+class PostFailed(PostChange):
     KIND = Kind.POST_FAILED
-    post_id: int
-    author_id: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class PostDeleted(Event):
+class PostDeleted(PostChange):
     """`was_ready`: the post was ever shown (only then is its removal anyone's news)."""
 
     KIND = Kind.POST_DELETED
     STREAM = POSTS
-    post_id: int
-    author_id: int
     was_ready: bool = True
 
 
