@@ -19,6 +19,8 @@ from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
 from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
 
+# Entries a home feed or an author's recent list holds; older ones come from the database.
+FEED_CAP = 800
 FEED_TTL = 7 * 24 * 3600
 PAGE_TTL = 45  # 30 to 60 s with the jitter below
 LOCK_MS = 3000
@@ -131,7 +133,7 @@ class CachedPage:
 
 
 class FeedCache:
-    def __init__(self, redis: Redis, cap: int = 800) -> None:
+    def __init__(self, redis: Redis, cap: int = FEED_CAP) -> None:
         self.redis = redis
         self.cap = cap
         self._add = redis.register_script(_ADD)

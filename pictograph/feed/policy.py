@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import orjson
 
 from pictograph.cache import keys
-from pictograph.cache.feeds import CachedPage, FeedCache, IdRange
+from pictograph.cache.feeds import FEED_CAP, CachedPage, FeedCache, IdRange
 from pictograph.checkpoints import checkpoint
 from pictograph.graph.reader import FollowGraph
 from pictograph.live import publish as live
@@ -34,7 +34,6 @@ from pictograph.records import PostRecord, UserRecord
 from pictograph.resources import Resources
 from pictograph.visibility import in_feed
 
-FEED_CAP = 800
 # Seconds after an author joins the celebrities during which their posts are still
 # fanned out (see _merged_at_read): longer than a cached first page lives (60 s at most).
 CELEBRITY_GRACE = 90

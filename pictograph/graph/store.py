@@ -75,20 +75,3 @@ async def load_pair(a: int, b: int) -> PairState:
         b_blocks_a=b in blocks,
         **state,  # type: ignore[arg-type]
     )
-
-
-async def page_from_database(
-    user_id: int, part: str, before: int | None, limit: int
-) -> list[tuple[int, int]]:
-    """The same page GraphCache.page gives, read from the database."""
-    mine, other, state = {
-        "followers": ("followee_id", "follower_id", FollowState.ACCEPTED),
-        "following": ("follower_id", "followee_id", FollowState.ACCEPTED),
-        "requests": ("followee_id", "follower_id", FollowState.REQUESTED),
-        "requested": ("follower_id", "followee_id", FollowState.REQUESTED),
-    }[part]
-    query = Follow.filter(**{mine: user_id}, state=state)
-    if before is not None:
-        query = query.filter(id__lt=before)
-    rows = await query.order_by("-id").limit(limit).values_list(other, "id")
-    return [(other_id, follow_id) for other_id, follow_id in rows]

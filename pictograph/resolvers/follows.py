@@ -14,6 +14,16 @@ from pictograph.visibility import can_view_posts, profile_visible
 
 # An unbound GraphChanges method: (changes, viewer, other) -> the viewer's new status.
 GraphChange = Callable[[GraphChanges, int, int], Awaitable[FollowStatus]]
+# The mutations by name, each one change of the graph by the viewer on another user.
+CHANGES: dict[str, GraphChange] = {
+    "follow": GraphChanges.follow,
+    "unfollow": GraphChanges.unfollow,
+    "approve_follow_request": GraphChanges.approve_request,
+    "reject_follow_request": GraphChanges.reject_request,
+    "remove_follower": GraphChanges.remove_follower,
+    "block": GraphChanges.block,
+    "unblock": GraphChanges.unblock,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +33,11 @@ class UserPage:
 
 
 async def change_relation(
-    context: Context, target_id: int | None, change: GraphChange
+    context: Context, target_id: int | None, name: str
 ) -> tuple[UserRecord, FollowStatus]:
-    """Runs one graph change by the viewer on the target; returns the target as it is now."""
+    """Runs one graph change (CHANGES[name]) by the viewer on the target; returns the
+    target as it is now, and the viewer's status toward them."""
+    change = CHANGES[name]
     viewer_id = await context.require_viewer_id()
     await context.resources.rate_limits.mutation(viewer_id)
     if target_id is None or await context.loaders.users.load(target_id) is None:

@@ -1,4 +1,5 @@
-"""GraphQL types, inputs and enums, and the one Schema. Shape only."""
+"""GraphQL types, inputs and enums, and the one Schema with its extensions (query limits,
+coded errors). The types are shape: each field hands its question to resolvers/."""
 
 from __future__ import annotations
 

@@ -6,9 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from pictograph.context import Context
-from pictograph.graph.changes import GraphChanges
 from pictograph.resolvers import accounts, feed, follows, posts
-from pictograph.resolvers.follows import GraphChange
 from pictograph.schema.accounts import AuthPayload, LogInInput, SignUpInput, UpdateProfileInput
 from pictograph.schema.node import Node, decode_global_id, decode_id_of, encode_global_id
 from pictograph.schema.pagination import decode_cursor, page_size
@@ -73,7 +71,7 @@ class Query:
         return UserConnection.from_page(page, after)
 
 
-async def _follow_change(info: ContextInfo, user_id: str, change: GraphChange) -> FollowPayload:
+async def _follow_change(info: ContextInfo, user_id: str, change: str) -> FollowPayload:
     record, status = await follows.change_relation(
         info.context, decode_id_of(user_id, "User"), change
     )
@@ -113,35 +111,35 @@ class Mutation:
         description="Follows a public account at once; asks a private one (status REQUESTED)."
     )
     async def follow(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
-        return await _follow_change(info, user_id, GraphChanges.follow)
+        return await _follow_change(info, user_id, "follow")
 
     @strawberry.mutation
     async def unfollow(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
-        return await _follow_change(info, user_id, GraphChanges.unfollow)
+        return await _follow_change(info, user_id, "unfollow")
 
     @strawberry.mutation
     async def approve_follow_request(
         self, info: ContextInfo, user_id: strawberry.ID
     ) -> FollowPayload:
-        return await _follow_change(info, user_id, GraphChanges.approve_request)
+        return await _follow_change(info, user_id, "approve_follow_request")
 
     @strawberry.mutation
     async def reject_follow_request(
         self, info: ContextInfo, user_id: strawberry.ID
     ) -> FollowPayload:
-        return await _follow_change(info, user_id, GraphChanges.reject_request)
+        return await _follow_change(info, user_id, "reject_follow_request")
 
     @strawberry.mutation(description="Makes that user stop following the viewer.")
     async def remove_follower(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
-        return await _follow_change(info, user_id, GraphChanges.remove_follower)
+        return await _follow_change(info, user_id, "remove_follower")
 
     @strawberry.mutation
     async def block(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
-        return await _follow_change(info, user_id, GraphChanges.block)
+        return await _follow_change(info, user_id, "block")
 
     @strawberry.mutation
     async def unblock(self, info: ContextInfo, user_id: strawberry.ID) -> FollowPayload:
-        return await _follow_change(info, user_id, GraphChanges.unblock)
+        return await _follow_change(info, user_id, "unblock")
 
     @strawberry.mutation
     async def create_upload(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import orjson
 
@@ -24,10 +23,8 @@ from pictograph.events import (
     Unfollowed,
 )
 from pictograph.feed.policy import HomeFeed
+from pictograph.resources import Resources
 from pictograph.workers.streams import StreamConsumer, run_together
-
-if TYPE_CHECKING:
-    from pictograph.resources import Resources
 
 log = logging.getLogger(__name__)
 

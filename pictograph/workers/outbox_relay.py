@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import RedisError
 
 from pictograph import events
-from pictograph.cache import keys
 from pictograph.graph.changes import GraphChanges
-
-if TYPE_CHECKING:
-    from pictograph.resources import Resources
+from pictograph.resources import Resources
+from pictograph.workers.periodic import every, exclusively
 
 log = logging.getLogger(__name__)
 
@@ -26,32 +23,24 @@ INTERVAL = 1.0
 
 async def relay_once(resources: Resources, older_than: timedelta = ORPHAN_AGE) -> int | None:
     """Publishes orphaned events; None when another process is relaying right now."""
-    lock = resources.redis.lock(keys.worker_lock("outbox-relay"), timeout=60, blocking=False)
-    if not await lock.acquire():
-        return None
-    try:
+
+    async def relay() -> int:
         orphans = await events.leftovers(older_than)
         if orphans:
             changes = GraphChanges(resources)
             await events.publish(resources.redis, orphans, before_publish=changes.resync)
             log.info("outbox relay published %d orphaned events", len(orphans))
-        resources.metrics.worker_jobs.labels("outbox-relay", "ok").inc()
         return len(orphans)
-    finally:
-        try:
-            await lock.release()
-        except LockError:
-            pass
+
+    return await exclusively(resources, "outbox-relay", 60, relay)
 
 
 async def relay_outbox(resources: Resources, stop: asyncio.Event) -> None:
-    while not stop.is_set():
+    async def round_() -> None:
         try:
             await relay_once(resources)
         except RedisError as error:
             # Redis is away: exactly when orphans pile up. Try again next round.
             log.warning("outbox relay: redis unavailable (%s)", type(error).__name__)
-        try:
-            await asyncio.wait_for(stop.wait(), INTERVAL)
-        except TimeoutError:
-            pass
+
+    await every(INTERVAL, stop, round_)

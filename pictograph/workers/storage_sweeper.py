@@ -6,27 +6,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from redis.exceptions import LockError
 from tortoise.transactions import in_transaction
 
-from pictograph.cache import keys
 from pictograph.models import Upload
 from pictograph.posts import garbage
-
-if TYPE_CHECKING:
-    from pictograph.resources import Resources
+from pictograph.resources import Resources
+from pictograph.workers.periodic import every, exclusively
 
 log = logging.getLogger(__name__)
 
 
 async def sweep_storage_once(resources: Resources) -> int | None:
-    lock = resources.redis.lock(keys.worker_lock("storage-sweeper"), timeout=300,
-                                blocking=False)
-    if not await lock.acquire():
-        return None
-    try:
+    """One sweep, unless another process holds the sweep lock (then None)."""
+
+    async def sweep() -> int:
         async with in_transaction():
             # After the grace: a PUT that started before the expiry may still be arriving.
             abandoned = await Upload.filter(
@@ -38,19 +32,11 @@ async def sweep_storage_once(resources: Resources) -> int | None:
         if abandoned or removed:
             log.info("storage sweeper: %d abandoned uploads, %d objects removed",
                      len(abandoned), removed)
-        resources.metrics.worker_jobs.labels("storage-sweeper", "ok").inc()
         return removed
-    finally:
-        try:
-            await lock.release()
-        except LockError:
-            pass
+
+    return await exclusively(resources, "storage-sweeper", 300, sweep)
 
 
 async def sweep_storage(resources: Resources, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        await sweep_storage_once(resources)
-        try:
-            await asyncio.wait_for(stop.wait(), resources.settings.storage_sweep_interval)
-        except TimeoutError:
-            pass
+    await every(resources.settings.storage_sweep_interval, stop,
+                lambda: sweep_storage_once(resources))
