@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import Token
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from pictograph.resources import Resources
 from pictograph.settings import Settings
 from tests.support.rate_limits import Tighten, tighten_limits
 from tests.support.s3 import moto_server
+from tests.support.server import served
 
 ADMIN_DATABASE_URL = os.environ.get(
     "PICTOGRAPH_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"
@@ -47,10 +48,13 @@ FAST_HASHING: dict[str, Any] = {
     "argon2_parallelism": 1,
 }
 # The suite signs up hundreds of users from one address and logs in again and again;
-# tests/platform/test_rate_limits.py sets tight limits of its own.
+# tests/cache/test_rate_limits.py sets tight limits of its own.
 GENEROUS_RATE_LIMITS: dict[str, Any] = {
     name: "100000/minute" for name in Settings.model_fields if name.startswith("rate_limit_")
 }
+
+
+Configured = Callable[..., httpx.AsyncClient]
 
 
 @dataclass
@@ -206,3 +210,31 @@ def data_dir(backend: Backend) -> Path:
 def tighten(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> Tighten:
     """tighten(log_in_per_ip="3/minute", ...): the app's limits for this test."""
     return functools.partial(tighten_limits, resources, monkeypatch)
+
+
+@pytest.fixture
+async def server(app: Starlette) -> AsyncIterator[str]:
+    """The test app (its lifespan already running) behind a real uvicorn on a loopback
+    port, in this process: its base URL, http://127.0.0.1:port."""
+    async with served(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+async def configured(app: Starlette) -> AsyncIterator[Configured]:
+    """Clients of the app with some settings changed. Each borrows the backend app's open
+    resources: starting a second app would rebind Tortoise's models process-wide."""
+    clients: list[httpx.AsyncClient] = []
+
+    def client_with(**settings: Any) -> httpx.AsyncClient:
+        changed = app.state.resources.settings.model_copy(update=settings)
+        other = create_app(changed)
+        other.state.resources = app.state.resources
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=other),
+                                   base_url="http://configured")
+        clients.append(client)
+        return client
+
+    yield client_with
+    for client in clients:
+        await client.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import orjson
 
@@ -50,7 +51,9 @@ async def apply_event(feed: HomeFeed, event: Event) -> None:
             await feed.unmerge_from_home(blocked, blocker, event.seq_of(blocked))
 
 
-async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
+def fanout_consumers(resources: Resources, **options: Any) -> list[StreamConsumer]:
+    """The fan-out worker's consumers, one per stream it reads; `options` override the
+    production ones (tests step them by hand)."""
     feed = HomeFeed(resources)
 
     async def handle(event: Event) -> None:
@@ -67,10 +70,16 @@ async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
     # Retried 30 times, a claim-idle time apart (fifteen minutes by default: outages
     # pass), before it is set aside. A lost stream (Redis flushed) needs no recovery:
     # it loses the feeds with it, and a missing feed is rebuilt from the database.
-    consumers = [
+    chosen: dict[str, Any] = {
+        "on_poison": set_aside, "max_deliveries": 30,
+        "claim_idle_ms": int(resources.settings.worker_claim_idle * 1000), **options}
+    return [
         StreamConsumer(resources.redis, keys.event_stream(stream), GROUP, handle,
-                       resources.metrics, on_poison=set_aside, max_deliveries=30,
-                       claim_idle_ms=int(resources.settings.worker_claim_idle * 1000))
+                       resources.metrics, **chosen)
         for stream in (events.POSTS, events.FOLLOWS)
     ]
+
+
+async def run_fanout_worker(resources: Resources, stop: asyncio.Event) -> None:
+    consumers = fanout_consumers(resources)
     await run_together(consumer.run(stop) for consumer in consumers)

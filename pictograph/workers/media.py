@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from redis.asyncio import Redis
 from tortoise.transactions import in_transaction
@@ -56,7 +57,8 @@ async def _queued_post_ids(redis: Redis, page: int = 1000) -> set[int]:
     return found
 
 
-async def run_media_worker(resources: Resources, stop: asyncio.Event) -> None:
+def media_consumer(resources: Resources, **options: Any) -> StreamConsumer:
+    """One consumer of the media stream; `options` override the production ones."""
     async def handle(event: Event) -> None:
         if isinstance(event, ProcessPost):
             await processing.process_post(resources, event.post_id)
@@ -68,17 +70,19 @@ async def run_media_worker(resources: Resources, stop: asyncio.Event) -> None:
     async def recover() -> None:
         await requeue_unfinished(resources)
 
-    # The fork server that starts each photo's process, ready before the first photo.
-    await asyncio.to_thread(image_sandbox.start)
-
     # One message at a time: a claimed batch could otherwise sit idle long enough for
     # another consumer to take it over while this one still works on it. A job that
     # fails 20 times (outages do not count) ends its post FAILED.
-    consumers = [
-        StreamConsumer(resources.redis, keys.event_stream(events.MEDIA), GROUP, handle,
-                       resources.metrics, on_poison=give_up, on_group_created=recover,
-                       batch=1, claim_idle_ms=int(resources.settings.worker_claim_idle * 1000),
-                       max_deliveries=20)
-        for _ in range(CONSUMERS_PER_PROCESS)
-    ]
+    chosen: dict[str, Any] = {
+        "on_poison": give_up, "on_group_created": recover, "batch": 1,
+        "claim_idle_ms": int(resources.settings.worker_claim_idle * 1000),
+        "max_deliveries": 20, **options}
+    return StreamConsumer(resources.redis, keys.event_stream(events.MEDIA), GROUP, handle,
+                          resources.metrics, **chosen)
+
+
+async def run_media_worker(resources: Resources, stop: asyncio.Event) -> None:
+    # The fork server that starts each photo's process, ready before the first photo.
+    await asyncio.to_thread(image_sandbox.start)
+    consumers = [media_consumer(resources) for _ in range(CONSUMERS_PER_PROCESS)]
     await run_together(consumer.run(stop) for consumer in consumers)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pictograph import events
-from pictograph.cache import keys
-from pictograph.feed.policy import HomeFeed
 from pictograph.resources import Resources
-from pictograph.workers.fanout import GROUP, apply_event
+from pictograph.workers.fanout import fanout_consumers
 from pictograph.workers.streams import StreamConsumer
 
 FEED = """query($first: Int, $after: String) {
@@ -21,16 +18,7 @@ FEED = """query($first: Int, $after: String) {
 
 
 def consumers(resources: Resources, **options: Any) -> list[StreamConsumer]:
-    feed = HomeFeed(resources)
-
-    async def handle(event: dict[str, Any]) -> None:
-        await apply_event(feed, event)
-
-    return [
-        StreamConsumer(resources.redis, keys.event_stream(stream), GROUP, handle,
-                       resources.metrics, block_ms=1, **options)
-        for stream in (events.POSTS, events.FOLLOWS)
-    ]
+    return fanout_consumers(resources, **{"block_ms": 1, **options})
 
 
 async def fan_out(resources: Resources, **options: Any) -> int:

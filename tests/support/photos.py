@@ -10,8 +10,7 @@ import httpx
 from PIL import Image
 
 from pictograph.resources import Resources
-from pictograph.workers.media import GROUP
-from pictograph.workers.streams import StreamConsumer
+from pictograph.workers.media import media_consumer
 from tests.support.graphql import gql
 
 
@@ -73,26 +72,13 @@ async def post_photo(client: httpx.AsyncClient, token: str, data: bytes,
 
 
 async def process_media(resources: Resources) -> int:
-    """Runs the media worker's consumer until the stream is empty; returns messages."""
-    from pictograph import events
-    from pictograph.cache import keys
-
-    consumer = StreamConsumer(resources.redis, keys.event_stream(events.MEDIA), GROUP,
-                              _handler(resources), resources.metrics, block_ms=1)
+    """Runs a media worker's consumer until the stream is empty; returns messages."""
+    consumer = media_consumer(resources, block_ms=1)
     await consumer.ensure_group()
     total = 0
     while handled := await consumer.step():
         total += handled
     return total
-
-
-def _handler(resources: Resources):
-    from pictograph.posts.processing import process_post
-
-    async def handle(event: Any) -> None:
-        await process_post(resources, event.post_id)
-
-    return handle
 
 
 async def fetch(client: httpx.AsyncClient, url: str, **headers: str) -> httpx.Response:

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.support.s3 import free_port
-
 
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
@@ -25,15 +23,17 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
     """Serves an app whose lifespan already ran (the `app` fixture's); yields its base URL.
     `app.state.resources.settings.public_base_url` is left as it is: media URLs minted
     through this server still name the test host, and tests fetch them by path."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                            log_level="warning", ws_max_size=1024 * 1024)
+    # log_config=None leaves uvicorn's loggers to propagate, so caplog sees what uvicorn
+    # logs too (its "Exception in ASGI application" included). Port 0: the kernel picks.
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off",
+                            log_level="warning", log_config=None, ws_max_size=1024 * 1024)
     server = _Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()  # raises what stopped it
         await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.platform.conftest import Configured
+from tests.conftest import Configured
 
 Check = Callable[[httpx.AsyncClient], Awaitable[bool]]
 # graphql-cop's own header; the scanner sends no Accept of its own but requests' */*.

@@ -134,7 +134,7 @@ async def test_a_real_server_keeps_the_connection_after_each_refusal(server: str
     ]
     good = Sent("POST", "/graphql", [*JSON.items()], TYPENAME)
     requests = [request for refusal in bad for request in (refusal, good)]
-    answers = await on_one_connection(server, requests)
+    answers = await on_one_connection(server.removeprefix("http://"), requests)
     for refusal, answer in zip(requests[::2], answers[::2], strict=True):
         assert 400 <= answer.status < 500, (refusal, answer)
         assert answer.headers["content-type"] == "application/json", (refusal, answer)

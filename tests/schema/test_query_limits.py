@@ -19,7 +19,7 @@ from websockets.typing import Subprotocol
 from pictograph.schema import build_schema, limits
 from pictograph.schema.query_shape import fragments_of, measure
 from pictograph.settings import Settings
-from tests.platform.conftest import Configured
+from tests.conftest import Configured
 from tests.support.graphql import PASSWORD, error_codes, gql, sign_up
 
 LIMITS = Settings()  # the defaults under test
@@ -391,9 +391,9 @@ async def test_production_hides_the_schema(production: httpx.AsyncClient) -> Non
 
 
 async def test_subscriptions_over_the_websocket_are_limited_too(server: str) -> None:
-    async with httpx.AsyncClient(base_url=f"http://{server}") as http:
+    async with httpx.AsyncClient(base_url=server) as http:
         token = await sign_up(http, "socket")
-    url = f"ws://{server}/graphql"
+    url = server.replace("http", "ws", 1) + "/graphql"
     async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as socket:
         await socket.send(json.dumps(
             {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
@@ -428,7 +428,7 @@ async def test_a_real_server_answers_413_to_a_chunked_body_and_keeps_serving(
         for _ in range(40):  # 2.5 MB, with no Content-Length
             yield b" " * 65_536
 
-    async with httpx.AsyncClient(base_url=f"http://{server}", timeout=10) as http:
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
         response = await http.post(
             "/graphql", content=chunks(), headers={"content-type": "application/json"}
         )
