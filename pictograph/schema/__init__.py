@@ -14,6 +14,7 @@ from strawberry.types.graphql import OperationType
 
 from pictograph.context import Context
 from pictograph.schema.errors import CodedErrors, log_unexpected
+from pictograph.schema.execution import PlainFieldsFirst
 from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
 from pictograph.schema.root import Mutation, Query
@@ -65,6 +66,7 @@ def build_schema(settings: Settings | None = None) -> PictographSchema:
         subscription=Subscription,
         types=[UserType, PostType],
         extensions=[lambda: CodedErrors(hide_suggestions), *limit_extensions(limits)],
+        execution_context_class=PlainFieldsFirst,
     )
 
 
