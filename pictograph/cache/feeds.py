@@ -217,6 +217,15 @@ class FeedCache:
             for i in range(0, len(raw), 2)
         ]
 
+    async def newer(self, list_keys: Sequence[str], after: int, limit: int) -> list[list[int]]:
+        """Up to `limit` ids newer than `after` from each list, newest first, in one
+        round trip (the markers, at score 0, are never among them)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in list_keys:
+                pipe.zrevrangebyscore(key, "+inf", f"({after}", start=0, num=limit)
+            raw = await pipe.execute()
+        return [[int(member) for member in found] for found in raw]
+
     # The first page, cached briefly; one rebuild at a time per user.
 
     async def cached_page(self, user_id: int) -> tuple[CachedPage | None, str]:

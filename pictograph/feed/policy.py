@@ -280,10 +280,10 @@ class HomeFeed:
         elif cached.celebrities:
             # Celebrity posts do not drop followers' pages: merge in what is newer.
             top = cached.ids[0] if cached.ids else 0
-            ranges = await self.cache.ranges(
-                [keys.recent_posts(c) for c in cached.celebrities], None, PAGE_CACHE_SIZE
+            found = await self.cache.newer(
+                [keys.recent_posts(c) for c in cached.celebrities], top, PAGE_CACHE_SIZE
             )
-            newer = [i for r in ranges for i in r.ids if i > top]
+            newer = [i for ids in found for i in ids]
             if newer:
                 return sorted(set(newer) | set(cached.ids), reverse=True)[:PAGE_CACHE_SIZE]
         return cached.ids
