@@ -36,6 +36,10 @@ from bench._harness import print_table, throwaway_services
 from bench.load import FEED, PROFILE
 
 REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Issue 15's target for a miss of the rendered-response cache: what runs then is this
+# warm feed (GraphQL executed on warm Redis caches). Measured on the machine that gave
+# 8.5 ms before; a slower machine compares against the code before a change instead.
+UNCACHED_FEED_TARGET_MS = 4.0
 
 
 async def asgi_post(app: Any, body: bytes, token: str) -> dict[str, Any]:
@@ -110,12 +114,18 @@ async def run(args: argparse.Namespace) -> None:
             for body, token in feed + profile:  # warm every cache, parse and validation
                 await asgi_post(app, body, token)
             rows = []
+            medians = {}
             for label, bodies in (("warm feed(first: 20)", feed),
                                   ("profile with 12 thumbnails", profile)):
                 samples = await cpu_per_request(app, bodies, args.requests, label)
+                medians[label] = statistics.median(samples)
                 rows.append((f"{label}: CPU per request",
-                             f"median {statistics.median(samples):.2f} ms, "
+                             f"median {medians[label]:.2f} ms, "
                              f"p90 {sorted(samples)[int(0.9 * len(samples))]:.2f} ms"))
+            feed_cpu = medians["warm feed(first: 20)"]
+            verdict = "met" if feed_cpu <= UNCACHED_FEED_TARGET_MS else "not met"
+            rows.append((f"uncached feed: at most {UNCACHED_FEED_TARGET_MS:g} ms CPU per request",
+                         f"{feed_cpu:.2f} ms: {verdict}"))
             if args.profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
