@@ -41,6 +41,13 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.response_cache = Counter(
+            "pictograph_response_cache_total",
+            "Signed-in queries by what the response cache did: hit (answered from it), "
+            "stored, miss (rendered, not stored), skip (not for the cache).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.worker_jobs = Counter(
             "pictograph_worker_jobs_total",
             "Background jobs run, by worker and outcome.",

@@ -16,6 +16,7 @@ from pictograph.context import Context
 from pictograph.schema.errors import CodedErrors, log_unexpected
 from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
+from pictograph.schema.recording import QueriesOnlyRecorded
 from pictograph.schema.root import Mutation, Query
 from pictograph.schema.types import PostType, UserType
 from pictograph.settings import Settings, load_settings
@@ -64,7 +65,8 @@ def build_schema(settings: Settings | None = None) -> PictographSchema:
         mutation=Mutation,
         subscription=Subscription,
         types=[UserType, PostType],
-        extensions=[lambda: CodedErrors(hide_suggestions), *limit_extensions(limits)],
+        extensions=[lambda: CodedErrors(hide_suggestions), *limit_extensions(limits),
+                    QueriesOnlyRecorded],
     )
 
 
