@@ -27,7 +27,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from redis.exceptions import RedisError
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pictograph.accounts.sessions import claimed_user_id, token_key
@@ -76,11 +75,11 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
 
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = Headers(scope=scope)
-        if not headers.get("content-type", "").startswith("application/json"):
+        headers = _headers(scope)
+        if not headers.get(b"content-type", b"").startswith(b"application/json"):
             await self.app(scope, receive, send)
             return
-        length = headers.get("content-length")
+        length = headers.get(b"content-length")
         if length is None or not length.isdigit() or int(length) > self.max_bytes:
             await self.app(scope, receive, send)  # BodyLimit answers it as it does today
             return
@@ -120,7 +119,8 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         resources: Resources = scope["app"].state.resources
-        token = bearer_token(Headers(scope=scope).get("authorization"))
+        authorization = _headers(scope).get(b"authorization")
+        token = bearer_token(authorization.decode("latin-1") if authorization else None)
         viewer_id = claimed_user_id(token) if token and self.ttl else None
         digest = _digest(operation) if viewer_id is not None else ""
         lookup = Lookup(token_known=False)
@@ -247,6 +247,12 @@ class _Captured:
         except orjson.JSONDecodeError:
             return False
         return isinstance(answer, dict) and "errors" not in answer and "data" in answer
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    # The few this reads, without building starlette's Headers (the hit path is short).
+    return {name: value for name, value in scope["headers"]
+            if name in (b"content-type", b"content-length", b"authorization")}
 
 
 def _digest(operation: Operation) -> str:
