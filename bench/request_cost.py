@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from tqdm import tqdm
 
+from bench._graphql import FEED, PROFILE
 from bench._harness import print_table, throwaway_services
-from bench.load import FEED, PROFILE
 
 REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
