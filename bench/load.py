@@ -19,7 +19,8 @@ Issue 15's yardsticks run in the same rounds as the warm feed, alternating, on t
 bytes for the same request: the limit (from process memory, a bare Starlette route) and
 the one-round-trip ceiling (from Redis, one HGET). Then the warm feed again on a server
 of two processes (`pictograph serve --processes 2` where the command has the flag, else
-uvicorn --workers 2 on the same app). SQL statements and Redis round trips per
+uvicorn --workers 2 on the same app), and freshness checks over HTTP: after each change
+a viewer must see at once, the very next read. SQL statements and Redis round trips per
 request are counted in the server over sequential requests after each timed run; CPU
 time per request is the server's user+system time over the run / requests.
 Figures on a shared machine are noisy: more --rounds and a longer --duration help.
@@ -51,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from tqdm import tqdm
 
+from bench._freshness import freshness_rows
 from bench._graphql import (
     FEED,
     FOLLOW,
@@ -584,6 +586,7 @@ async def main(args: argparse.Namespace) -> None:
                                                 redis, args, rows)
                             await profile_and_follow_scenarios(client, server, viewers,
                                                                profile, args, rows)
+                            rows += await freshness_rows(client, redis, feed, profile)
                         # A worker for which 10,000 followers is not a celebrity's following.
                         fanout_env = {**env, "PICTOGRAPH_CELEBRITY_THRESHOLD": "20000"}
                         with child([sys.executable, "-m", "pictograph", "worker"], fanout_env,
