@@ -11,9 +11,10 @@ threshold, small real photos). One uvicorn process serves the app with productio
 settings (uvloop, httptools, log level WARNING) plus the bench-only routes of
 bench/limit_app.py; one `pictograph worker` runs beside it. wrk, in its own process on
 127.0.0.1, drives each scenario at fixed concurrency, the requests rotating across
-viewers. The frontend's reads go as a frontend with persisted queries sends them: the
-document's hash only, once registered (or the document in full, where the server does
-not speak Apollo's protocol; the table says which).
+viewers, whose tokens are in Redis as a logIn leaves them. The frontend's reads go as a
+frontend with persisted queries sends them: the document's hash only, once registered
+(or the document in full, where the server does not speak Apollo's protocol; the table
+says which).
 
 Issue 15's yardsticks run in the same rounds as the warm feed, alternating, on the same
 bytes for the same request: the limit (from process memory, a bare Starlette route) and
@@ -161,14 +162,15 @@ async def viewers_of(env: dict[str, str], count: int, seed: int) -> list[Viewer]
     they follow who has 12 posts and someone they do not follow."""
     from tortoise import connections  # noqa: F401 - the ORM the resources open
 
-    from pictograph.accounts.sessions import mint_token
+    from pictograph.accounts.sessions import mint_token, remember_new_token
     from pictograph.db import using_database
     from pictograph.models import Follow, FollowState, User
     from pictograph.resources import open_resources
     from pictograph.schema.node import encode_global_id
     from pictograph.settings import Settings
 
-    settings = Settings(database_url=env["PICTOGRAPH_DATABASE_URL"], redis_url=REDIS_URL,
+    settings = Settings(database_url=env["PICTOGRAPH_DATABASE_URL"],
+                        redis_url=env.get("PICTOGRAPH_REDIS_URL", REDIS_URL),
                         data_dir=Path(env["PICTOGRAPH_DATA_DIR"]), run_workers=False,
                         secret_key=env["PICTOGRAPH_SECRET_KEY"])
     rng = random.Random(seed)
@@ -189,6 +191,8 @@ async def viewers_of(env: dict[str, str], count: int, seed: int) -> list[Viewer]
                 if profile is None:
                     continue
                 token = await mint_token(viewer_id, 24 * 3600)
+                # As logIn does: the token's first use finds it in Redis.
+                await remember_new_token(resources.redis, token, viewer_id, 24 * 3600)
                 viewers.append(Viewer(viewer_id, token, profile, encode_global_id("User", other)))
     return viewers
 

@@ -98,7 +98,8 @@ async def run(args: argparse.Namespace) -> None:
         await run_seed(settings, users=args.users, posts=args.posts, celebrities=3, seed=3,
                        force=False)
         assert settings.secret_key is not None
-        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_DATA_DIR": str(data_dir),
+        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_REDIS_URL": REDIS_URL,
+               "PICTOGRAPH_DATA_DIR": str(data_dir),
                "PICTOGRAPH_SECRET_KEY": settings.secret_key.get_secret_value()}
         viewers = await viewers_of(env, 50, seed=5)
         app = create_app(settings)
