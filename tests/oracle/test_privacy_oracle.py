@@ -313,8 +313,9 @@ class PrivacyOracle(RuleBasedStateMachine):
 
 @pytest.fixture
 async def oracle_app(backend: Backend) -> AsyncIterator[Starlette]:
-    """The backend's app (the response cache on, as by default) with room in the query limits for one read of every path (a
-    document per viewer naming every post); the limits themselves are tested elsewhere."""
+    """The backend's app (the response cache on, as by default) with room in the query
+    limits for one read of every path (a document per viewer naming every post); the
+    limits themselves are tested elsewhere."""
     EXECUTOR_CACHE.clear()
     application = create_app(backend.settings.model_copy(update={
         "max_query_aliases": 200, "max_query_cost": 1_000_000, "max_query_tokens": 20_000,
