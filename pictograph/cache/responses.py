@@ -25,7 +25,6 @@ the changed user's or post's (its readers).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,28 +39,30 @@ from pictograph.cache.versioned import FENCE_TTL, VERSION_TTL, new_version
 READERS_MARGIN = 120
 FILL_MS = 3000
 
-# KEYS: token, response, version, fill lock (the viewer's slot). ARGV: viewer id, now,
-# a fresh version, its ttl, fill lock ms.
+# KEYS: token, response, version, fill lock (the viewer's slot). ARGV: viewer id.
 # {1, bytes}: a hit. {0}: the token is not cached as this viewer's, live: the full path
 # decides. {2, version, filling}: a miss, the version to build at (read before anything
 # else is) and whether this request holds the fill; a pending version is never filled.
+# A missing version is made from the server's clock (unique to the microsecond, and newer
+# than any a reader from before a flush holds), so the hit path sends one argument only.
 _HIT = """
 local token = redis.call('GET', KEYS[1])
 if not token then return {0} end
+local now = redis.call('TIME')
 local owner, expires = string.match(token, '^(%d+):(%d+)$')
-if owner ~= ARGV[1] or tonumber(expires) <= tonumber(ARGV[2]) then return {0} end
+if owner ~= ARGV[1] or tonumber(expires) <= tonumber(now[1]) then return {0} end
 local version = redis.call('GET', KEYS[3])
 if version then
   local cached = redis.call('HMGET', KEYS[2], 'v', 'b')
   if cached[1] == version then return {1, cached[2]} end
 else
-  version = ARGV[3]
-  redis.call('SET', KEYS[3], version, 'EX', tonumber(ARGV[4]))
+  version = 't' .. now[1] .. now[2]
+  redis.call('SET', KEYS[3], version, 'EX', VERSION_TTL)
 end
 if string.sub(version, 1, 1) == '!' then return {2, version, 0} end
-local filling = redis.call('SET', KEYS[4], '1', 'NX', 'PX', tonumber(ARGV[5]))
+local filling = redis.call('SET', KEYS[4], '1', 'NX', 'PX', FILL_MS)
 return {2, version, filling and 1 or 0}
-"""
+""".replace("VERSION_TTL", str(VERSION_TTL)).replace("FILL_MS", str(FILL_MS))
 
 # KEYS: response, version, fill lock. ARGV: the version built at, bytes, ttl.
 _STORE = """
@@ -135,7 +136,7 @@ class ResponseCache:
         found = await self._hit(
             keys=[token_key, keys.response(viewer_id, digest),
                   keys.response_version(viewer_id), keys.response_fill(viewer_id, digest)],
-            args=[viewer_id, int(time.time()), new_version(), VERSION_TTL, FILL_MS],
+            args=[viewer_id],
         )
         if found[0] == 0:
             return Lookup(token_known=False)
