@@ -104,6 +104,10 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
+
+
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     print(f"\n{title}")

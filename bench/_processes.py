@@ -77,6 +77,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of the process and every process below it (a server's workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):  # gone meanwhile
+            total += cpu_seconds(current)
+        pending += children.get(current, [])
+    return total
+
+
 async def settle(pid: int, within: float = READY_TIMEOUT) -> None:
     """Waits (boundedly) until the process has used no CPU for half a second."""
     deadline = time.monotonic() + within

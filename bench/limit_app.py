@@ -1,10 +1,16 @@
-"""The server bench/load.py drives: Pictograph's own app, plus two bench-only routes.
+"""The server bench/load.py drives: Pictograph's own app, plus bench-only routes.
 
     uvicorn bench.limit_app:create --factory
 
-- POST /bench/limit answers a viewer's feed page straight from Redis, with no GraphQL:
-  the token to viewer lookup Pictograph does, then one GET of the JSON the real feed
-  query returned for that viewer. It is the limit the feed query is compared with.
+The two yardsticks of issue 15 answer a POST with the bytes Pictograph answered to the
+same body and token (bench/load.py stores them with `store_response`). Each does what a
+cached hit must do at the least, and no more: read the bearer token and the body, find
+the bytes, send them. They are bare Starlette routes in front of the app, so none of
+Pictograph's middleware runs for them.
+- POST /bench/limit: the bytes from process memory. Nothing can be faster on this server.
+  (A process copies them from Redis the first time it is asked: load.py asks once first.)
+- POST /bench/ceiling: the bytes from Redis with exactly one HGET, on a key with the
+  token as its hash tag. No design that asks Redis once per request can beat it.
 - POST /bench/counting {"on": true|false} starts or stops counting SQL statements and
   Redis round trips; GET /bench/counting reads the counts.
 None of this is part of the product: `pictograph serve` never mounts it.
@@ -13,6 +19,8 @@ None of this is part of the product: `pictograph serve` never mounts it.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -21,14 +29,20 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pictograph.accounts.sessions import resolve_token
 from pictograph.app import create_app
 from pictograph.context import bearer_token
+from pictograph.settings import load_settings
 
 
-def limit_key(viewer_id: int) -> str:
-    return f"bench:{{{viewer_id}}}:feed"
+def responses_key(token: str) -> str:
+    """Where the yardsticks find the responses of one token, by request body."""
+    return f"bench:{{{token}}}:responses"
+
+
+async def store_response(redis: Redis, token: str, body: bytes, response: bytes) -> None:
+    await redis.hset(responses_key(token), body, response)  # type: ignore[misc]
 
 
 class _Counts(logging.Handler):
@@ -81,20 +95,43 @@ class _Counts(logging.Handler):
         logger.setLevel(logging.WARNING)
 
 
-def create() -> Starlette:
-    app = create_app()
-    counts = _Counts()
+class _Yardsticks:
+    """The two routes and what they read from."""
 
-    async def limit(request: Request) -> Response:
-        redis = request.app.state.resources.redis
+    def __init__(self) -> None:
+        self.redis: Redis | None = None  # bytes in, bytes out: no decoding
+        self.memory: dict[tuple[str, bytes], bytes] = {}
+
+    async def limit(self, request: Request) -> Response:
         token = bearer_token(request.headers.get("authorization"))
-        viewer_id = await resolve_token(redis, token) if token else None
-        if viewer_id is None:
+        if token is None:
             return Response(status_code=401)
-        body = await redis.get(limit_key(viewer_id))
-        if body is None:
+        body = await request.body()
+        response = self.memory.get((token, body))
+        if response is None:
+            assert self.redis is not None
+            response = await self.redis.hget(responses_key(token), body)  # type: ignore[misc]
+            if response is None:
+                return Response(status_code=404)
+            self.memory[token, body] = response
+        return Response(response, media_type="application/json")
+
+    async def ceiling(self, request: Request) -> Response:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            return Response(status_code=401)
+        assert self.redis is not None
+        response = await self.redis.hget(responses_key(token), await request.body())  # type: ignore[misc]
+        if response is None:
             return Response(status_code=404)
-        return Response(body, media_type="application/json")
+        return Response(response, media_type="application/json")
+
+
+def create() -> ASGIApp:
+    settings = load_settings()
+    app = create_app(settings)
+    counts = _Counts()
+    yardsticks = _Yardsticks()
 
     async def counting(request: Request) -> Response:
         if request.method == "POST":
@@ -102,8 +139,30 @@ def create() -> Starlette:
         return JSONResponse({"sql": counts.sql, "redis_round_trips": counts.redis_round_trips,
                              "redis_commands": counts.redis_commands})
 
-    app.router.routes[:0] = [
-        Route("/bench/limit", limit, methods=["POST"]),
+    bench = Starlette(routes=[
+        Route("/bench/limit", yardsticks.limit, methods=["POST"]),
+        Route("/bench/ceiling", yardsticks.ceiling, methods=["POST"]),
         Route("/bench/counting", counting, methods=["GET", "POST"]),
-    ]
-    return app
+    ])
+    app_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(instance: Starlette) -> AsyncIterator[None]:
+        async with app_lifespan(instance):
+            assert settings.redis_url is not None, "the yardsticks need a real Redis"
+            yardsticks.redis = Redis.from_url(settings.redis_url)
+            try:
+                yield
+            finally:
+                await yardsticks.redis.aclose()
+
+    app.router.lifespan_context = lifespan
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        # Not a Mount: the app's own requests pay for nothing in front of them.
+        if scope["type"] == "http" and scope["path"].startswith("/bench/"):
+            await bench(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch

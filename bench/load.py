@@ -1,7 +1,7 @@
-"""Pictograph under load, against the limit, in one run.
+"""Pictograph under load, against the limit and the one-round-trip ceiling, in one run.
 
     python bench/load.py                    # 10,000 users, 50,000 posts (seeding ~1 min)
-    python bench/load.py --users 2000 --posts 10000 --duration 5    # a first look
+    python bench/load.py --users 1000 --posts 5000 --duration 3 --rounds 1   # a quick look
 
 Needs wrk (`apt-get install wrk`, `brew install wrk`) and PostgreSQL + Redis on
 127.0.0.1 (a throwaway database and Redis db 11, dropped and flushed afterwards).
@@ -11,10 +11,23 @@ threshold, small real photos). One uvicorn process serves the app with productio
 settings (uvloop, httptools, log level WARNING) plus the bench-only routes of
 bench/limit_app.py; one `pictograph worker` runs beside it. wrk, in its own process on
 127.0.0.1, drives each scenario at fixed concurrency, the requests rotating across
-viewers. For the feed, the same run drives the limit: the same JSON for the same viewer
-straight from Redis, no GraphQL. SQL statements and Redis round trips per request are
-counted in the server over sequential requests after each timed run; CPU time per
-request is the server's user+system time over the run / requests.
+viewers, whose tokens are in Redis as a logIn leaves them. The frontend's reads go as a
+frontend with persisted queries sends them: the document's hash only, once registered
+(or the document in full, where the server does not speak Apollo's protocol; the table
+says which). Where the server counts its rendered-response cache's outcomes (metrics),
+each run says what share it answered from that cache.
+
+Issue 15's yardsticks run in the same rounds as the warm feed, alternating, on the same
+bytes for the same request: the limit (from process memory, a bare Starlette route), the
+one-round-trip ceiling (from Redis, one HGET), then the warm feed on one process and on
+two (`pictograph serve --processes 2` where the command has the flag, else uvicorn
+--workers 2 on the same app). Each timed feed run follows an untimed second of the same
+requests, which renders again the answers that expired meanwhile. Freshness is checked
+over HTTP: after each change a viewer must see at once, the very next read. SQL
+statements and Redis round trips per request are counted in the server over sequential
+requests after each timed run; CPU time per request is the server's user+system time
+(all its processes) over the run / requests.
+Figures on a shared machine are noisy: more --rounds and a longer --duration help.
 """
 
 from __future__ import annotations
@@ -22,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import random
@@ -42,12 +54,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from PIL import Image
 from tqdm import tqdm
 
-from bench._harness import percentile, print_table
-from bench._processes import child, cpu_seconds, free_port, ready_server, settle, tail
-from bench.limit_app import limit_key
+from bench._freshness import freshness_rows
+from bench._graphql import (
+    FEED,
+    FOLLOW,
+    PROFILE,
+    UNFOLLOW,
+    Document,
+    answer,
+    encoded,
+    gql,
+    in_home_feed,
+    jpeg,
+    post,
+    post_photo,
+)
+from bench._harness import percentile, print_table, verdict
+from bench._processes import child, free_port, ready_server, settle, tail, tree_cpu_seconds
+from bench.limit_app import store_response
 from pictograph.cache import keys
 
 ADMIN_URL = os.environ.get("PICTOGRAPH_BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/test")
@@ -58,18 +84,15 @@ PROFILE_DIR: Path | None = None  # set by --profile
 THRESHOLD = 2_000  # the seeded celebrities are over it
 FANOUT_FOLLOWERS = 10_000
 COLD_SQL_BOUND = 3
-
-FEED = ("query($first: Int) { feed(first: $first) { edges { node { id caption "
-        "author { username displayName } media(size: THUMBNAIL) { url width height } } } "
-        "pageInfo { hasNextPage endCursor } } }")
-PROFILE = ("query($u: String!) { user(username: $u) { username displayName bio followerCount "
-           "followingCount posts(first: 12) { edges { node { id "
-           "media(size: THUMBNAIL) { url width height } } } } } }")
-FOLLOW = "mutation($id: ID!) { follow(userId: $id) { status } }"
-UNFOLLOW = "mutation($id: ID!) { unfollow(userId: $id) { status } }"
-CREATE_UPLOAD = ("mutation($t: String!, $s: Int!) { createUpload(input: {contentType: $t, "
-                 "byteSize: $s}) { uploadId url method headers { name value } } }")
-CREATE_POST = "mutation($u: ID!) { createPost(input: {uploadId: $u, caption: \"bench\"}) { id } }"
+FIRST_PAGE = {"first": 20}
+# A feed document of its own, read once per viewer, so that whatever a server caches by
+# document (parsed, validated or rendered) a cold read finds nothing of it.
+COLD_FEED = FEED.replace("query(", "query ColdFeed(", 1)
+# Issue 15's targets for the warm feed.
+SHARE_OF_CEILING = 0.8
+NEVER_BELOW = 0.5  # of the ceiling: under it the target is not met, whatever else
+WARM_P99_MS = 40
+TWO_PROCESSES_GAIN = 1.6
 
 
 @dataclass
@@ -90,6 +113,7 @@ class Run:
     p99_ms: float
     errors: int
     cpu_ms_per_request: float
+    cached: float | None  # the share of requests answered from the rendered-response cache
 
     @property
     def per_second(self) -> float:
@@ -142,14 +166,15 @@ async def viewers_of(env: dict[str, str], count: int, seed: int) -> list[Viewer]
     they follow who has 12 posts and someone they do not follow."""
     from tortoise import connections  # noqa: F401 - the ORM the resources open
 
-    from pictograph.accounts.sessions import mint_token
+    from pictograph.accounts.sessions import mint_token, remember_new_token
     from pictograph.db import using_database
     from pictograph.models import Follow, FollowState, User
     from pictograph.resources import open_resources
     from pictograph.schema.node import encode_global_id
     from pictograph.settings import Settings
 
-    settings = Settings(database_url=env["PICTOGRAPH_DATABASE_URL"], redis_url=REDIS_URL,
+    settings = Settings(database_url=env["PICTOGRAPH_DATABASE_URL"],
+                        redis_url=env.get("PICTOGRAPH_REDIS_URL", REDIS_URL),
                         data_dir=Path(env["PICTOGRAPH_DATA_DIR"]), run_workers=False,
                         secret_key=env["PICTOGRAPH_SECRET_KEY"])
     rng = random.Random(seed)
@@ -170,6 +195,8 @@ async def viewers_of(env: dict[str, str], count: int, seed: int) -> list[Viewer]
                 if profile is None:
                     continue
                 token = await mint_token(viewer_id, 24 * 3600)
+                # As logIn does: the token's first use finds it in Redis.
+                await remember_new_token(resources.redis, token, viewer_id, 24 * 3600)
                 viewers.append(Viewer(viewer_id, token, profile, encode_global_id("User", other)))
     return viewers
 
@@ -182,30 +209,55 @@ def _tool(name: str) -> str:
     return shutil.which(name) or (str(beside) if beside.exists() else name)
 
 
-def wrk_run(base: str, lines: list[tuple[str, str, dict[str, Any]]], *, connections: int,
-            seconds: float, pid: int, tmp: Path) -> Run:
-    """One wrk run over the given requests (path, token, GraphQL body), rotating."""
-    requests_file = tmp / f"requests-{secrets.token_hex(4)}.tsv"
+@dataclass
+class Server:
+    base: str
+    pid: int  # the server's process; its CPU is counted with every process below it
+    tmp: Path
+    metrics: str  # its Prometheus text (PICTOGRAPH_METRICS_PORT)
+
+
+def cached_answers(server: Server) -> dict[str, float]:
+    """The server's rendered-response cache outcomes so far (hit, stored, miss, skip), or
+    nothing from a server that does not count them."""
+    try:
+        text = httpx.get(server.metrics, timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    found = re.findall(r'^pictograph_response_cache_total\{outcome="(\w+)"\} (\S+)$', text,
+                       re.MULTILINE)
+    return {outcome: float(value) for outcome, value in found}
+
+
+Line = tuple[str, str, dict[str, Any]]  # path, token, GraphQL body
+
+
+def wrk_run(server: Server, lines: list[Line], label: str, *, connections: int,
+            seconds: float) -> Run:
+    """One wrk run over the given requests, rotating."""
+    requests_file = server.tmp / f"requests-{secrets.token_hex(4)}.tsv"
     requests_file.write_text("".join(
-        f"{path}\tBearer {token}\t{json.dumps(body)}\n" for path, token, body in lines))
-    cpu_before = cpu_seconds(pid)
+        f"{path}\tBearer {token}\t{encoded(body).decode()}\n" for path, token, body in lines))
+    cpu_before, outcomes_before = tree_cpu_seconds(server.pid), cached_answers(server)
     profiler = None
     if PROFILE_DIR is not None:  # --profile: py-spy samples the server during the run
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-        label = lines[0][2].get("query", lines[0][0])[:24].strip()
         name = PROFILE_DIR / f"{label}-{secrets.token_hex(2)}"
         profiler = subprocess.Popen(  # noqa: S603
-            [_tool("py-spy"), "record", "--pid", str(pid),
+            [_tool("py-spy"), "record", "--pid", str(server.pid), "--subprocesses",
              "--duration", str(int(seconds)), "--format", "raw",
              "--output", re.sub(r"[^\w./-]+", "_", str(name)) + ".txt"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = subprocess.run(  # noqa: S603
         [shutil.which("wrk") or "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-         "--timeout", "10s", "-s", str(LUA), base],
+         "--timeout", "10s", "-s", str(LUA), server.base],
         env={**os.environ, "BENCH_REQUESTS": str(requests_file)},
         capture_output=True, text=True, check=True,
     ).stdout
-    cpu = cpu_seconds(pid) - cpu_before
+    cpu = tree_cpu_seconds(server.pid) - cpu_before
+    outcomes = {name: count - outcomes_before.get(name, 0)
+                for name, count in cached_answers(server).items()}
+    looked_up = sum(outcomes.values())
     if profiler is not None:
         profiler.wait()
     found = re.search(r"^WRK (\{.*\})$", out, re.MULTILINE)
@@ -217,87 +269,193 @@ def wrk_run(base: str, lines: list[tuple[str, str, dict[str, Any]]], *, connecti
         p50_ms=report["p50_us"] / 1000, p99_ms=report["p99_us"] / 1000,
         errors=report["socket_errors"] + report["non_2xx"],
         cpu_ms_per_request=cpu * 1000 / max(1, report["requests"]),
+        cached=outcomes.get("hit", 0) / looked_up if looked_up else None,
     )
-
-
-async def gql(client: httpx.AsyncClient, query: str, variables: dict[str, Any],
-              token: str) -> dict[str, Any]:
-    response = await client.post("/graphql", json={"query": query, "variables": variables},
-                                 headers={"Authorization": f"Bearer {token}"})
-    body = response.json()
-    if response.status_code != 200 or body.get("errors"):
-        raise SystemExit(f"{query[:40]}... answered {response.status_code}: {body}")
-    return body
 
 
 @dataclass
 class Counted:
-    sql: float
-    redis_round_trips: float
     per_request_sql: list[int]
+    per_request_round_trips: list[int]
+
+    @property
+    def sql(self) -> float:
+        return statistics.mean(self.per_request_sql)
+
+    @property
+    def redis_round_trips(self) -> float:
+        return statistics.mean(self.per_request_round_trips)
+
+    def __str__(self) -> str:
+        return (f"{self.sql:.1f} SQL, {self.redis_round_trips:.1f} round trips (min..max: "
+                f"{min(self.per_request_sql)}..{max(self.per_request_sql)} SQL, "
+                f"{min(self.per_request_round_trips)}..{max(self.per_request_round_trips)} "
+                "round trips)")
 
 
 async def counted(client: httpx.AsyncClient,
                   calls: list[Callable[[], Awaitable[object]]]) -> Counted:
     """SQL and Redis round trips per request, over sequential requests."""
-    per_request = []
-    totals = {"sql": 0, "redis_round_trips": 0}
+    sql, round_trips = [], []
     for call in calls:
         await client.post("/bench/counting", json={"on": True})
         await call()
         counts = (await client.get("/bench/counting")).json()
         await client.post("/bench/counting", json={"on": False})
-        per_request.append(counts["sql"])
-        totals["sql"] += counts["sql"]
-        totals["redis_round_trips"] += counts["redis_round_trips"]
-    return Counted(totals["sql"] / len(calls), totals["redis_round_trips"] / len(calls),
-                   per_request)
+        sql.append(counts["sql"])
+        round_trips.append(counts["redis_round_trips"])
+    return Counted(sql, round_trips)
 
 
 def ms(run: Run) -> str:
+    cached = "" if run.cached is None else f", {run.cached:.0%} from the response cache"
     return (f"{run.per_second:,.0f} req/s, p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms, "
-            f"{run.cpu_ms_per_request:.2f} ms CPU/req, {run.errors} errors")
+            f"{run.cpu_ms_per_request:.2f} ms CPU/req, {run.errors} errors{cached}")
 
 
-def verdict(met: bool) -> str:
-    return "MET" if met else "NOT MET"
+def median_run(runs: list[Run]) -> Run:
+    middle = statistics.median(run.per_second for run in runs)
+    return min(runs, key=lambda run: abs(run.per_second - middle))
+
+
+def median_ratio(over: list[Run], under: list[Run]) -> float:
+    """Of requests/s, round by round (each pair ran back to back)."""
+    return statistics.median(a.per_second / b.per_second for a, b in zip(over, under,
+                                                                         strict=True))
+
+
+def share_of_ceiling(share: float) -> str:
+    if share >= SHARE_OF_CEILING:
+        return verdict(True)
+    if share >= NEVER_BELOW:
+        return verdict(False) + " (50 to 80 %: resolve only with a profile of what is in the way)"
+    return verdict(False) + " (below 50 % of the ceiling: not met, whatever else)"
+
+
+# A second server, of two processes.
+
+def two_process_command(port: int) -> tuple[str, list[str]]:
+    """The product's command where it has the flag; else uvicorn's own workers on the
+    same app as the one-process server, which is what the flag is to run."""
+    flags = subprocess.run([sys.executable, "-m", "pictograph", "serve", "--help"],
+                           capture_output=True, text=True, check=False).stdout
+    if "--processes" in flags:
+        return ("pictograph serve --processes 2",
+                [sys.executable, "-m", "pictograph", "serve", "--no-workers", "--processes",
+                 "2", "--host", "127.0.0.1", "--port", str(port)])
+    return ("uvicorn --workers 2 (pictograph serve has no --processes here)",
+            [*uvicorn_command(port), "--workers", "2"])
+
+
+def uvicorn_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "bench.limit_app:create", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--loop", "auto", "--http", "auto", "--no-access-log"]
+
+
+@contextlib.asynccontextmanager
+async def two_processes(env: dict[str, str], tmp: Path) -> AsyncIterator[tuple[str, Server | None]]:
+    """A server of two processes on the same services, or None and why not. It answers
+    with the same bytes as the first: its env, public base URL included, is the same."""
+    port, metrics_port = free_port(), free_port()
+    label, command = two_process_command(port)
+    base = f"http://127.0.0.1:{port}"
+    env = {**env, "PICTOGRAPH_METRICS_PORT": str(metrics_port)}
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            process = await stack.enter_async_context(
+                ready_server(command, env, base, tmp / "server-2.log"))
+        except SystemExit as refused:
+            lines = str(refused).strip().splitlines() or ["did not start"]
+            yield f"not available: {label}: {lines[-1][:100]}", None
+            return
+        yield label, Server(base, process.pid, tmp, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 # The scenarios.
 
-async def feed_scenario(client: httpx.AsyncClient, base: str, viewers: list[Viewer],
-                        redis: Any, pid: int, tmp: Path, args: argparse.Namespace,
-                        rows: list[tuple[str, str]]) -> None:
-    for viewer in tqdm(viewers, desc="warming feeds (and the limit's copies)", unit="viewer"):
-        body = await gql(client, FEED, {"first": 20}, viewer.token)
-        await redis.set(limit_key(viewer.id), json.dumps(body))
-    await settle(pid)
-    feed_lines = [("/graphql", v.token, {"query": FEED, "variables": {"first": 20}})
-                  for v in viewers]
-    limit_lines = [("/bench/limit", v.token, {}) for v in viewers]
-    runs: dict[str, list[Run]] = {"feed": [], "limit": []}
-    for _ in tqdm(range(args.rounds), desc="feed vs limit (wrk rounds)", unit="round"):
-        runs["feed"].append(wrk_run(base, feed_lines, connections=args.connections,
-                                    seconds=args.duration, pid=pid, tmp=tmp))
-        runs["limit"].append(wrk_run(base, limit_lines, connections=args.connections,
-                                     seconds=args.duration, pid=pid, tmp=tmp))
-    feed, limit = (min(r, key=lambda run: abs(run.per_second - statistics.median(
-        x.per_second for x in r))) for r in (runs["feed"], runs["limit"]))
-    ratio = statistics.median(f.per_second / lim.per_second
-                              for f, lim in zip(runs["feed"], runs["limit"], strict=True))
-    warm = await counted(client, [
-        (lambda v=v: gql(client, FEED, {"first": 20}, v.token)) for v in viewers[:50]])
+async def register_documents(client: httpx.AsyncClient, viewer: Viewer) -> tuple[Document,
+                                                                                   Document]:
+    """The feed and profile documents, registered as a frontend's first request would."""
+    feed, profile = Document(FEED), Document(PROFILE)
+    await feed.register(client, FIRST_PAGE, viewer.token)
+    await profile.register(client, {"u": viewer.profile}, viewer.token)
+    return feed, profile
+
+
+async def feed_scenario(client: httpx.AsyncClient, server: Server, env: dict[str, str],
+                        viewers: list[Viewer], feed: Document, redis: Any,
+                        args: argparse.Namespace, rows: list[tuple[str, str]]) -> None:
+    feed_lines = [("/graphql", v.token, feed.body(FIRST_PAGE)) for v in viewers]
+    for _, token, body in tqdm(feed_lines, desc="warming feeds (and the yardsticks' copies)",
+                               unit="viewer"):
+        response = await post(client, body, token)
+        answer(response, feed.query)
+        await store_response(redis, token, encoded(body), response.content)
+    lines = {
+        "limit": [("/bench/limit", token, body) for _, token, body in feed_lines],
+        "ceiling": [("/bench/ceiling", token, body) for _, token, body in feed_lines],
+        "feed": feed_lines,
+    }
+    for _, token, body in lines["limit"]:  # each into the process's memory
+        await client.post("/bench/limit", content=encoded(body),
+                          headers={"Authorization": f"Bearer {token}"})
+    await settle(server.pid)
+    runs: dict[str, list[Run]] = {"limit": [], "ceiling": [], "feed": [], "feed x2": []}
+
+    def run(name: str, on: Server) -> None:
+        if name.startswith("feed"):
+            # Cached answers expire (after about 30 s): those that did while the other
+            # servers ran are rendered again here, untimed, so that each timed feed run
+            # meets only the expiries of its own time, as steady traffic would.
+            wrk_run(on, feed_lines, "warm-up", connections=args.connections, seconds=1)
+        runs[name].append(wrk_run(on, lines["feed" if name == "feed x2" else name], name,
+                                  connections=args.connections, seconds=args.duration))
+
+    async with two_processes(env, server.tmp) as (two_label, two):
+        for _ in tqdm(range(args.rounds), desc="limit, ceiling, feed, feed on 2 processes "
+                      "(wrk rounds)", unit="round"):
+            for name in ("limit", "ceiling", "feed"):
+                run(name, server)
+            if two is not None:
+                run("feed x2", two)
+    reads = [(lambda v=v: feed.read(client, FIRST_PAGE, v.token)) for v in viewers[:50]]
+    for read in reads:  # answers that expired since the runs are rendered again first
+        await read()
+    warm = await counted(client, reads)
+    limit, ceiling, warm_feed = (median_run(runs[name]) for name in ("limit", "ceiling",
+                                                                      "feed"))
+    of_ceiling = median_ratio(runs["feed"], runs["ceiling"])
     rows += [
-        (f"feed(first: 20), warm, {args.connections} connections", ms(feed)),
-        ("limit: same JSON from Redis, no GraphQL", ms(limit)),
-        ("ratio feed / limit (req/s, median of rounds)", f"{ratio:.0%}"),
-        ("warm feed: SQL, Redis round trips per request",
-         f"{warm.sql:.1f} SQL, {warm.redis_round_trips:.1f} round trips"),
-        ("target: >= 50% of the limit", verdict(ratio >= 0.5)),
-        (f"target: p99 < 25 ms at {args.connections} connections", verdict(feed.p99_ms < 25)),
-        ("target: 0 SQL", verdict(warm.sql == 0)),
-        ("target: <= 3 Redis round trips", verdict(warm.redis_round_trips <= 3)),
+        ("the limit: the same bytes from process memory (bare Starlette route)", ms(limit)),
+        ("the ceiling: the same bytes from Redis, one HGET (bare Starlette route)",
+         ms(ceiling)),
+        (f"feed(first: 20), warm, {args.connections} connections, one process "
+         f"({feed.sent_as})", ms(warm_feed)),
+        ("ceiling / limit (req/s, median of rounds)",
+         f"{median_ratio(runs['ceiling'], runs['limit']):.0%}"),
+        ("warm feed / limit", f"{median_ratio(runs['feed'], runs['limit']):.0%}"),
+        ("warm feed / ceiling", f"{of_ceiling:.0%}"),
+        ("warm feed: SQL, Redis round trips per request (50 sequential reads)", str(warm)),
+        ("target: warm feed >= 80% of the ceiling (below 50%: not met)",
+         share_of_ceiling(of_ceiling)),
+        (f"target: warm feed p99 < {WARM_P99_MS} ms at {args.connections} connections, "
+         "one process", verdict(warm_feed.p99_ms < WARM_P99_MS)),
+        # The median: a read that a change (or the TTL) made miss is not a warm read.
+        ("target: warm feed 1 Redis round trip, 0 SQL (the median read)",
+         verdict(statistics.median(warm.per_request_round_trips) <= 1
+                 and statistics.median(warm.per_request_sql) == 0)),
     ]
+    if two is None:
+        rows += [("feed(first: 20), warm, on 2 processes", two_label),
+                 (f"target: 2 processes >= {TWO_PROCESSES_GAIN}x one", "not available")]
+    else:
+        gain = median_ratio(runs["feed x2"], runs["feed"])
+        rows += [(f"feed(first: 20), warm, on 2 processes: {two_label}",
+                  ms(median_run(runs["feed x2"]))),
+                 (f"target: 2 processes >= {TWO_PROCESSES_GAIN}x one (on {os.cpu_count()} "
+                  "cores, wrk and Redis on them too)",
+                  verdict(gain >= TWO_PROCESSES_GAIN) + f" ({gain:.2f}x)")]
 
     # Cold: every cache of the viewer's feed is dropped before each request.
     cold_ms = []
@@ -306,7 +464,7 @@ async def feed_scenario(client: httpx.AsyncClient, base: str, viewers: list[View
         async def cold(viewer: Viewer = viewer) -> None:
             await redis.delete(keys.home_feed(viewer.id), keys.home_feed_page(viewer.id))
             started = time.perf_counter()
-            await gql(client, FEED, {"first": 20}, viewer.token)
+            await gql(client, COLD_FEED, FIRST_PAGE, viewer.token)
             cold_ms.append((time.perf_counter() - started) * 1000)
         cold_calls.append(cold)
     cold_counts = await counted(client, cold_calls)
@@ -316,9 +474,7 @@ async def feed_scenario(client: httpx.AsyncClient, base: str, viewers: list[View
     rows += [
         ("feed(first: 20), cold, sequential",
          f"p50 {statistics.median(cold_ms):.1f} ms, p99 {percentile(cold_ms, 0.99):.1f} ms"),
-        ("cold feed: SQL per request (min..max)",
-         f"{min(cold_counts.per_request_sql)}..{max(cold_counts.per_request_sql)}, "
-         f"{cold_counts.redis_round_trips:.1f} Redis round trips"),
+        ("cold feed: SQL, Redis round trips per request", str(cold_counts)),
         ("target: cold p99 < 60 ms", verdict(percentile(cold_ms, 0.99) < 60)),
         # Which statements run depends on what else is cached (authors, posts), but never
         # on the feed's length: a constant bound.
@@ -331,44 +487,35 @@ async def feed_scenario(client: httpx.AsyncClient, base: str, viewers: list[View
     ]
 
 
-async def profile_and_follow_scenarios(client: httpx.AsyncClient, base: str,
-                                       viewers: list[Viewer], pid: int, tmp: Path,
+async def profile_and_follow_scenarios(client: httpx.AsyncClient, server: Server,
+                                       viewers: list[Viewer], profile: Document,
                                        args: argparse.Namespace,
                                        rows: list[tuple[str, str]]) -> None:
     for viewer in viewers:
-        await gql(client, PROFILE, {"u": viewer.profile}, viewer.token)
-    await settle(pid)
-    profile_lines = [("/graphql", v.token, {"query": PROFILE, "variables": {"u": v.profile}})
-                     for v in viewers]
-    profile = wrk_run(base, profile_lines, connections=args.connections,
-                      seconds=args.duration, pid=pid, tmp=tmp)
+        await profile.read(client, {"u": viewer.profile}, viewer.token)
+    await settle(server.pid)
+    profile_lines = [("/graphql", v.token, profile.body({"u": v.profile})) for v in viewers]
+    profile_run = wrk_run(server, profile_lines, "profile", connections=args.connections,
+                          seconds=args.duration)
     profile_counts = await counted(client, [
-        (lambda v=v: gql(client, PROFILE, {"u": v.profile}, v.token)) for v in viewers[:50]])
+        (lambda v=v: profile.read(client, {"u": v.profile}, v.token)) for v in viewers[:50]])
     # follow, unfollow, follow, ... of one other user per viewer: every request a change.
     pairs = []
     for v in viewers:
         pairs += [("/graphql", v.token, {"query": FOLLOW, "variables": {"id": v.other}}),
                   ("/graphql", v.token, {"query": UNFOLLOW, "variables": {"id": v.other}})]
-    follows = wrk_run(base, pairs, connections=args.connections, seconds=args.duration,
-                      pid=pid, tmp=tmp)
+    follows = wrk_run(server, pairs, "follow", connections=args.connections,
+                      seconds=args.duration)
     follow_counts = await counted(client, [
         (lambda v=v, q=q: gql(client, q, {"id": v.other}, v.token))
         for v in viewers[:25] for q in (FOLLOW, UNFOLLOW)])
     rows += [
-        ("user profile with 12 thumbnails", ms(profile)),
-        ("profile: SQL, Redis round trips per request",
-         f"{profile_counts.sql:.1f} SQL, {profile_counts.redis_round_trips:.1f} round trips"),
+        (f"user profile with 12 thumbnails ({profile.sent_as})", ms(profile_run)),
+        ("profile: SQL, Redis round trips per request", str(profile_counts)),
         ("follow + unfollow (each request a change)",
          ms(follows) + f"; {follows.per_second / 2:,.0f} pairs/s"),
-        ("follow/unfollow: SQL, Redis round trips per request",
-         f"{follow_counts.sql:.1f} SQL, {follow_counts.redis_round_trips:.1f} round trips"),
+        ("follow/unfollow: SQL, Redis round trips per request", str(follow_counts)),
     ]
-
-
-def jpeg() -> bytes:
-    out = io.BytesIO()
-    Image.linear_gradient("L").convert("RGB").resize((640, 480)).save(out, "JPEG", quality=80)
-    return out.getvalue()
 
 
 async def fanout_scenario(client: httpx.AsyncClient, env: dict[str, str], redis: Any,
@@ -403,19 +550,12 @@ async def fanout_scenario(client: httpx.AsyncClient, env: dict[str, str], redis:
     photo = jpeg()
     latencies = []
     for _ in tqdm(range(posts), desc="createPost -> 10,000th follower", unit="post"):
-        ticket = (await gql(client, CREATE_UPLOAD, {"t": "image/jpeg", "s": len(photo)},
-                            token))["data"]["createUpload"]
-        await client.request(ticket["method"], ticket["url"], content=photo,
-                             headers={h["name"]: h["value"] for h in ticket["headers"]})
-        created = await gql(client, CREATE_POST, {"u": ticket["uploadId"]}, token)
+        post_id = await post_photo(client, token, photo)
         started = time.perf_counter()
-        decoded = decode_global_id(created["data"]["createPost"]["id"])
+        decoded = decode_global_id(post_id)
         assert decoded is not None
-        post_id = str(decoded[1])
-        while await redis.zscore(last, post_id) is None:
-            if time.perf_counter() - started > 30:
-                raise SystemExit("the post did not reach the last follower in 30 s")
-            await asyncio.sleep(0.002)
+        if not await in_home_feed(redis, last, str(decoded[1])):
+            raise SystemExit("the post did not reach the last follower in 30 s")
         latencies.append((time.perf_counter() - started) * 1000)
     p99 = percentile(latencies, 0.99)
     rate = await fanout_rate(settings, author.id, posts)
@@ -468,23 +608,26 @@ async def main(args: argparse.Namespace) -> None:
                        "--celebrities", "5")
             seeded = time.perf_counter() - started
             viewers = await viewers_of(env, args.viewers, seed=7)
-            port = free_port()
+            port, metrics_port = free_port(), free_port()
             base = f"http://127.0.0.1:{port}"
             server_env = {**env, "PICTOGRAPH_PUBLIC_BASE_URL": base,
-                          "PICTOGRAPH_RUN_WORKERS": "false"}
-            serve = [sys.executable, "-m", "uvicorn", "bench.limit_app:create", "--factory",
-                     "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                     "--loop", "auto", "--http", "auto", "--no-access-log"]
+                          "PICTOGRAPH_RUN_WORKERS": "false",
+                          "PICTOGRAPH_METRICS_PORT": str(metrics_port)}
             redis = Redis.from_url(REDIS_URL, decode_responses=True)
             try:
-                async with ready_server(serve, server_env, base, tmp / "server.log") as server:
+                async with ready_server(uvicorn_command(port), server_env, base,
+                                        tmp / "server.log") as process:
+                    server = Server(base, process.pid, tmp,
+                                    f"http://127.0.0.1:{metrics_port}/metrics")
                     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                        feed, profile = await register_documents(client, viewers[0])
                         with child([sys.executable, "-m", "pictograph", "worker"], env,
                                    tmp / "worker.log"):
-                            await feed_scenario(client, base, viewers, redis, server.pid, tmp,
-                                                args, rows)
-                            await profile_and_follow_scenarios(client, base, viewers,
-                                                               server.pid, tmp, args, rows)
+                            await feed_scenario(client, server, server_env, viewers, feed,
+                                                redis, args, rows)
+                            await profile_and_follow_scenarios(client, server, viewers,
+                                                               profile, args, rows)
+                            rows += await freshness_rows(client, redis, feed, profile)
                         # A worker for which 10,000 followers is not a celebrity's following.
                         fanout_env = {**env, "PICTOGRAPH_CELEBRITY_THRESHOLD": "20000"}
                         with child([sys.executable, "-m", "pictograph", "worker"], fanout_env,
@@ -492,15 +635,16 @@ async def main(args: argparse.Namespace) -> None:
                             await fanout_scenario(client, fanout_env, redis,
                                                   args.fanout_posts, rows)
             except BaseException:
-                print("\nserver log tail:\n" + tail(tmp / "server.log"))
-                print("\nworker log tail:\n" + tail(tmp / "worker.log"))
+                for log in ("server.log", "server-2.log", "worker.log"):
+                    if (tmp / log).exists():
+                        print(f"\n{log} tail:\n" + tail(tmp / log))
                 raise
             finally:
                 await redis.aclose()
     print_table(
-        f"Pictograph vs the limit: {args.users:,} users, {args.posts:,} posts, one uvicorn "
-        f"process + one worker, wrk at {args.connections} connections, "
-        f"{args.duration} s per run",
+        f"Pictograph vs the limit and the ceiling: {args.users:,} users, {args.posts:,} posts, "
+        f"one uvicorn process + one worker, wrk at {args.connections} connections, "
+        f"{args.duration} s per run, {args.rounds} rounds (noisy on a shared machine)",
         [("seeding (pictograph seed)", f"{seeded:.0f} s"),
          ("viewers (tokens rotating across requests)", f"{len(viewers)}"),
          *rows],
@@ -515,7 +659,8 @@ if __name__ == "__main__":
     parser.add_argument("--viewers", type=int, default=300)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="feed/limit runs, alternating")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="limit/ceiling/feed runs, alternating")
     parser.add_argument("--cold", type=int, default=100, help="cold feed reads")
     parser.add_argument("--fanout-posts", type=int, default=10)
     parser.add_argument("--profile", type=Path, metavar="DIR",

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from tqdm import tqdm
 
+from bench._graphql import FEED, PROFILE
 from bench._harness import print_table, throwaway_services
-from bench.load import FEED, PROFILE
 
 REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 # Issue 15's target for a miss of the rendered-response cache: what runs then is this
@@ -102,7 +102,8 @@ async def run(args: argparse.Namespace) -> None:
         await run_seed(settings, users=args.users, posts=args.posts, celebrities=3, seed=3,
                        force=False)
         assert settings.secret_key is not None
-        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_DATA_DIR": str(data_dir),
+        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_REDIS_URL": REDIS_URL,
+               "PICTOGRAPH_DATA_DIR": str(data_dir),
                "PICTOGRAPH_SECRET_KEY": settings.secret_key.get_secret_value()}
         viewers = await viewers_of(env, 50, seed=5)
         app = create_app(settings)

@@ -15,6 +15,7 @@ from pictograph.http.graphql import GraphQLEndpoint
 from pictograph.http.health import healthz, readyz
 from pictograph.http.media import serve_media
 from pictograph.http.middleware import RequestContextMiddleware
+from pictograph.http.response_cache import ResponseCacheMiddleware
 from pictograph.http.uploads import receive_upload
 from pictograph.metrics import metrics_listener
 from pictograph.resources import open_resources
@@ -51,7 +52,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
-        middleware=[*_proxy_headers(settings), Middleware(RequestContextMiddleware)],
+        middleware=[
+            # First: a cached response is answered before anything else runs. Proxy
+            # headers do not matter to it (no per-address limit applies to a cached read).
+            Middleware(ResponseCacheMiddleware, settings=settings),
+            *_proxy_headers(settings),
+            Middleware(RequestContextMiddleware),
+        ],
         lifespan=lifespan,
     )
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
+from pictograph.logs import configure_logging
 from pictograph.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -24,10 +24,7 @@ def _settings(**overrides: object) -> Settings:
     except SettingsError as error:
         typer.echo(f"pictograph: {error}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
     return settings
 
 
@@ -51,21 +48,25 @@ def serve(
     workers: Annotated[
         bool, typer.Option("--workers/--no-workers", help="Run background workers in-process.")
     ] = True,
+    processes: Annotated[int, typer.Option(
+        min=1, help="Server processes on the port (needs PostgreSQL and Redis).")] = 1,
 ) -> None:
     """Serve the GraphQL API (and, unless --no-workers, the background workers)."""
-    from pictograph.app import create_app
+    from pictograph.serving import serve_here, serve_processes, unshareable
 
     settings = _settings(run_workers=workers)
+    reasons = unshareable(settings) if processes > 1 else []
+    if reasons:
+        typer.echo(f"pictograph: --processes {processes} needs services that every process "
+                   "can reach:\n  " + "\n  ".join(reasons), err=True)
+        raise typer.Exit(2)
     typer.echo(f"Pictograph listening on http://{host}:{port}/graphql (GraphiQL in a browser)")
-    typer.echo(_backends(settings) + ("; workers in-process" if workers else "; no workers"))
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-        # Forwarded headers are the app's business (PICTOGRAPH_TRUSTED_PROXIES): uvicorn's
-        # own handling would believe them from 127.0.0.1 or FORWARDED_ALLOW_IPS.
-        proxy_headers=False, lifespan="on",
-        # A WebSocket message is held to the same bound as an HTTP body.
-        ws_max_size=settings.max_request_bytes,
-    )
+    typer.echo(_backends(settings) + ("; workers in-process" if workers else "; no workers")
+               + (f"; {processes} processes" if processes > 1 else ""))
+    if processes == 1:
+        serve_here(settings, host, port)
+    else:
+        raise typer.Exit(serve_processes(settings, host, port, processes))
 
 
 @app.command()

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from pictograph.accounts.sessions import Session, resolve_token
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.pubsub import Listener
+from pictograph.cache.responses import Recording
 from pictograph.errors import Unauthenticated
 from pictograph.feed.policy import HomeFeed
 from pictograph.graph.changes import GraphChanges
@@ -45,8 +46,11 @@ class Context:
         connection: HTTPConnection | None,
         token: str | None,
         request_id: str,
+        recording: Recording | None = None,
     ) -> None:
         self.resources = resources
+        # Set when this operation renders a response for the cache (http/response_cache.py).
+        self.recording = recording
         self.connection = connection
         self.token = token
         self.request_id = request_id
@@ -74,7 +78,7 @@ class Context:
 
     @cached_property
     def loaders(self) -> Loaders:
-        return Loaders(self.resources.redis)
+        return Loaders(self.resources.redis, self.recording)
 
     @cached_property
     def graph(self) -> FollowGraph:
@@ -97,6 +101,8 @@ class Context:
         """Drops what this request has read, after it changed the data behind it."""
         for name in ("loaders", "graph"):
             self.__dict__.pop(name, None)
+        if self.recording is not None:
+            self.recording.cacheable = False  # a mutation's answer is never cached
 
     @property
     def viewer_id_read(self) -> tuple[bool, int | None]:
@@ -109,6 +115,8 @@ class Context:
             if self.token is not None:
                 self._viewer_id = await resolve_token(self.resources.redis, self.token)
             self._viewer_resolved = True
+            if self.recording is not None and self._viewer_id != self.recording.viewer_id:
+                self.recording.cacheable = False
         return self._viewer_id
 
     async def require_viewer_id(self) -> int:

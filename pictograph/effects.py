@@ -20,12 +20,15 @@ from redis.exceptions import RedisError
 
 from pictograph.cache.feeds import FeedCache
 from pictograph.cache.posts import PostCache
+from pictograph.cache.responses import ResponseCache
 from pictograph.cache.users import ProfileCache
 from pictograph.events import (
     Blocked,
     Event,
     Followed,
     FollowRemoved,
+    PairChange,
+    PostChange,
     PostDeleted,
     PostFailed,
     PostReady,
@@ -44,15 +47,37 @@ class Effects:
     posts: set[int] = field(default_factory=set)  # posts to drop (status, deletion)
     first_pages: set[int] = field(default_factory=set)  # cached first feed pages to drop
     live: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (viewer, message)
+    # Rendered responses to drop (cache/responses.py): these users' own, and those of
+    # everyone who was shown these users or posts.
+    shown_users: set[int] = field(default_factory=set)
+    shown_posts: set[int] = field(default_factory=set)
 
     def __or__(self, other: Effects) -> Effects:
         return Effects(self.profiles | other.profiles, self.posts | other.posts,
-                       self.first_pages | other.first_pages, self.live + other.live)
+                       self.first_pages | other.first_pages, self.live + other.live,
+                       self.shown_users | other.shown_users,
+                       self.shown_posts | other.shown_posts)
 
 
 def effects_of(event: Event) -> Effects:
-    """The table. Kinds not named here have no effect beyond the graph's own cache (a
-    request, its withdrawal or rejection, an unblock: nothing shown changes)."""
+    """The table: what the event changes, then what any change of a pair or a post
+    changes in rendered responses (every field of a user or post shown may depend on it:
+    counts, follow status, followsViewer, what is visible)."""
+    changed = _effects_of(event)
+    match event:
+        case PairChange(a=a, b=b):
+            changed.shown_users |= {a, b}
+        case PrivacyChanged(user=user):
+            changed.shown_users.add(user)
+        case PostChange(post_id=post, author_id=author):
+            changed.shown_users.add(author)  # postCount, the author's own list
+            changed.shown_posts.add(post)
+    return changed
+
+
+def _effects_of(event: Event) -> Effects:
+    """Caches and live messages. Kinds not named here have no effect beyond the graph's
+    own cache (a request, its withdrawal or rejection, an unblock) and responses."""
     match event:
         case Followed(follower=follower, followee=followee):
             # Counts on both profiles; the follower's cached page lacks the backfill, and
@@ -101,8 +126,25 @@ async def after_commit(resources: Resources, changes: Iterable[Event]) -> None:
             await FeedCache(redis).drop_pages(sorted(effects.first_pages))
         for viewer, message in effects.live:
             await live.to_viewers(redis, [viewer], message)
+        # Last: a response rendered after this reads the caches dropped above.
+        await ResponseCache(redis).changed(effects.shown_users, effects.shown_posts)
     except RedisError as error:
         # What was fenced stays fenced until its fence expires; the rest is a cache that
         # ages out (profiles in minutes, pages in a minute).
         log.warning("after-commit effects not applied: redis unavailable (%s)",
                     type(error).__name__)
+
+
+async def account_changed(resources: Resources, user_id: int, quietly: bool = False) -> None:
+    """After a change to what is shown of one account, recorded by no event (its profile
+    fields, a post it just created): its cached profile and every response showing it.
+    Nothing is revoked, so `quietly` lets a caller succeed through a Redis outage (the
+    caches then age out)."""
+    try:
+        await ProfileCache(resources.redis).forget([user_id])
+        await ResponseCache(resources.redis).changed([user_id])
+    except RedisError as error:
+        log.warning("account change not applied to caches: redis unavailable (%s)",
+                    type(error).__name__)
+        if not quietly:
+            raise

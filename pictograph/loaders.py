@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
 from pictograph.cache.posts import PostCache
+from pictograph.cache.responses import Recording
 from pictograph.cache.users import USERNAME_TTL, ProfileCache
 from pictograph.checkpoints import checkpoint
 from pictograph.models import User
@@ -21,15 +22,16 @@ from pictograph.records import PostRecord, UserRecord
 
 
 class UserByIdLoader(DataLoader[int, UserRecord | None]):
-    def __init__(self, profiles: ProfileCache) -> None:
+    def __init__(self, profiles: ProfileCache, recording: Recording | None = None) -> None:
         super().__init__()
         self.profiles = profiles
+        self.recording = recording
 
     async def batch_load_fn(self, user_ids: Sequence[int]) -> list[UserRecord | None]:
         found: dict[int, UserRecord | None] = {}
         versions: dict[int, str] = {}
         for user_id, (record, version) in zip(
-            user_ids, await self.profiles.get(user_ids), strict=True
+            user_ids, await self.profiles.get(user_ids, self.recording), strict=True
         ):
             if record is None:
                 versions[user_id] = version
@@ -45,10 +47,12 @@ class UserByIdLoader(DataLoader[int, UserRecord | None]):
 class UserIdByUsernameLoader(DataLoader[str, int | None]):
     """Usernames never change, so the name → id map caches without invalidation."""
 
-    def __init__(self, profiles: ProfileCache, users: UserByIdLoader) -> None:
+    def __init__(self, profiles: ProfileCache, users: UserByIdLoader,
+                 recording: Recording | None = None) -> None:
         super().__init__()
         self.profiles = profiles
         self.users = users
+        self.recording = recording
 
     async def batch_load_fn(self, usernames: Sequence[str]) -> list[int | None]:
         found = dict(zip(usernames, await self.profiles.user_ids(usernames), strict=True))
@@ -62,23 +66,30 @@ class UserIdByUsernameLoader(DataLoader[str, int | None]):
                     # than query again. (Redis gets the profile on a later, id-keyed load,
                     # whose fill is version-checked; this read had no version to check.)
                     self.users.prime(user.id, UserRecord.from_model(user))
+                    if self.recording is not None:
+                        # Read before the viewer could register with the user (see
+                        # cache/responses.py): this answer is not to be cached.
+                        self.recording.cacheable = False
                     pipe.set(keys.username(user.username), user.id, ex=jittered(USERNAME_TTL))
                 await pipe.execute()
+        if self.recording is not None and None in found.values():
+            self.recording.cacheable = False  # nothing would tell it the name was taken
         return [found[name] for name in usernames]
 
 
 class PostByIdLoader(DataLoader[int, PostRecord | None]):
     """Posts by id. Only finished posts are cached: a PROCESSING post changes soon."""
 
-    def __init__(self, posts: PostCache) -> None:
+    def __init__(self, posts: PostCache, recording: Recording | None = None) -> None:
         super().__init__()
         self.posts = posts
+        self.recording = recording
 
     async def batch_load_fn(self, post_ids: Sequence[int]) -> list[PostRecord | None]:
         found: dict[int, PostRecord | None] = {}
         versions: dict[int, str] = {}
         for post_id, (record, version) in zip(
-            post_ids, await self.posts.get(post_ids), strict=True
+            post_ids, await self.posts.get(post_ids, self.recording), strict=True
         ):
             if record is None:
                 versions[post_id] = version
@@ -94,8 +105,11 @@ class PostByIdLoader(DataLoader[int, PostRecord | None]):
 
 
 class Loaders:
-    def __init__(self, redis: Redis) -> None:
+    """One operation's loaders. When the operation renders a response to cache, they
+    register its viewer with each user and post before reading it (cache/responses.py)."""
+
+    def __init__(self, redis: Redis, recording: Recording | None = None) -> None:
         profiles = ProfileCache(redis)
-        self.users = UserByIdLoader(profiles)
-        self.user_ids_by_username = UserIdByUsernameLoader(profiles, self.users)
-        self.posts = PostByIdLoader(PostCache(redis))
+        self.users = UserByIdLoader(profiles, recording)
+        self.user_ids_by_username = UserIdByUsernameLoader(profiles, self.users, recording)
+        self.posts = PostByIdLoader(PostCache(redis), recording)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from pictograph.settings import Settings
 
@@ -38,6 +41,13 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.response_cache = Counter(
+            "pictograph_response_cache_total",
+            "Signed-in queries by what the response cache did: hit (answered from it), "
+            "stored, miss (rendered, not stored), skip (not for the cache).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.worker_jobs = Counter(
             "pictograph_worker_jobs_total",
             "Background jobs run, by worker and outcome.",
@@ -52,23 +62,50 @@ async def metrics_listener(settings: Settings, metrics: Metrics) -> AsyncIterato
     runs; nothing when the port is unset.
 
     prometheus_client's own server, on a thread: the registry's metrics are thread-safe,
-    and a scrape never waits for the event loop. One process, one registry: when
-    `serve --processes N` runs N uvicorn workers, they will need prometheus_client's
-    multiprocess mode (PROMETHEUS_MULTIPROC_DIR) to be scraped as one."""
+    and a scrape never waits for the event loop. One process, one registry: the processes
+    of `serve --processes N` leave the port to their supervisor (processes_listener)."""
     if settings.metrics_port is None:
         yield
         return
-    address = f"{settings.metrics_host}:{settings.metrics_port}"
-    try:
-        server, thread = start_http_server(settings.metrics_port, settings.metrics_host,
-                                           registry=metrics.registry)
-    except OSError as error:
-        raise RuntimeError(f"cannot serve metrics on {address}: {error.strerror}") from error
-    log.info("metrics on http://%s/metrics", address)
+    server, thread = _listen(settings.metrics_host, settings.metrics_port, metrics.registry)
     try:
         yield
     finally:
         # shutdown() waits for the serving loop to notice (up to half a second).
-        await asyncio.to_thread(server.shutdown)
-        server.server_close()
-        thread.join()
+        await asyncio.to_thread(_close, server, thread)
+
+
+@contextmanager
+def processes_listener(settings: Settings, directory: str) -> Iterator[None]:
+    """Serves, as one, the metrics of every process that writes them into `directory`
+    (prometheus_client's multiprocess mode: each process started with
+    PROMETHEUS_MULTIPROC_DIR set to it keeps its values in files there, and a scrape
+    adds counters and histograms up across them, ended processes included, so that a
+    counter never goes down). Nothing when the port is unset."""
+    if settings.metrics_port is None:
+        yield
+        return
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    server, thread = _listen(settings.metrics_host, settings.metrics_port, registry)
+    try:
+        yield
+    finally:
+        _close(server, thread)
+
+
+def _listen(host: str, port: int,
+            registry: CollectorRegistry) -> tuple[WSGIServer, threading.Thread]:
+    address = f"{host}:{port}"
+    try:
+        server, thread = start_http_server(port, host, registry=registry)
+    except OSError as error:
+        raise RuntimeError(f"cannot serve metrics on {address}: {error.strerror}") from error
+    log.info("metrics on http://%s/metrics", address)
+    return server, thread
+
+
+def _close(server: WSGIServer, thread: threading.Thread) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join()

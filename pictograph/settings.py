@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     # suggesting field names ("Did you mean ...").
     introspection: bool = True
     graphiql: bool = True
+    # Rendered responses of signed-in queries, served in one Redis round trip while
+    # nothing they show has changed (http/response_cache.py). They live at most this
+    # long, and never past a tenth of media_url_ttl, so a photo URL handed out from the
+    # cache still has most of its life.
+    response_cache: bool = True
+    response_cache_ttl: Annotated[int, Field(ge=1, le=3600)] = 60
+    # Automatic persisted queries: documents registered by hash, kept this long unused.
+    persisted_query_ttl: Annotated[int, Field(ge=60)] = 30 * 24 * 3600
 
     run_workers: bool = True
     token_sweep_interval: Annotated[float, Field(gt=0)] = 3600.0
@@ -189,6 +197,13 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return self.trusted_proxies.split(", ") if self.trusted_proxies else []
+
+    @property
+    def response_ttl(self) -> int:
+        """How long a rendered response lives (0: not cached)."""
+        if not self.response_cache:
+            return 0
+        return min(self.response_cache_ttl, self.media_url_ttl // 10)
 
     @property
     def embedded_database(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from pictograph import effects
 from pictograph.accounts.names import (
     MAX_BIO,
     MAX_DISPLAY_NAME,
@@ -16,7 +17,6 @@ from pictograph.accounts.names import (
 )
 from pictograph.accounts.password_policy import check_new_password
 from pictograph.accounts.sessions import mint_token, remember_new_token, revoke_token
-from pictograph.cache.users import ProfileCache
 from pictograph.errors import BadUserInput, Conflict, Unauthenticated
 from pictograph.graph.changes import GraphChanges
 from pictograph.models import User
@@ -94,7 +94,7 @@ async def update_profile(
         changes["bio"] = clean_text(bio, "bio", MAX_BIO)
     if changes:
         await User.filter(id=user_id).update(**changes)
-        await ProfileCache(resources.redis).forget([user_id])
+        await effects.account_changed(resources, user_id)
     if is_private is not None:
         # Privacy is part of the follow graph's rules: it changes there, with its event.
         await GraphChanges(resources).set_privacy(user_id, is_private)

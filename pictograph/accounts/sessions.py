@@ -1,8 +1,15 @@
-"""Opaque bearer tokens: minted at sign-up and log-in, checked on every operation."""
+"""Bearer tokens: minted at sign-up and log-in, checked on every operation.
+
+A token is "<user id>.<256 random bits>". Naming the user costs nothing secret (ids are
+public) and puts the token's cache entry on the user's Redis hash slot, so a rendered
+response's one script can check the token beside the response (http/response_cache.py).
+The id is a claim only: the database row decides, and a token whose row belongs to
+someone else is refused. Tokens minted before they named their user keep working."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -10,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
+from pictograph.cache import keys
 from pictograph.cache import tokens as token_cache
 from pictograph.live import publish as live
 from pictograph.models import AuthToken
@@ -23,13 +31,27 @@ class Session:
     expires: int
 
 
+_NAMED = re.compile(r"([1-9][0-9]{0,18})\.[A-Za-z0-9_-]{43}")
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def claimed_user_id(token: str) -> int | None:
+    """The user a token names, if it has the form of one that does."""
+    named = _NAMED.fullmatch(token)
+    return int(named.group(1)) if named else None
+
+
+def token_key(token: str) -> str:
+    """The token's cache key (keys.auth_token), on its user's slot if it names one."""
+    return keys.auth_token(hash_token(token), claimed_user_id(token))
+
+
 async def mint_token(user_id: int, lifetime_seconds: int) -> str:
     """Call inside the transaction that creates the session's reason (sign-up, log-in)."""
-    token = secrets.token_urlsafe(32)  # 256 bits
+    token = f"{user_id}.{secrets.token_urlsafe(32)}"  # 256 random bits
     await AuthToken.create(
         token_hash=hash_token(token),
         user_id=user_id,
@@ -41,13 +63,13 @@ async def mint_token(user_id: int, lifetime_seconds: int) -> str:
 async def remember_new_token(redis: Redis, token: str, user_id: int, lifetime: int) -> None:
     """Caches a token just minted (after its commit), so its first use needs no SQL."""
     expires = int(time.time()) + lifetime
-    await token_cache.remember_token(redis, hash_token(token), user_id, expires, lifetime)
+    await token_cache.remember_token(redis, token_key(token), user_id, expires, lifetime)
 
 
 async def resolve_session(redis: Redis, token: str) -> Session | None:
     """The token's session, or None for an unknown, expired or revoked token."""
-    token_hash = hash_token(token)
-    cached = await token_cache.get_token_owner(redis, token_hash)
+    token_hash, key, claimed = hash_token(token), token_key(token), claimed_user_id(token)
+    cached = await token_cache.get_token_owner(redis, key)
     if cached == token_cache.REVOKED:
         return None
     now = time.time()
@@ -59,8 +81,10 @@ async def resolve_session(redis: Redis, token: str) -> Session | None:
     )
     if row is None or row.revoked_at is not None or row.expires_at.timestamp() <= now:
         return None
+    if claimed is not None and claimed != row.user_id:
+        return None
     expires = int(row.expires_at.timestamp())
-    await token_cache.remember_token(redis, token_hash, row.user_id, expires,
+    await token_cache.remember_token(redis, key, row.user_id, expires,
                                      int(expires - now))
     return Session(row.user_id, expires)
 
@@ -81,7 +105,7 @@ async def revoke_token(redis: Redis, token: str) -> None:
     if row is None:
         return
     now = datetime.now(UTC)
-    await token_cache.mark_revoked(redis, token_hash,
+    await token_cache.mark_revoked(redis, token_key(token),
                                    int((row.expires_at - now).total_seconds()))
     if row.revoked_at is None:
         row.revoked_at = now

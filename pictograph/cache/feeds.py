@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.responses import DROP_RESPONSES_LUA
 from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
 
 # Entries a home feed or an author's recent list holds; older ones come from the database.
@@ -49,9 +50,10 @@ return 1
 """
 
 # One follower's share of a fan-out, in one command: add, trim, drop the cached first
-# page (a new generation: see versioned.py), and tell the follower's live subscriptions.
-# KEYS: feed, page, generation (one hash slot). ARGV: cap, ttl, channel, message, a new
-# generation and its ttl, post ids.
+# page (a new generation: see versioned.py) and rendered responses (cache/responses.py),
+# and tell the follower's live subscriptions.
+# KEYS: feed, page, generation, response version (one hash slot). ARGV: cap, ttl, channel,
+# message, a new generation and its ttl, post ids.
 _PUSH = """
 local key = KEYS[1]
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -60,9 +62,13 @@ for i = 7, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
 if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
 redis.call('SET', KEYS[3], ARGV[5], 'EX', tonumber(ARGV[6]))
 redis.call('DEL', KEYS[2])
+""" + DROP_RESPONSES_LUA.format(n=4) + """
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
+
+# KEYS: a user's response version.
+_DROP_RESPONSES = DROP_RESPONSES_LUA.format(n=1) + "return 1"
 
 # A follow's (or an ended follow's) effect on the follower's feed, in the pair's order:
 # KEYS: feed, follows-applied hash (one hash slot). ARGV: author, the follower's sequence
@@ -142,6 +148,7 @@ class FeedCache:
         self._rebuilt = redis.register_script(_REBUILT)
         self.versions = Versions(redis)
         self._unlock = redis.register_script(_UNLOCK)
+        self._drop_responses = redis.register_script(_DROP_RESPONSES)
 
     async def add(self, feed_keys: Iterable[str], post_ids: Sequence[int],
                   batch: int = 1000) -> int:
@@ -167,7 +174,8 @@ class FeedCache:
             for user_id in user_ids:
                 await self._push(
                     keys=[keys.home_feed(user_id), keys.home_feed_page(user_id),
-                          keys.home_feed_page_generation(user_id)],
+                          keys.home_feed_page_generation(user_id),
+                          keys.response_version(user_id)],
                     args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message,
                           generation, VERSION_TTL, *post_ids],
                     client=pipe,
@@ -246,10 +254,13 @@ class FeedCache:
             await pipe.execute()
 
     async def drop_pages(self, user_ids: Iterable[int]) -> None:
+        """The first pages, and the rendered responses built on them (fences kept)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 bump_and_drop(pipe, keys.home_feed_page(user_id),
                               keys.home_feed_page_generation(user_id))
+                await self._drop_responses(keys=[keys.response_version(user_id)],
+                                           client=pipe)
             await pipe.execute()
 
     async def lock_page(self, user_id: int) -> str | None:

@@ -7,8 +7,12 @@ together share it, so a cluster keeps them on one shard.
 from __future__ import annotations
 
 
-def auth_token(token_hash: str) -> str:
-    return f"auth:{{{token_hash}}}"
+def auth_token(token_hash: str, user_id: int | None = None) -> str:
+    """A cached bearer token. A token that names its user (accounts/sessions.py) shares
+    the user's hash tag, so a rendered response's script can check it."""
+    if user_id is None:
+        return f"auth:{{{token_hash}}}"
+    return f"auth:{{{user_id}}}:{token_hash}"
 
 
 def user_profile(user_id: int) -> str:
@@ -185,3 +189,38 @@ def known_log_in_address(username_digest: str, address: str) -> str:
     """Set when an address logs in to an account (or signs it up), with a TTL: logIn's
     per-username limit skips it, so guessers elsewhere cannot lock the owner out of it."""
     return f"login:known:{{{username_digest}}}:{address}"
+
+
+# Rendered responses (http/response_cache.py). All of a viewer's share their hash tag with
+# the viewer's token key, so one script checks the token, the version and reads the bytes.
+def response(viewer_id: int, digest: str) -> str:
+    """One rendered response of the viewer's: a hash of its bytes and the version they
+    were built at."""
+    return f"resp:{{{viewer_id}}}:{digest}"
+
+
+def response_fill(viewer_id: int, digest: str) -> str:
+    """Held by the one request that renders a missing response (single flight)."""
+    return f"resp:{{{viewer_id}}}:{digest}:fill"
+
+
+def response_version(viewer_id: int) -> str:
+    """What the viewer's cached responses were built at: moved by every change to what
+    the viewer may see (their feed, their graph, anything they were shown)."""
+    return f"resp:{{{viewer_id}}}:ver"
+
+
+def user_readers(user_id: int) -> str:
+    """Viewers whose cached responses show something of this user (registered before the
+    read): a change to the user moves each one's response version."""
+    return f"user:{{{user_id}}}:readers"
+
+
+def post_readers(post_id: int) -> str:
+    """Viewers whose cached responses show this post (registered before the read)."""
+    return f"post:{{{post_id}}}:readers"
+
+
+def persisted_query(sha256: str) -> str:
+    """A persisted query's document, by the hex SHA-256 of its text."""
+    return f"pq:{{{sha256}}}"

@@ -3,6 +3,7 @@ deleted post or a finished one is never overwritten by a slow reader's older cop
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import orjson
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.responses import Recording
 from pictograph.cache.versioned import Versions, bump_and_drop, fence
 from pictograph.records import PostRecord
 
@@ -21,10 +23,15 @@ class PostCache:
         self.redis = redis
         self.versions = Versions(redis)
 
-    async def get(self, post_ids: Sequence[int]) -> list[tuple[PostRecord | None, str]]:
-        """Each cached post (or None) and the version to fill it at."""
+    async def get(
+        self, post_ids: Sequence[int], recording: Recording | None = None
+    ) -> list[tuple[PostRecord | None, str]]:
+        """Each cached post (or None) and the version to fill it at; a response being
+        recorded registers with each post first (cache/responses.py)."""
+        before = None if recording is None else functools.partial(
+            recording.register, readers_keys=[keys.post_readers(i) for i in post_ids])
         found = await self.versions.read(
-            [keys.post(i) for i in post_ids], [keys.post_version(i) for i in post_ids]
+            [keys.post(i) for i in post_ids], [keys.post_version(i) for i in post_ids], before
         )
         return [(PostRecord.from_json(orjson.loads(raw)) if raw else None, version)
                 for raw, version in found]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from pictograph.cache import keys
-
 REVOKED = "revoked"
 MAX_TTL = 3600
 
 
-async def get_token_owner(redis: Redis, token_hash: str) -> tuple[int, int] | str | None:
-    """(owner id, expiry), REVOKED, or None when the cache does not know."""
-    value = await redis.get(keys.auth_token(token_hash))
+async def get_token_owner(redis: Redis, key: str) -> tuple[int, int] | str | None:
+    """(owner id, expiry), REVOKED, or None when the cache does not know. `key` is the
+    token's keys.auth_token."""
+    value = await redis.get(key)
     if value is None or value == REVOKED:
         return value
     user_id, _, expires = value.partition(":")
@@ -25,13 +24,13 @@ async def get_token_owner(redis: Redis, token_hash: str) -> tuple[int, int] | st
     return int(user_id), int(expires)
 
 
-async def remember_token(redis: Redis, token_hash: str, user_id: int, expires: int,
+async def remember_token(redis: Redis, key: str, user_id: int, expires: int,
                          ttl: int) -> None:
     # NX: a lookup that read the row just before a logOut must not overwrite the
     # revocation marker that logOut wrote.
-    await redis.set(keys.auth_token(token_hash), f"{user_id}:{expires}",
+    await redis.set(key, f"{user_id}:{expires}",
                     ex=max(1, min(ttl, MAX_TTL)), nx=True)
 
 
-async def mark_revoked(redis: Redis, token_hash: str, ttl: int) -> None:
-    await redis.set(keys.auth_token(token_hash), REVOKED, ex=max(1, min(ttl, MAX_TTL)))
+async def mark_revoked(redis: Redis, key: str, ttl: int) -> None:
+    await redis.set(key, REVOKED, ex=max(1, min(ttl, MAX_TTL)))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import orjson
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.responses import Recording
 from pictograph.cache.versioned import Versions, bump_and_drop, fence
 from pictograph.records import UserRecord
 
@@ -22,10 +24,15 @@ class ProfileCache:
         self.redis = redis
         self.versions = Versions(redis)
 
-    async def get(self, user_ids: Sequence[int]) -> list[tuple[UserRecord | None, str]]:
-        """Each user's cached profile (or None) and the version to fill it at."""
+    async def get(
+        self, user_ids: Sequence[int], recording: Recording | None = None
+    ) -> list[tuple[UserRecord | None, str]]:
+        """Each user's cached profile (or None) and the version to fill it at; a response
+        being recorded registers with each user first (cache/responses.py)."""
+        before = None if recording is None else functools.partial(
+            recording.register, readers_keys=[keys.user_readers(i) for i in user_ids])
         found = await self.versions.read([keys.user_profile(i) for i in user_ids],
-                                         [keys.user_version(i) for i in user_ids])
+                                         [keys.user_version(i) for i in user_ids], before)
         return [(UserRecord.from_json(orjson.loads(raw)) if raw else None, version)
                 for raw, version in found]
 

@@ -20,7 +20,7 @@ truth: no cache can grant what the change revoked, whatever Redis did afterwards
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -60,18 +60,23 @@ class Versions:
         self._set_if_version = redis.register_script(_SET_IF_VERSION)
 
     async def read(
-        self, value_keys: Sequence[str], version_keys: Sequence[str]
+        self, value_keys: Sequence[str], version_keys: Sequence[str],
+        before: Callable[[Pipeline], None] | None = None,
     ) -> list[tuple[str | None, str]]:
         """Each cached value (or None) and, for a miss, the version to fill it at.
 
         Only the misses' versions are read, in a second round trip after the values: a
         warm read sends half the commands, and a fill stays guarded, because its version
-        is still read before the database is."""
+        is still read before the database is. `before` queues commands ahead of the
+        reads, in the same round trip (a rendered response's registrations)."""
         # A pipeline, not MGET: the keys live on different cluster slots.
         async with self.redis.pipeline(transaction=False) as pipe:
+            if before is not None:
+                before(pipe)
+            queued = len(pipe)
             for key in value_keys:
                 pipe.get(key)
-            values = await pipe.execute()
+            values = (await pipe.execute())[queued:]
         missing = [i for i, value in enumerate(values) if value is None]
         versions = [""] * len(values)
         if missing:

@@ -25,6 +25,7 @@ import orjson
 
 from pictograph.cache import keys
 from pictograph.cache.feeds import FEED_CAP, CachedPage, FeedCache, IdRange
+from pictograph.cache.responses import Recording, ResponseCache
 from pictograph.checkpoints import checkpoint
 from pictograph.graph.reader import FollowGraph
 from pictograph.live import publish as live
@@ -75,6 +76,8 @@ class HomeFeed:
             # Followers merge it at read time; only the author's own feed holds it.
             await self.cache.add([keys.home_feed(author_id)], [post_id])
             await self.cache.drop_pages([author_id])
+            # Followers' rendered feeds registered with the author (see page).
+            await ResponseCache(self.redis).changed([author_id])
             await live.to_author_followers(self.redis, author_id, added)
             await live.to_viewers(self.redis, [author_id], added)
             written = 2
@@ -173,6 +176,7 @@ class HomeFeed:
         changed = {"kind": live.GRAPH_CHANGED, "author_id": author_id}
         async for batch in self._batches_of_followers(author_id):
             await live.to_viewers(self.redis, batch, changed)
+            await ResponseCache(self.redis).changed_viewers(batch)
 
     async def _celebrities(self) -> set[int]:
         found = await self.cache.celebrity_ids()
@@ -216,8 +220,15 @@ class HomeFeed:
     async def page(
         self, viewer_id: int, graph: FollowGraph, load_posts: LoadPosts,
         load_users: LoadUsers, first: int, before: int | None,
+        recording: Recording | None = None,
     ) -> FeedPage:
-        """Up to `first` visible posts older than `before`, newest first."""
+        """Up to `first` visible posts older than `before`, newest first. A page rendered
+        for the response cache registers with the celebrities it merges first: their new
+        posts reach no feed of the viewer's, so nothing else would move its version."""
+        if recording is not None:
+            celebrities = await self.followed_celebrities(viewer_id, graph)
+            await recording.register_now(self.redis,
+                                         [keys.user_readers(c) for c in celebrities])
         shown: list[PostRecord] = []
         authors: dict[int, UserRecord] = {}
         cursor = before

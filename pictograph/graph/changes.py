@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 
 from pictograph import effects, events
 from pictograph.cache.graph import GraphCache
+from pictograph.cache.responses import ResponseCache
 from pictograph.cache.users import ProfileCache
 from pictograph.checkpoints import checkpoint
 from pictograph.errors import Conflict, Forbidden, NotFound
@@ -68,6 +69,7 @@ class GraphChanges:
         self.redis = resources.redis
         self.cache = GraphCache(resources.redis)
         self.profiles = ProfileCache(resources.redis)
+        self.responses = ResponseCache(resources.redis)
 
     # The mutations. `a` is always the user making the request.
 
@@ -191,6 +193,7 @@ class GraphChanges:
                 # "public" once this commits (see cache/versioned.py). Going public is
                 # fenced the same way, for one rule instead of two.
                 await self.profiles.fence([owner])
+                await self.responses.fence([owner, *asking])
                 break
         else:
             raise Conflict("follow requests keep arriving: try again")
@@ -232,6 +235,7 @@ class GraphChanges:
                     # Last, just before the commit: if Redis cannot take the fence, the
                     # change rolls back (see cache/graph.py, "Fences").
                     await self.cache.fence(after, sequences)
+                    await self.responses.fence([a, b])
                     await checkpoint("graph.fenced")
                 return after, sequences, changes, outbox
             except Exception as error:

@@ -52,6 +52,7 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             connection=request,
             token=bearer_token(request.headers.get("authorization")),
             request_id=request.state.request_id,
+            recording=getattr(request.state, "recording", None),
         )
 
     def encode_json(self, data: Any) -> str:

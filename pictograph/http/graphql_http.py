@@ -5,11 +5,13 @@ the shape of a GraphQL error ({"errors": [{"message", "extensions": {"code"}}]})
 client reads every answer the same way, and it is an answer, not an exception: nothing
 is logged at ERROR and the connection stays open for the client's next request.
 
-GET runs no operation. A query on GET, like a POST of a form or of text/plain, is what a
-page on another site can make a browser send (a "simple" request, without a CORS
-preflight), which is how cross-site request forgery works. Pictograph's tokens travel in
-the Authorization header, which such a request cannot carry, so the risk is low; still,
-nothing a forged request could run is accepted. GET serves GraphiQL's page only.
+GET runs no operation of its own choosing. A query on GET, like a POST of a form or of
+text/plain, is what a page on another site can make a browser send (a "simple" request,
+without a CORS preflight), which is how cross-site request forgery works. Pictograph's
+tokens travel in the Authorization header, which such a request cannot carry, so the
+risk is low; still, nothing a forged request could choose is run. GET serves GraphiQL's
+page, and persisted queries named by hash (http/persisted_queries.py): a document
+somebody registered, and only if it is a query.
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         if request.method == "GET":
             if self.should_render_graphql_ide(self.request_adapter_class(request)):
                 return None  # GraphiQL's page, or 404 where it is turned off
-            # Persisted queries (a later change) will run here: a GET that carries only
-            # a known document's hash, which a forged request cannot make do anything new.
+            if request.scope.get("state", {}).get("persisted_get"):
+                return None  # a registered document, named by hash: queries only
             return error_response(400, GET_REFUSED)
         if request.method == "POST" and not _is_json(request.headers.get("content-type")):
             return error_response(415, JSON_ONLY)

@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 
 from pictograph import effects, events
 from pictograph.cache.posts import PostCache
+from pictograph.cache.responses import ResponseCache
 from pictograph.errors import BadUserInput, Conflict, Forbidden, NotFound
 from pictograph.events import Event, PostDeleted, PostFailed, PostReady, ProcessPost
 from pictograph.models import MediaVariant, Post, PostStatus, Upload, User
@@ -67,6 +68,8 @@ async def create_post(
         await post.save(force_create=True)
         outbox = await events.record([ProcessPost(post_id=post.id)])
     await _publish_quietly(resources, outbox)
+    # The author's own list of posts shows it at once, PROCESSING.
+    await effects.account_changed(resources, author_id, quietly=True)
     return post.id
 
 
@@ -89,6 +92,7 @@ async def delete_post(resources: Resources, viewer_id: int, post_id: int) -> Non
             await User.filter(id=viewer_id).update(post_count=F("post_count") - 1)
         # Before the commit: no cached copy may show the post once it is gone.
         await PostCache(resources.redis).fence([post_id])
+        await ResponseCache(resources.redis).fence([viewer_id], [post_id])
         # Only a READY post was ever shown: the removal of any other is nobody's news.
         deleted = PostDeleted(post_id=post_id, author_id=viewer_id,
                               was_ready=post.status == PostStatus.READY)

@@ -15,5 +15,6 @@ async def home_feed(context: Context, first: int, before: int | None) -> FeedPag
         context.loaders.users.load_many,
         first,
         before,
+        context.recording,
     )
     return page

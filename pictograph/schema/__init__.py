@@ -17,6 +17,7 @@ from pictograph.schema.errors import CodedErrors, log_unexpected
 from pictograph.schema.execution import PlainFieldsFirst
 from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
+from pictograph.schema.recording import QueriesOnlyRecorded
 from pictograph.schema.root import Mutation, Query
 from pictograph.schema.types import PostType, UserType
 from pictograph.settings import Settings, load_settings
@@ -65,7 +66,8 @@ def build_schema(settings: Settings | None = None) -> PictographSchema:
         mutation=Mutation,
         subscription=Subscription,
         types=[UserType, PostType],
-        extensions=[lambda: CodedErrors(hide_suggestions), *limit_extensions(limits)],
+        extensions=[lambda: CodedErrors(hide_suggestions), *limit_extensions(limits),
+                    QueriesOnlyRecorded],
         execution_context_class=PlainFieldsFirst,
     )
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from gql import Client
@@ -25,14 +23,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from pictograph.http.sockets import TOKEN_ENDED
-from tests.conftest import (
-    ADMIN_DATABASE_URL,
-    PROCESS_REDIS_URL,
-    require_services,
-)
+from tests.conftest import PROCESS_REDIS_URL
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
-from tests.support.processes import output, process_env, serve, serve_process, worker
+from tests.support.processes import (
+    on_services,
+    output,
+    process_env,
+    serve,
+    serve_process,
+    worker,
+)
 from tests.support.sockets import kill_pubsub_connections, open_socket
 
 FEED_UPDATES = document(
@@ -144,27 +145,8 @@ def embedded(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    await require_services()
-    database = f"pictograph_live_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    redis = Redis.from_url(LIVE_REDIS)
-    await redis.flushdb()
-    env = process_env(
-        tmp_path / "data",
-        PICTOGRAPH_DATABASE_URL=ADMIN_DATABASE_URL.rsplit("/", 1)[0] + "/" + database,
-        PICTOGRAPH_REDIS_URL=LIVE_REDIS,
-    )
-    from pictograph.db import apply_migrations
-
-    await apply_migrations(env["PICTOGRAPH_DATABASE_URL"])
-    try:
+    async with on_services(tmp_path / "data", "pictograph_live") as env:
         yield env
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_embedded_default_delivers_posts_and_stops_on_unfollow(embedded: Api) -> None:

@@ -85,3 +85,13 @@ def test_on_postgresql_a_missing_short_or_placeholder_secret_key_stops_start_up(
 
 def test_the_embedded_default_needs_no_secret_key(tmp_path: Path) -> None:
     assert load_settings(data_dir=tmp_path).resolved_secret_key()
+
+
+@pytest.mark.parametrize(("cache_ttl", "url_ttl", "expected"),
+                         [(60, 300, 30), (10, 300, 10), (60, 86_400, 60), (60, 5, 0)])
+def test_a_rendered_response_lives_at_most_a_tenth_of_a_media_url(
+    tmp_path: Path, cache_ttl: int, url_ttl: int, expected: int
+) -> None:
+    settings = Settings(data_dir=tmp_path, response_cache_ttl=cache_ttl, media_url_ttl=url_ttl)
+    assert settings.response_ttl == expected
+    assert Settings(data_dir=tmp_path, response_cache=False).response_ttl == 0

@@ -313,8 +313,9 @@ class PrivacyOracle(RuleBasedStateMachine):
 
 @pytest.fixture
 async def oracle_app(backend: Backend) -> AsyncIterator[Starlette]:
-    """The backend's app with room in the query limits for one read of every path (a
-    document per viewer naming every post); the limits themselves are tested elsewhere."""
+    """The backend's app (the response cache on, as by default) with room in the query
+    limits for one read of every path (a document per viewer naming every post); the
+    limits themselves are tested elsewhere."""
     EXECUTOR_CACHE.clear()
     application = create_app(backend.settings.model_copy(update={
         "max_query_aliases": 200, "max_query_cost": 1_000_000, "max_query_tokens": 20_000,
@@ -331,6 +332,8 @@ async def test_privacy_oracle(oracle_app: Starlette, caplog: pytest.LogCaptureFi
         PrivacyOracle.loop = asyncio.get_running_loop()
         budget = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
                           suppress_health_check=list(HealthCheck))
+        hits = oracle_app.state.resources.metrics.response_cache.labels("hit")
+        hits_before = hits._value.get()
         with caplog.at_level(logging.WARNING):
             async with PrivacyOracle.world.fanning_out(CONSUMERS):
                 await asyncio.to_thread(run_state_machine_as_test, PrivacyOracle,
@@ -338,3 +341,6 @@ async def test_privacy_oracle(oracle_app: Starlette, caplog: pytest.LogCaptureFi
     # Nothing the users did was the server's failure.
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, "\n".join(r.getMessage() for r in errors)
+    # The reads over HTTP went through the response cache (on, as in production), and
+    # some were answered from it: the oracle held it to the model too.
+    assert hits._value.get() > hits_before

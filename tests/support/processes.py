@@ -8,13 +8,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
+from redis.asyncio import Redis
 
 from pictograph.settings import Settings
+from tests.conftest import ADMIN_DATABASE_URL, PROCESS_REDIS_URL, _with_database, require_services
 from tests.support.s3 import free_port
 
 
@@ -37,6 +40,31 @@ def process_env(data_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
+@asynccontextmanager
+async def on_services(data_dir: Path, prefix: str) -> AsyncIterator[dict[str, str]]:
+    """process_env for processes on PostgreSQL (a migrated database of their own, named
+    from `prefix`) and the process Redis database (emptied before and after); the test
+    is skipped when the services are unreachable (see require_services)."""
+    await require_services()
+    from pictograph.db import apply_migrations
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    redis = Redis.from_url(PROCESS_REDIS_URL)
+    await redis.flushdb()
+    try:
+        url = _with_database(ADMIN_DATABASE_URL, name)
+        await apply_migrations(url)
+        yield process_env(data_dir, PICTOGRAPH_DATABASE_URL=url,
+                          PICTOGRAPH_REDIS_URL=PROCESS_REDIS_URL)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 @contextmanager
 def serve(env: dict[str, str], *, workers: bool = True) -> Iterator[str]:
     """A server process; yields its base URL once /readyz answers 200."""
@@ -45,12 +73,14 @@ def serve(env: dict[str, str], *, workers: bool = True) -> Iterator[str]:
 
 
 @contextmanager
-def serve_process(env: dict[str, str], *,
-                  workers: bool = True) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """As serve, with the process too, for tests that signal it."""
+def serve_process(env: dict[str, str], *, workers: bool = True,
+                  processes: int = 1) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """As serve, with the process too, for tests that signal it; with `processes`, the
+    supervisor of that many (`serve --processes`)."""
     port = free_port()
     env = {**env, "PICTOGRAPH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-    args = [sys.executable, "-m", "pictograph", "serve", "--port", str(port)]
+    args = [sys.executable, "-m", "pictograph", "serve", "--port", str(port),
+            "--processes", str(processes)]
     if not workers:
         args.append("--no-workers")
     with _running(args, env) as process:

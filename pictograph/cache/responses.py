@@ -1,0 +1,227 @@
+"""Rendered GraphQL responses per viewer, and the versions that keep them honest.
+
+A viewer's cached responses all carry the viewer's response version (keys.response_version)
+from when they were built; a response is served only while that version is unchanged.
+Everything that can change what a viewer may see moves it:
+- a write to the viewer's home feed (fan-out, a follow's merge or unmerge: cache/feeds.py);
+- a change to the viewer's own account or graph (effects.py, after the commit);
+- a change to a user or post the viewer was shown: a reader registers with the user or
+  post (keys.user_readers, keys.post_readers) *before* it reads them, and a change moves
+  the version of every registered reader after it commits.
+
+Why registration comes first: a change commits, then collects the readers. A reader that
+read the old data registered before that read, so it is collected; its response is then
+refused when stored (the version moved) or dropped afterwards. A reader that registered
+too late read the new data.
+
+A change that takes something away also fences first (as versioned.py does): before its
+commit, the versions of the user's readers (and the user's own) become pending, under
+which nothing is served or stored. If the move after the commit fails, the fence stays
+until it expires, and until then those viewers are answered fresh.
+
+Every script touches one hash slot: the viewer's (token, response, version, fill lock) or
+the changed user's or post's (its readers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from pictograph.cache import keys
+from pictograph.cache.versioned import FENCE_TTL, VERSION_TTL, new_version
+
+# How long registrations outlive the responses that rely on them: a response is stored
+# after its reads, at most its TTL later it is gone; a registration must still be there.
+READERS_MARGIN = 120
+FILL_MS = 3000
+
+# KEYS: token, response, version, fill lock (the viewer's slot). ARGV: viewer id.
+# {1, bytes}: a hit. {0}: the token is not cached as this viewer's, live: the full path
+# decides. {2, version, filling}: a miss, the version to build at (read before anything
+# else is) and whether this request holds the fill; a pending version is never filled.
+# A missing version is made from the server's clock (unique to the microsecond, and newer
+# than any a reader from before a flush holds), so the hit path sends one argument only.
+_HIT = """
+local token = redis.call('GET', KEYS[1])
+if not token then return {0} end
+local now = redis.call('TIME')
+local owner, expires = string.match(token, '^(%d+):(%d+)$')
+if owner ~= ARGV[1] or tonumber(expires) <= tonumber(now[1]) then return {0} end
+local version = redis.call('GET', KEYS[3])
+if version then
+  local cached = redis.call('HMGET', KEYS[2], 'v', 'b')
+  if cached[1] == version then return {1, cached[2]} end
+else
+  version = 't' .. now[1] .. now[2]
+  redis.call('SET', KEYS[3], version, 'EX', VERSION_TTL)
+end
+if string.sub(version, 1, 1) == '!' then return {2, version, 0} end
+local filling = redis.call('SET', KEYS[4], '1', 'NX', 'PX', FILL_MS)
+return {2, version, filling and 1 or 0}
+""".replace("VERSION_TTL", str(VERSION_TTL)).replace("FILL_MS", str(FILL_MS))
+
+# KEYS: response, version, fill lock. ARGV: the version built at, bytes, ttl.
+_STORE = """
+redis.call('DEL', KEYS[3])
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'b', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS: a user's or post's readers. ARGV: '1' to take the set (after a commit: these
+# readers are moved now, later ones register anew) or '0' to leave it (a fence).
+_READERS = """
+local readers = redis.call('SMEMBERS', KEYS[1])
+if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) end
+return readers
+"""
+
+# KEYS: a viewer's response version. ARGV: mode, a fresh version, ttl.
+# 'fence': pending until the commit's move (or FENCE_TTL). 'move': a fresh version, which
+# ends a fence (this is the move after the commit that fenced). 'drop': a fresh version
+# unless fenced, for writes that are not the fencing change's own (fan-out).
+_MOVE = """
+if ARGV[1] == 'fence' then
+  redis.call('SET', KEYS[1], '!' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+elseif ARGV[1] == 'move' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+else
+  local version = redis.call('GET', KEYS[1])
+  if not version or string.sub(version, 1, 1) ~= '!' then redis.call('DEL', KEYS[1]) end
+end
+return 1
+"""
+
+# The same 'drop', to run inside another script on the viewer's slot (cache/feeds.py):
+# KEYS[n] is the viewer's response version.
+DROP_RESPONSES_LUA = """
+local response_version = redis.call('GET', KEYS[{n}])
+if not response_version or string.sub(response_version, 1, 1) ~= '!' then
+  redis.call('DEL', KEYS[{n}])
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What one viewer's response lookup found."""
+
+    body: bytes | None = None  # the cached bytes, on a hit
+    version: str | None = None  # on a miss: the version to build at
+    filling: bool = False  # on a miss: this request renders and stores it
+    token_known: bool = True  # False: the token is not cached as this viewer's
+
+    @property
+    def hit(self) -> bool:
+        return self.body is not None
+
+
+class ResponseCache:
+    """The scripts, registered once per client."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._hit = redis.register_script(_HIT)
+        self._store = redis.register_script(_STORE)
+        self._readers = redis.register_script(_READERS)
+        self._move = redis.register_script(_MOVE)
+
+    async def lookup(self, viewer_id: int, token_key: str, digest: str) -> Lookup:
+        """One round trip: token, version and bytes, or what a miss needs."""
+        found = await self._hit(
+            keys=[token_key, keys.response(viewer_id, digest),
+                  keys.response_version(viewer_id), keys.response_fill(viewer_id, digest)],
+            args=[viewer_id],
+        )
+        if found[0] == 0:
+            return Lookup(token_known=False)
+        if found[0] == 1:
+            body = found[1]
+            return Lookup(body=body.encode() if isinstance(body, str) else body)
+        version = found[1].decode() if isinstance(found[1], bytes) else found[1]
+        return Lookup(version=version, filling=bool(found[2]))
+
+    async def store(self, viewer_id: int, digest: str, version: str, body: bytes,
+                    ttl: int) -> bool:
+        """Stores the bytes if nothing moved the viewer's version since `version` was read;
+        releases the fill either way."""
+        return bool(await self._store(
+            keys=[keys.response(viewer_id, digest), keys.response_version(viewer_id),
+                  keys.response_fill(viewer_id, digest)],
+            args=[version, body, ttl],
+        ))
+
+    async def release(self, viewer_id: int, digest: str) -> None:
+        """Gives up a fill without storing (the response had errors, or was not a query)."""
+        await self.redis.delete(keys.response_fill(viewer_id, digest))
+
+    async def fence(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = ()) -> None:
+        """Before a commit that takes something away from viewers of these users or posts."""
+        await self._change(user_ids, post_ids, "fence")
+
+    async def changed(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = ()) -> None:
+        """After a commit that changed these users or posts: their own responses and every
+        registered reader's are stale."""
+        await self._change(user_ids, post_ids, "move")
+
+    async def changed_viewers(self, viewer_ids: Iterable[int]) -> None:
+        """These viewers' responses are stale (their feeds changed), fences kept."""
+        await self._move_versions(set(viewer_ids), "drop")
+
+    async def _change(self, user_ids: Iterable[int], post_ids: Iterable[int],
+                      mode: str) -> None:
+        users, posts = sorted(set(user_ids)), sorted(set(post_ids))
+        if not users and not posts:
+            return
+        take = "1" if mode == "move" else "0"
+        # A pipeline, not one script: each readers set lives on its own slot.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in users:
+                await self._readers(keys=[keys.user_readers(user_id)], args=[take], client=pipe)
+            for post_id in posts:
+                await self._readers(keys=[keys.post_readers(post_id)], args=[take], client=pipe)
+            found = await pipe.execute()
+        viewers = set(users)
+        for readers in found:
+            viewers.update(int(reader) for reader in readers)
+        await self._move_versions(viewers, mode)
+
+    async def _move_versions(self, viewer_ids: set[int], mode: str) -> None:
+        if not viewer_ids:
+            return
+        ttl = FENCE_TTL if mode == "fence" else VERSION_TTL
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for viewer_id in sorted(viewer_ids):
+                await self._move(keys=[keys.response_version(viewer_id)],
+                                 args=[mode, new_version(), ttl], client=pipe)
+            await pipe.execute()
+
+
+@dataclass(slots=True)
+class Recording:
+    """One operation rendering a response to cache: whose it is, and whether it still may
+    be cached. Readers (loaders.py, feed/policy.py) register through it before they read,
+    and mark it uncacheable when they read something no version guards."""
+
+    viewer_id: int
+    ttl: int
+    cacheable: bool = True
+
+    def register(self, pipe: Pipeline, readers_keys: Sequence[str]) -> None:
+        """Queues the viewer's registration with each user or post, ahead of the reads
+        that follow in the same pipeline (each registration shares its slot with what it
+        guards, so a cluster keeps the order too)."""
+        for key in readers_keys:
+            pipe.sadd(key, self.viewer_id)
+            pipe.expire(key, self.ttl + READERS_MARGIN)
+
+    async def register_now(self, redis: Redis, readers_keys: Sequence[str]) -> None:
+        if readers_keys:
+            async with redis.pipeline(transaction=False) as pipe:
+                self.register(pipe, readers_keys)
+                await pipe.execute()
