@@ -21,8 +21,8 @@ Issue 15's yardsticks run in the same rounds as the warm feed, alternating, on t
 bytes for the same request: the limit (from process memory, a bare Starlette route), the
 one-round-trip ceiling (from Redis, one HGET), then the warm feed on one process and on
 two (`pictograph serve --processes 2` where the command has the flag, else uvicorn
---workers 2 on the same app). Each timed feed run follows an untimed second of the same
-requests, which renders again the answers that expired meanwhile. Freshness is checked
+--workers 2 on the same app). Each timed feed run follows an untimed read of every
+viewer's feed, which renders again the answers that expired meanwhile. Freshness is checked
 over HTTP: after each change a viewer must see at once, the very next read. SQL
 statements and Redis round trips per request are counted in the server over sequential
 requests after each timed run; CPU time per request is the server's user+system time
@@ -232,6 +232,14 @@ def cached_answers(server: Server) -> dict[str, float]:
 Line = tuple[str, str, dict[str, Any]]  # path, token, GraphQL body
 
 
+def warm_every_viewer(server: Server, lines: list[Line]) -> None:
+    """Each request once, in turn: every viewer's answer rendered before a timed run."""
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        for path, token, body in lines:
+            client.post(path, content=encoded(body), headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+
+
 def wrk_run(server: Server, lines: list[Line], label: str, *, connections: int,
             seconds: float) -> Run:
     """One wrk run over the given requests, rotating."""
@@ -406,9 +414,10 @@ async def feed_scenario(client: httpx.AsyncClient, server: Server, env: dict[str
     def run(name: str, on: Server) -> None:
         if name.startswith("feed"):
             # Cached answers expire (after about 30 s): those that did while the other
-            # servers ran are rendered again here, untimed, so that each timed feed run
-            # meets only the expiries of its own time, as steady traffic would.
-            wrk_run(on, feed_lines, "warm-up", connections=args.connections, seconds=1)
+            # servers ran are rendered again here, untimed (each viewer's once), so that
+            # each timed feed run meets only the expiries of its own time, as steady
+            # traffic would.
+            warm_every_viewer(on, feed_lines)
         runs[name].append(wrk_run(on, lines["feed" if name == "feed x2" else name], name,
                                   connections=args.connections, seconds=args.duration))
 
