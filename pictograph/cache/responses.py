@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.client import NEVER_DECODE
+from redis.exceptions import NoScriptError
 
 from pictograph.cache import keys
 from pictograph.cache.versioned import FENCE_TTL, VERSION_TTL, new_version
@@ -132,12 +134,17 @@ class ResponseCache:
         self._move = redis.register_script(_MOVE)
 
     async def lookup(self, viewer_id: int, token_key: str, digest: str) -> Lookup:
-        """One round trip: token, version and bytes, or what a miss needs."""
-        found = await self._hit(
-            keys=[token_key, keys.response(viewer_id, digest),
-                  keys.response_version(viewer_id), keys.response_fill(viewer_id, digest)],
-            args=[viewer_id],
-        )
+        """One round trip: token, version and bytes, or what a miss needs. The reply is
+        left undecoded: the bytes go to the client as they are."""
+        command = ("EVALSHA", self._hit.sha, 4, token_key, keys.response(viewer_id, digest),
+                   keys.response_version(viewer_id), keys.response_fill(viewer_id, digest),
+                   viewer_id)
+        try:
+            found = await self.redis.execute_command(*command, **{NEVER_DECODE: True})
+        except NoScriptError:  # a new or flushed server: load it, once
+            self._hit.sha = await self.redis.script_load(self._hit.script)
+            found = await self.redis.execute_command(*command[:1], self._hit.sha,
+                                                     *command[2:], **{NEVER_DECODE: True})
         if found[0] == 0:
             return Lookup(token_known=False)
         if found[0] == 1:

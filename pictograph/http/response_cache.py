@@ -122,6 +122,8 @@ class ResponseCacheMiddleware:
         authorization = _headers(scope).get(b"authorization")
         token = bearer_token(authorization.decode("latin-1") if authorization else None)
         viewer_id = claimed_user_id(token) if token and self.ttl else None
+        if viewer_id is not None and _plainly_not_a_query(operation):
+            viewer_id = None  # nothing to look up or store
         digest = _digest(operation) if viewer_id is not None else ""
         lookup = Lookup(token_known=False)
         try:
@@ -247,6 +249,13 @@ class _Captured:
         except orjson.JSONDecodeError:
             return False
         return isinstance(answer, dict) and "errors" not in answer and "data" in answer
+
+
+def _plainly_not_a_query(operation: Operation) -> bool:
+    """A document that opens with a mutation or subscription (most do, that are): it needs
+    no lookup. Any other that is not a query is found out when it runs."""
+    return operation.query is not None and operation.query.lstrip().startswith(
+        ("mutation", "subscription"))
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
