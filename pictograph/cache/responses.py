@@ -83,6 +83,15 @@ if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) end
 return readers
 """
 
+# A viewer's response version dropped unless fenced, inside any script on the viewer's
+# slot (here and cache/feeds.py): KEYS[n] is the version.
+DROP_RESPONSES_LUA = """
+local response_version = redis.call('GET', KEYS[{n}])
+if not response_version or string.sub(response_version, 1, 1) ~= '!' then
+  redis.call('DEL', KEYS[{n}])
+end
+"""
+
 # KEYS: a viewer's response version. ARGV: mode, a fresh version, ttl.
 # 'fence': pending until the commit's move (or FENCE_TTL). 'move': a fresh version, which
 # ends a fence (this is the move after the commit that fenced). 'drop': a fresh version
@@ -93,19 +102,9 @@ if ARGV[1] == 'fence' then
 elseif ARGV[1] == 'move' then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
 else
-  local version = redis.call('GET', KEYS[1])
-  if not version or string.sub(version, 1, 1) ~= '!' then redis.call('DEL', KEYS[1]) end
+""" + DROP_RESPONSES_LUA.format(n=1) + """
 end
 return 1
-"""
-
-# The same 'drop', to run inside another script on the viewer's slot (cache/feeds.py):
-# KEYS[n] is the viewer's response version.
-DROP_RESPONSES_LUA = """
-local response_version = redis.call('GET', KEYS[{n}])
-if not response_version or string.sub(response_version, 1, 1) ~= '!' then
-  redis.call('DEL', KEYS[{n}])
-end
 """
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -33,6 +32,7 @@ from pictograph.accounts.sessions import claimed_user_id, token_key
 from pictograph.cache.jitter import jittered
 from pictograph.cache.responses import Lookup, Recording, ResponseCache
 from pictograph.context import bearer_token
+from pictograph.http.body_limit import replay_body
 from pictograph.http.graphql_http import error_response
 from pictograph.http.persisted_queries import (
     NOT_FOUND_BODY,
@@ -154,7 +154,7 @@ class ResponseCacheMiddleware:
         if from_get:
             downstream_scope = _as_get(scope, operation)
         elif operation.body is not body:
-            downstream_scope, downstream_receive = _as_post(scope, operation.body)
+            downstream_scope, downstream_receive = _as_post(scope, receive, operation.body)
         if viewer_id is None or not lookup.token_known:
             if viewer_id is not None and lookup.filling:
                 await self._cache(resources).release(viewer_id, digest)
@@ -286,20 +286,12 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), _replay([message], receive)
+            break  # the client left; the app behind hears it on its next receive
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
     raw = b"".join(chunks)
-    return raw, _replay([{"type": "http.request", "body": raw, "more_body": False}], receive)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Callable[[], Awaitable[Message]]:
-    async def replayed() -> Message:
-        if messages:
-            return messages.pop(0)
-        return await receive()
-    return replayed
+    return raw, replay_body(raw, receive)
 
 
 def _as_get(scope: Scope, operation: Operation) -> Scope:
@@ -313,7 +305,7 @@ def _as_get(scope: Scope, operation: Operation) -> Scope:
     return {**scope, "query_string": urlencode(fields).encode(), "state": state}
 
 
-def _as_post(scope: Scope, body: dict[str, Any]) -> tuple[Scope, Receive]:
+def _as_post(scope: Scope, receive: Receive, body: dict[str, Any]) -> tuple[Scope, Receive]:
     """The scope and body of a POST of `body`: how the view runs a persisted query whose
     document came from the registry."""
     raw = orjson.dumps(body)
@@ -322,14 +314,4 @@ def _as_post(scope: Scope, body: dict[str, Any]) -> tuple[Scope, Receive]:
     headers += [(b"content-type", b"application/json"),
                 (b"content-length", str(len(raw)).encode())]
     posted = {**scope, "method": "POST", "headers": headers, "query_string": b""}
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await asyncio.Event().wait()  # like a client that keeps the connection open
-        return {"type": "http.disconnect"}
-    return posted, receive
-
+    return posted, replay_body(raw, receive)
