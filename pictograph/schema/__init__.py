@@ -14,12 +14,12 @@ from strawberry.types.graphql import OperationType
 
 from pictograph.context import Context
 from pictograph.schema.errors import CodedErrors, log_unexpected
-from pictograph.schema.execution import PlainFieldsFirst
+from pictograph.schema.execution import PlainFieldsFirst, install_direct_resolvers
 from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
 from pictograph.schema.recording import QueriesOnlyRecorded
 from pictograph.schema.root import Mutation, Query
-from pictograph.schema.types import PostType, UserType
+from pictograph.schema.types import DIRECT_RESOLVERS, PostType, UserType
 from pictograph.settings import Settings, load_settings
 
 
@@ -61,7 +61,7 @@ def build_schema(settings: Settings | None = None) -> PictographSchema:
     """The schema with the query limits of `settings` (the environment's when None)."""
     limits = query_limits(settings or load_settings())
     hide_suggestions = not limits.introspection
-    return PictographSchema(
+    schema = PictographSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -70,6 +70,8 @@ def build_schema(settings: Settings | None = None) -> PictographSchema:
                     QueriesOnlyRecorded],
         execution_context_class=PlainFieldsFirst,
     )
+    install_direct_resolvers(schema._schema, DIRECT_RESOLVERS)
+    return schema
 
 
 def query_limits(settings: Settings) -> QueryLimits:

@@ -12,6 +12,8 @@ which then reports the error exactly as before.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from inspect import isawaitable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -24,7 +26,7 @@ from graphql import (
     is_leaf_type,
     is_object_type,
 )
-from graphql.execution.collect_fields import FieldDetailsList
+from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -53,31 +55,89 @@ def plain_fields(schema: GraphQLSchema) -> dict[tuple[str, str], GraphQLLeafType
     return found
 
 
+def install_direct_resolvers(
+    schema: GraphQLSchema, resolvers: Mapping[tuple[str, str], Callable[..., object]]
+) -> None:
+    """Let graphql-core call each of `resolvers` itself, as (source, info, **arguments),
+    in place of Strawberry's wrapper around the field's method. Only for fields that
+    wrapper adds nothing to: no field extensions, no permission classes."""
+    for (type_name, field_name), resolve in resolvers.items():
+        named = schema.type_map[type_name]
+        assert is_object_type(named)
+        field = named.fields[field_name]
+        definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        assert isinstance(definition, StrawberryField)
+        if definition.extensions or definition.permission_classes:
+            raise ValueError(f"{type_name}.{field_name} needs Strawberry's wrapper")
+        field.resolve = resolve
+
+
 class PlainFieldsFirst(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.plain = {} if self.middleware_manager else plain_fields(self.schema)
+        # Strawberry hands over a manager on every request, empty unless an extension
+        # resolves fields: only then must each field go the usual way.
+        manager = self.middleware_manager
+        self.plain = {} if manager and manager.middlewares else plain_fields(self.schema)
 
-    def execute_field(
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: FieldDetailsList,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        name = field_details_list[0].node.name.value
-        leaf = self.plain.get((parent_type.name, name))
-        if leaf is not None:
-            resolve = parent_type.fields[name].resolve
-            assert resolve is not None
-            try:
-                value = resolve(source, None)  # Strawberry's attribute read takes no info
-                coerced = None if value is None or self.is_awaitable(value) else (
-                    leaf.coerce_output_value(value))
-            except Exception:  # the usual way below reports it
-                coerced = None
-            if coerced is not None and coerced is not Undefined:
-                return coerced
-        return super().execute_field(parent_type, source, field_details_list, path,
-                                     position_context)
+        """The plain fields of a selection read here, in one loop (no resolve info, no
+        path, no value completion); the others graphql-core executes, and the answer
+        keeps the selection's order."""
+        plain = self.plain
+        if not plain:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set,
+                                          position_context)
+        type_name = parent_type.name
+        values: dict[str, Any] = {}
+        rest: GroupedFieldSet = {}
+        for response_name, field_details_list in grouped_field_set.items():
+            name = field_details_list[0].node.name.value
+            leaf = plain.get((type_name, name))
+            value = None if leaf is None else _plain_value(
+                leaf, parent_type.fields[name].resolve, source_value)
+            if value is None:
+                rest[response_name] = field_details_list
+            else:
+                values[response_name] = value
+        if not rest:
+            return values
+        if not values:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set,
+                                          position_context)
+        executed = super().execute_fields(parent_type, source_value, path, rest,
+                                          position_context)
+        if self.is_awaitable(executed):
+            return _in_order_later(grouped_field_set, values, executed)
+        return _in_order(grouped_field_set, values, executed)
+
+
+def _plain_value(leaf: GraphQLLeafType, resolve: Any, source: Any) -> Any:
+    """The field's serialized value, or None where graphql-core's way must answer (a
+    null, a value that does not serialize: it then reports the error as before)."""
+    try:
+        value = resolve(source, None)  # Strawberry's attribute read takes no info
+        if value is None or isawaitable(value):
+            return None
+        coerced = leaf.coerce_output_value(value)
+    except Exception:
+        return None
+    return None if coerced is Undefined else coerced
+
+
+def _in_order(selection: GroupedFieldSet, plain: dict[str, Any],
+              executed: dict[str, Any]) -> dict[str, Any]:
+    return {name: plain[name] if name in plain else executed[name]
+            for name in selection if name in plain or name in executed}
+
+
+async def _in_order_later(selection: GroupedFieldSet, plain: dict[str, Any],
+                          executed: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    return _in_order(selection, plain, await executed)
