@@ -2,7 +2,7 @@
 
 Most fields of a page are an attribute read: `caption`, `username`, a photo's `width`.
 For each, graphql-core still builds a resolve info (16 values), a list of nodes, and
-walks its value completion, which made up about a third of a warm feed's CPU. A plain
+walks its value completion, which made up about a third of an uncached feed's CPU. A plain
 field here is one Strawberry resolves by reading the attribute (no resolver, no field
 extensions: `is_basic_field`) and whose type is a scalar or an enum. Its value is read
 by Strawberry's own resolver and serialized by its type, as graphql-core would; any
@@ -110,7 +110,7 @@ class PlainFieldsFirst(StrawberryGraphQLCoreExecutionContext):
         if not rest:
             return values
         if not values:
-            return super().execute_fields(parent_type, source_value, path, grouped_field_set,
+            return super().execute_fields(parent_type, source_value, path, rest,
                                           position_context)
         executed = super().execute_fields(parent_type, source_value, path, rest,
                                           position_context)
