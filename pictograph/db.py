@@ -19,6 +19,8 @@ MODEL_MODULES = ["pictograph.models"]
 CONNECT_TIMEOUT = 5
 COMMAND_TIMEOUT = 30
 _POSTGRES = ("postgres://", "postgresql://", "asyncpg://")
+# Tortoise's SQLite engine with transactions that begin IMMEDIATE (see the module).
+SQLITE_ENGINE = "pictograph.sqlite_engine"
 
 
 def tortoise_config(database_url: str, *, serving: bool = False) -> dict[str, Any]:
@@ -30,6 +32,9 @@ def tortoise_config(database_url: str, *, serving: bool = False) -> dict[str, An
         credentials.setdefault("timeout", CONNECT_TIMEOUT)
         if serving:
             credentials.setdefault("command_timeout", COMMAND_TIMEOUT)
+    elif database_url.startswith("sqlite://"):
+        connection = expand_db_url(database_url)
+        connection["engine"] = SQLITE_ENGINE
     return {
         "connections": {"default": connection},
         "apps": {
