@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from pictograph.heap import startup_heap_frozen
 from pictograph.http.graphql import GraphQLEndpoint
 from pictograph.http.health import healthz, readyz
 from pictograph.http.media import serve_media
@@ -37,9 +38,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.resources = resources
             if settings.run_workers:
                 async with run_workers(resources):
-                    yield
+                    with startup_heap_frozen():
+                        yield
             else:
-                yield
+                with startup_heap_frozen():
+                    yield
 
     return Starlette(
         routes=[

@@ -72,6 +72,7 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run the background workers only, as a process of their own."""
+    from pictograph.heap import startup_heap_frozen
     from pictograph.metrics import metrics_listener
     from pictograph.resources import open_resources
     from pictograph.workers.runner import run_workers
@@ -87,7 +88,8 @@ def worker() -> None:
         async with (open_resources(settings) as resources,
                     metrics_listener(settings, resources.metrics),
                     run_workers(resources)):
-            await stopping.wait()
+            with startup_heap_frozen():
+                await stopping.wait()
 
     asyncio.run(main())
 
