@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from pictograph.cache.connection import queue_reads
+
 VERSION_TTL = 3 * 24 * 3600
 # Longer than a transaction runs between its fence and its commit.
 FENCE_TTL = 300
@@ -69,14 +71,11 @@ class Versions:
         warm read sends half the commands, and a fill stays guarded, because its version
         is still read before the database is. `before` queues commands ahead of the
         reads, in the same round trip (a rendered response's registrations)."""
-        # A pipeline, not MGET: the keys live on different cluster slots.
         async with self.redis.pipeline(transaction=False) as pipe:
             if before is not None:
                 before(pipe)
-            queued = len(pipe)
-            for key in value_keys:
-                pipe.get(key)
-            values = (await pipe.execute())[queued:]
+            taken = queue_reads(pipe, value_keys)
+            values = taken(await pipe.execute())
         missing = [i for i, value in enumerate(values) if value is None]
         versions = [""] * len(values)
         if missing:
