@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from inspect import isawaitable
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from graphql import (
@@ -32,13 +32,22 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
-# Per schema: (type name, field name) -> the leaf type of each plain field.
-_PLAIN_FIELDS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], GraphQLLeafType]] = (
+
+class PlainField(NamedTuple):
+    leaf: GraphQLLeafType  # what serializes the value
+    read: Callable[[Any, str], Any]  # Strawberry's default resolver: (source, python name)
+    python_name: str
+
+
+# Per schema: (type name, field name) -> each plain field.
+_PLAIN_FIELDS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], PlainField]] = (
     WeakKeyDictionary()
 )
+# Values that are never awaitable: no need to ask (inspect.isawaitable is not free).
+_SCALARS = frozenset({str, int, float, bool})
 
 
-def plain_fields(schema: GraphQLSchema) -> dict[tuple[str, str], GraphQLLeafType]:
+def plain_fields(schema: GraphQLSchema) -> dict[tuple[str, str], PlainField]:
     found = _PLAIN_FIELDS.get(schema)
     if found is None:
         found = _PLAIN_FIELDS[schema] = {}
@@ -51,7 +60,8 @@ def plain_fields(schema: GraphQLSchema) -> dict[tuple[str, str], GraphQLLeafType
                 if (isinstance(definition, StrawberryField) and definition.is_basic_field
                         and getattr(field.resolve, "_is_default", False)
                         and is_leaf_type(leaf)):
-                    found[named.name, name] = leaf
+                    found[named.name, name] = PlainField(
+                        leaf, definition.default_resolver, definition.python_name)
     return found
 
 
@@ -100,9 +110,8 @@ class PlainFieldsFirst(StrawberryGraphQLCoreExecutionContext):
         rest: GroupedFieldSet = {}
         for response_name, field_details_list in grouped_field_set.items():
             name = field_details_list[0].node.name.value
-            leaf = plain.get((type_name, name))
-            value = None if leaf is None else _plain_value(
-                leaf, parent_type.fields[name].resolve, source_value)
+            field = plain.get((type_name, name))
+            value = None if field is None else _plain_value(field, source_value)
             if value is None:
                 rest[response_name] = field_details_list
             else:
@@ -119,14 +128,15 @@ class PlainFieldsFirst(StrawberryGraphQLCoreExecutionContext):
         return _in_order(grouped_field_set, values, executed)
 
 
-def _plain_value(leaf: GraphQLLeafType, resolve: Any, source: Any) -> Any:
+def _plain_value(field: PlainField, source: Any) -> Any:
     """The field's serialized value, or None where graphql-core's way must answer (a
     null, a value that does not serialize: it then reports the error as before)."""
     try:
-        value = resolve(source, None)  # Strawberry's attribute read takes no info
-        if value is None or isawaitable(value):
+        # What Strawberry's resolver of a basic field does, without the two calls around.
+        value = field.read(source, field.python_name)
+        if value is None or (type(value) not in _SCALARS and isawaitable(value)):
             return None
-        coerced = leaf.coerce_output_value(value)
+        coerced = field.leaf.coerce_output_value(value)
     except Exception:
         return None
     return None if coerced is Undefined else coerced
