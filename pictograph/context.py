@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
-from pictograph.accounts.sessions import Session, resolve_token
+from pictograph.accounts.sessions import Session, resolve_token, resolve_token_reading
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.pubsub import Listener
 from pictograph.cache.responses import Recording
@@ -112,12 +113,29 @@ class Context:
     async def viewer_id(self) -> int | None:
         """The signed-in user's id, or None; the token is checked once per request."""
         if not self._viewer_resolved:
-            if self.token is not None:
-                self._viewer_id = await resolve_token(self.resources.redis, self.token)
-            self._viewer_resolved = True
-            if self.recording is not None and self._viewer_id != self.recording.viewer_id:
-                self.recording.cacheable = False
+            self._resolved(None if self.token is None
+                           else await resolve_token(self.resources.redis, self.token))
         return self._viewer_id
+
+    def _resolved(self, viewer_id: int | None) -> None:
+        self._viewer_id = viewer_id
+        self._viewer_resolved = True
+        if self.recording is not None and viewer_id != self.recording.viewer_id:
+            self.recording.cacheable = False
+
+    async def require_viewer_id_reading(
+        self, keys_of: Callable[[int], Sequence[str]]
+    ) -> tuple[int, list[str | None] | None]:
+        """require_viewer_id, and the values of the viewer's keys `keys_of` names, read
+        in the token check's round trip when this request has not checked the token yet
+        and the token names its user (otherwise None: the caller reads them itself).
+        Nothing read comes back unless the token is that user's."""
+        if self._viewer_resolved or self.token is None:
+            return await self.require_viewer_id(), None
+        viewer_id, values = await resolve_token_reading(self.resources.redis, self.token,
+                                                        keys_of)
+        self._resolved(viewer_id)
+        return await self.require_viewer_id(), values
 
     async def require_viewer_id(self) -> int:
         viewer_id = await self.viewer_id()

@@ -12,6 +12,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -68,8 +69,32 @@ async def remember_new_token(redis: Redis, token: str, user_id: int, lifetime: i
 
 async def resolve_session(redis: Redis, token: str) -> Session | None:
     """The token's session, or None for an unknown, expired or revoked token."""
+    return await _session(redis, token, await token_cache.get_token_owner(redis,
+                                                                          token_key(token)))
+
+
+async def resolve_token_reading(
+    redis: Redis, token: str, keys_of: Callable[[int], Sequence[str]]
+) -> tuple[int | None, list[str | None] | None]:
+    """resolve_token, and the values of the keys `keys_of` names for the token's user,
+    read in the same round trip as the token (keys on that user's slot). The values come
+    back only when the token turned out to be that user's; otherwise (a token that names
+    no user, or that is not whom it names) None, and nothing read is handed out."""
+    claimed = claimed_user_id(token)
+    if claimed is None:
+        return await resolve_token(redis, token), None
+    cached, values = await token_cache.get_token_owner_and(redis, token_key(token),
+                                                           keys_of(claimed))
+    session = await _session(redis, token, cached)
+    if session is None:
+        return None, None
+    return session.user_id, values if session.user_id == claimed else None
+
+
+async def _session(redis: Redis, token: str,
+                   cached: tuple[int, int] | str | None) -> Session | None:
+    """The session, from what the token cache said of the token (read by the caller)."""
     token_hash, key, claimed = hash_token(token), token_key(token), claimed_user_id(token)
-    cached = await token_cache.get_token_owner(redis, key)
     if cached == token_cache.REVOKED:
         return None
     now = time.time()

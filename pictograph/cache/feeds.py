@@ -236,8 +236,24 @@ class FeedCache:
 
     # The first page, cached briefly; one rebuild at a time per user.
 
-    async def cached_page(self, user_id: int) -> tuple[CachedPage | None, str]:
-        """The cached page (or None) and the generation to store a rebuilt one at."""
+    @staticmethod
+    def page_keys(user_id: int) -> list[str]:
+        """The keys behind cached_page, on the user's slot: read with the token's
+        (Context.require_viewer_id_reading), they save the page its own round trip."""
+        return [keys.home_feed_page(user_id), keys.home_feed_page_generation(user_id)]
+
+    async def cached_page(
+        self, user_id: int, read: Sequence[str | None] | None = None
+    ) -> tuple[CachedPage | None, str]:
+        """The cached page (or None) and the generation to store a rebuilt one at.
+        `read`: the values of page_keys, read already (with the token)."""
+        if read is not None:
+            raw, generation = read
+            if raw is not None:  # a hit: its generation is not needed
+                return CachedPage(**orjson.loads(raw)), ""
+            if generation is not None:
+                return None, generation
+            # No generation yet: Versions.read makes one (read again with the page).
         [(raw, generation)] = await self.versions.read(
             [keys.home_feed_page(user_id)], [keys.home_feed_page_generation(user_id)])
         page = CachedPage(**orjson.loads(raw)) if raw else None

@@ -6,6 +6,8 @@ expired (or an hour, whichever comes first: the database still says revoked afte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis.asyncio import Redis
 
 REVOKED = "revoked"
@@ -15,7 +17,20 @@ MAX_TTL = 3600
 async def get_token_owner(redis: Redis, key: str) -> tuple[int, int] | str | None:
     """(owner id, expiry), REVOKED, or None when the cache does not know. `key` is the
     token's keys.auth_token."""
-    value = await redis.get(key)
+    return token_owner(await redis.get(key))
+
+
+async def get_token_owner_and(
+    redis: Redis, key: str, others: Sequence[str]
+) -> tuple[tuple[int, int] | str | None, list[str | None]]:
+    """get_token_owner, and the values of `others` read in the same command: keys on
+    the token's slot (its user's), so that even a cluster takes them together."""
+    token, *values = await redis.mget([key, *others])
+    return token_owner(token), values
+
+
+def token_owner(value: str | None) -> tuple[int, int] | str | None:
+    """A cached token's value read: get_token_owner's answer."""
     if value is None or value == REVOKED:
         return value
     user_id, _, expires = value.partition(":")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -220,11 +220,12 @@ class HomeFeed:
     async def page(
         self, viewer_id: int, graph: FollowGraph, load_posts: LoadPosts,
         load_users: LoadUsers, first: int, before: int | None,
-        recording: Recording | None = None,
+        recording: Recording | None = None, page_read: Sequence[str | None] | None = None,
     ) -> FeedPage:
         """Up to `first` visible posts older than `before`, newest first. A page rendered
         for the response cache registers with the celebrities it merges first: their new
-        posts reach no feed of the viewer's, so nothing else would move its version."""
+        posts reach no feed of the viewer's, so nothing else would move its version.
+        `page_read`: the cached first page's keys (FeedCache.page_keys), read already."""
         if recording is not None:
             celebrities = await self.followed_celebrities(viewer_id, graph)
             await recording.register_now(self.redis,
@@ -235,7 +236,8 @@ class HomeFeed:
         want = first + 1
         for _ in range(MAX_ROUNDS):  # more rounds when filtering dropped entries
             candidates = await self._candidates(viewer_id, graph, cursor, want,
-                                                use_page_cache=cursor is None)
+                                                use_page_cache=cursor is None,
+                                                page_read=page_read)
             if not candidates:
                 break
             shown.extend(await self._visible(viewer_id, graph, candidates, load_posts,
@@ -276,16 +278,17 @@ class HomeFeed:
 
     async def _candidates(
         self, viewer_id: int, graph: FollowGraph, before: int | None, want: int,
-        use_page_cache: bool,
+        use_page_cache: bool, page_read: Sequence[str | None] | None = None,
     ) -> list[int]:
         if use_page_cache and want <= PAGE_CACHE_SIZE:
-            page = await self._first_page(viewer_id, graph)
+            page = await self._first_page(viewer_id, graph, page_read)
             if len(page) >= want or len(page) < PAGE_CACHE_SIZE:
                 return page[:want]
         return await self._merge(viewer_id, graph, before, want)
 
-    async def _first_page(self, viewer_id: int, graph: FollowGraph) -> list[int]:
-        cached, generation = await self.cache.cached_page(viewer_id)
+    async def _first_page(self, viewer_id: int, graph: FollowGraph,
+                          read: Sequence[str | None] | None = None) -> list[int]:
+        cached, generation = await self.cache.cached_page(viewer_id, read)
         if cached is None:
             cached = await self._build_first_page(viewer_id, graph, generation)
         elif cached.celebrities:
