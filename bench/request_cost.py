@@ -161,7 +161,7 @@ async def run(args: argparse.Namespace) -> None:
                 stats.print_stats(args.profile)
                 print(out.getvalue())
         print_table(f"One request at a time, in process ({args.users:,} users, "
-                    f"{args.posts:,} posts, PostgreSQL + Redis)", rows)
+                    f"{args.posts:,} posts, PostgreSQL + Redis, {args.loop} event loop)", rows)
 
 
 if __name__ == "__main__":
@@ -174,5 +174,14 @@ if __name__ == "__main__":
                         help="the quietest round's median is the figure (default 5)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print cProfile's top N functions over uncached feed requests")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the event loop (default uvloop: what `pictograph serve` runs "
+                             "on, through uvicorn's loop=auto)")
     random.seed(1)
-    asyncio.run(run(parser.parse_args()))
+    arguments = parser.parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(run(arguments))
+    else:
+        asyncio.run(run(arguments))
