@@ -194,9 +194,10 @@ def known_log_in_address(username_digest: str, address: str) -> str:
 # Rendered responses (http/response_cache.py). All of a viewer's share their hash tag with
 # the viewer's token key, so one script checks the token, the version and reads the bytes.
 def response(viewer_id: int, digest: str) -> str:
-    """One rendered response of the viewer's: a hash of its bytes and the version they
-    were built at."""
-    return f"resp:{{{viewer_id}}}:{digest}"
+    """One rendered response of the viewer's: "<the version it was built at>\n<its
+    bytes>", a string, so that a hit is one MGET (cache/responses.py). (The prefix was
+    "resp:" while it was a hash of the two: those keys are left to expire.)"""
+    return f"rendered:{{{viewer_id}}}:{digest}"
 
 
 def response_fill(viewer_id: int, digest: str) -> str:
