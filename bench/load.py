@@ -39,6 +39,7 @@ import json
 import os
 import random
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -72,7 +73,15 @@ from bench._graphql import (
     post_photo,
 )
 from bench._harness import percentile, print_table, verdict
-from bench._processes import child, free_port, ready_server, settle, tail, tree_cpu_seconds
+from bench._processes import (
+    child,
+    cpu_seconds,
+    free_port,
+    ready_server,
+    settle,
+    tail,
+    tree_cpu_seconds,
+)
 from bench.limit_app import store_response
 from pictograph.cache import keys
 
@@ -81,6 +90,8 @@ REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_LOAD_REDIS_URL", "redis://127.0.0.1
 LUA = Path(__file__).with_name("load.lua")
 REPO = str(Path(__file__).resolve().parents[1])
 PROFILE_DIR: Path | None = None  # set by --profile
+# Redis's process, where this machine can read its CPU time (a local server); else None.
+REDIS_PID: int | None = None
 THRESHOLD = 2_000  # the seeded celebrities are over it
 FANOUT_FOLLOWERS = 10_000
 COLD_SQL_BOUND = 3
@@ -114,6 +125,10 @@ class Run:
     errors: int
     cpu_ms_per_request: float
     cached: float | None  # the share of requests answered from the rendered-response cache
+    # What the run cost the rest of the machine, per request: wrk, and Redis (None when
+    # its CPU time cannot be read here).
+    wrk_cpu_ms_per_request: float = 0.0
+    redis_cpu_ms_per_request: float | None = None
 
     @property
     def per_second(self) -> float:
@@ -247,6 +262,8 @@ def wrk_run(server: Server, lines: list[Line], label: str, *, connections: int,
     requests_file.write_text("".join(
         f"{path}\tBearer {token}\t{encoded(body).decode()}\n" for path, token, body in lines))
     cpu_before, outcomes_before = tree_cpu_seconds(server.pid), cached_answers(server)
+    redis_before = redis_cpu_seconds()
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     profiler = None
     if PROFILE_DIR is not None:  # --profile: py-spy samples the server during the run
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
@@ -263,6 +280,10 @@ def wrk_run(server: Server, lines: list[Line], label: str, *, connections: int,
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = tree_cpu_seconds(server.pid) - cpu_before
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk has been waited for
+    wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime
+               - wrk_before.ru_utime - wrk_before.ru_stime)
+    redis_after = redis_cpu_seconds()
     outcomes = {name: count - outcomes_before.get(name, 0)
                 for name, count in cached_answers(server).items()}
     looked_up = sum(outcomes.values())
@@ -278,7 +299,41 @@ def wrk_run(server: Server, lines: list[Line], label: str, *, connections: int,
         errors=report["socket_errors"] + report["non_2xx"],
         cpu_ms_per_request=cpu * 1000 / max(1, report["requests"]),
         cached=outcomes.get("hit", 0) / looked_up if looked_up else None,
+        wrk_cpu_ms_per_request=wrk_cpu * 1000 / max(1, report["requests"]),
+        redis_cpu_ms_per_request=None if redis_before is None or redis_after is None
+        else (redis_after - redis_before) * 1000 / max(1, report["requests"]),
     )
+
+
+def local_process(pid: int, name: str) -> int | None:
+    """`pid` if it is a process of this machine with that name (not one of another
+    machine or container that happens to have the same number)."""
+    try:
+        return pid if Path(f"/proc/{pid}/comm").read_text().startswith(name) else None
+    except OSError:
+        return None
+
+
+def redis_cpu_seconds() -> float | None:
+    if REDIS_PID is None:
+        return None
+    try:
+        return cpu_seconds(REDIS_PID)
+    except OSError:
+        return None
+
+
+def machine_cpu(run: Run) -> str:
+    """Where a run's CPU went, per request: the server, wrk, Redis."""
+    redis = ("Redis not measured here" if run.redis_cpu_ms_per_request is None
+             else f"Redis {run.redis_cpu_ms_per_request:.2f}")
+    return (f"server {run.cpu_ms_per_request:.2f} + wrk {run.wrk_cpu_ms_per_request:.2f} + "
+            f"{redis} = {machine_ms(run):.2f} ms CPU per request")
+
+
+def machine_ms(run: Run) -> float:
+    return (run.cpu_ms_per_request + run.wrk_cpu_ms_per_request
+            + (run.redis_cpu_ms_per_request or 0.0))
 
 
 @dataclass
@@ -380,6 +435,18 @@ async def two_processes(env: dict[str, str], tmp: Path) -> AsyncIterator[tuple[s
         yield label, Server(base, process.pid, tmp, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
+@contextlib.asynccontextmanager
+async def ceiling_on_two(env: dict[str, str], tmp: Path) -> AsyncIterator[Server]:
+    """The yardsticks' routes (and the app) on two uvicorn processes: what the ceiling
+    itself gains from a second process on this machine."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in env.items() if k != "PICTOGRAPH_METRICS_PORT"}  # one per port
+    async with ready_server([*uvicorn_command(port), "--workers", "2"], env, base,
+                            tmp / "server-ceiling-2.log") as process:
+        yield Server(base, process.pid, tmp, "")
+
+
 # The scenarios.
 
 async def register_documents(client: httpx.AsyncClient, viewer: Viewer) -> tuple[Document,
@@ -409,7 +476,8 @@ async def feed_scenario(client: httpx.AsyncClient, server: Server, env: dict[str
         await client.post("/bench/limit", content=encoded(body),
                           headers={"Authorization": f"Bearer {token}"})
     await settle(server.pid)
-    runs: dict[str, list[Run]] = {"limit": [], "ceiling": [], "feed": [], "feed x2": []}
+    runs: dict[str, list[Run]] = {"limit": [], "ceiling": [], "feed": [], "feed x2": [],
+                                  "ceiling x2": []}
 
     def run(name: str, on: Server) -> None:
         if name.startswith("feed"):
@@ -418,16 +486,18 @@ async def feed_scenario(client: httpx.AsyncClient, server: Server, env: dict[str
             # each timed feed run meets only the expiries of its own time, as steady
             # traffic would.
             warm_every_viewer(on, feed_lines)
-        runs[name].append(wrk_run(on, lines["feed" if name == "feed x2" else name], name,
+        runs[name].append(wrk_run(on, lines[name.removesuffix(" x2")], name,
                                   connections=args.connections, seconds=args.duration))
 
-    async with two_processes(env, server.tmp) as (two_label, two):
-        for _ in tqdm(range(args.rounds), desc="limit, ceiling, feed, feed on 2 processes "
-                      "(wrk rounds)", unit="round"):
+    async with (two_processes(env, server.tmp) as (two_label, two),
+                ceiling_on_two(env, server.tmp) as ceiling_two):
+        for _ in tqdm(range(args.rounds), desc="limit, ceiling, feed, then each on 2 "
+                      "processes (wrk rounds)", unit="round"):
             for name in ("limit", "ceiling", "feed"):
                 run(name, server)
             if two is not None:
                 run("feed x2", two)
+            run("ceiling x2", ceiling_two)
     reads = [(lambda v=v: feed.read(client, FIRST_PAGE, v.token)) for v in viewers[:50]]
     for read in reads:  # answers that expired since the runs are rendered again first
         await read()
@@ -439,8 +509,10 @@ async def feed_scenario(client: httpx.AsyncClient, server: Server, env: dict[str
         ("the limit: the same bytes from process memory (bare Starlette route)", ms(limit)),
         ("the ceiling: the same bytes from Redis, one HGET (bare Starlette route)",
          ms(ceiling)),
+        ("  where its CPU went", machine_cpu(ceiling)),
         (f"feed(first: 20), warm, {args.connections} connections, one process "
          f"({feed.sent_as})", ms(warm_feed)),
+        ("  where its CPU went", machine_cpu(warm_feed)),
         ("ceiling / limit (req/s, median of rounds)",
          f"{median_ratio(runs['ceiling'], runs['limit']):.0%}"),
         ("warm feed / limit", f"{median_ratio(runs['feed'], runs['limit']):.0%}"),
@@ -460,9 +532,21 @@ async def feed_scenario(client: httpx.AsyncClient, server: Server, env: dict[str
                  (f"target: 2 processes >= {TWO_PROCESSES_GAIN}x one", "not available")]
     else:
         gain = median_ratio(runs["feed x2"], runs["feed"])
-        rows += [(f"feed(first: 20), warm, on 2 processes: {two_label}",
-                  ms(median_run(runs["feed x2"]))),
-                 (f"target: 2 processes >= {TWO_PROCESSES_GAIN}x one (on {os.cpu_count()} "
+        two_run = median_run(runs["feed x2"])
+        # What the machine allows two processes: all its cores, spent per request on the
+        # server, wrk and Redis as the two-process run spent them.
+        cores = os.cpu_count() or 1
+        most = cores * 1000 / machine_ms(two_run)
+        ceiling_gain = median_ratio(runs["ceiling x2"], runs["ceiling"])
+        rows += [(f"feed(first: 20), warm, on 2 processes: {two_label}", ms(two_run)),
+                 ("  where its CPU went", machine_cpu(two_run)),
+                 (f"  the most {cores} cores allow at that cost",
+                  f"{most:,.0f} req/s = {most / warm_feed.per_second:.2f}x one process; "
+                  f"measured {two_run.per_second / most:.0%} of it"),
+                 ("the ceiling on 2 processes (uvicorn --workers 2)",
+                  f"{ms(median_run(runs['ceiling x2']))}; {ceiling_gain:.2f}x the ceiling "
+                  "on one"),
+                 (f"target: 2 processes >= {TWO_PROCESSES_GAIN}x one (on {cores} "
                   "cores, wrk and Redis on them too)",
                   verdict(gain >= TWO_PROCESSES_GAIN) + f" ({gain:.2f}x)")]
 
@@ -623,6 +707,9 @@ async def main(args: argparse.Namespace) -> None:
                           "PICTOGRAPH_RUN_WORKERS": "false",
                           "PICTOGRAPH_METRICS_PORT": str(metrics_port)}
             redis = Redis.from_url(REDIS_URL, decode_responses=True)
+            global REDIS_PID
+            REDIS_PID = local_process(int((await redis.info("server"))["process_id"]),
+                                      "redis")
             try:
                 async with ready_server(uvicorn_command(port), server_env, base,
                                         tmp / "server.log") as process:
