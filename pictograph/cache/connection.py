@@ -14,6 +14,43 @@ from redis.backoff import NoBackoff
 from pictograph.settings import Settings
 
 
+class IdleFirstPool(BlockingConnectionPool):
+    """redis-py's blocking pool, handing out an idle connection (and taking one back)
+    without its Condition and timeout when nobody waits.
+
+    Those cost about 15 us of CPU per command here (a sixth of a cached read's Redis
+    round trip), and they only matter when the pool is empty: then a caller waits as
+    before, bounded by the pool's timeout, and a connection given back while anyone
+    waits goes through the Condition, which wakes them. (redis-py's own wait-time metric,
+    off unless its observability is configured, is not recorded on the quick way.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting = 0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._available_connections or self._in_maintenance:
+            self._waiting += 1
+            try:
+                return await super().get_connection()
+            finally:
+                self._waiting -= 1
+        connection = self._available_connections.pop()
+        self._in_use_connections.add(connection)
+        try:
+            await self.ensure_connection(connection)  # connected, and nothing left unread
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        if self._waiting or self._in_maintenance:
+            await super().release(connection)  # under the Condition, which wakes them
+        else:
+            await ConnectionPool.release(self, connection)
+
+
 def open_redis(settings: Settings) -> Redis:
     """A client for the configured Redis, or an in-process one for the embedded default.
 
@@ -24,9 +61,12 @@ def open_redis(settings: Settings) -> Redis:
     pool_options = {"max_connections": settings.redis_max_connections,
                     "timeout": settings.redis_pool_timeout}
     if settings.redis_url is None:
-        return FakeRedis(server=fakeredis.FakeServer(), decode_responses=True,
-                         connection_pool_class=BlockingConnectionPool, **pool_options)
-    pool = BlockingConnectionPool.from_url(
+        fake = FakeRedis(server=fakeredis.FakeServer(), decode_responses=True,
+                         connection_pool_class=IdleFirstPool, **pool_options)
+        # FakeRedis builds the pool without passing the timeout on (it waited 20 s).
+        fake.connection_pool.timeout = settings.redis_pool_timeout
+        return fake
+    pool = IdleFirstPool.from_url(
         settings.redis_url,
         decode_responses=True,
         socket_connect_timeout=2,
