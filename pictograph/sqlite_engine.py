@@ -15,15 +15,22 @@ Named as the engine in `pictograph.db.tortoise_config`; Tortoise imports it by n
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from typing import Any
 
-from tortoise.backends.base.client import NestedTransactionContext, TransactionContext
+from tortoise.backends.base.client import (
+    NestedTransactionContext,
+    TransactionalDBClient,
+    TransactionContext,
+)
 from tortoise.backends.sqlite.client import (
     SqliteClient,
     SqliteTransactionContext,
     SqliteTransactionWrapper,
 )
+from tortoise.connection import get_connections
 from tortoise.exceptions import TransactionManagementError
 
 # How long a statement waits for another connection's write lock before it fails as
@@ -44,13 +51,48 @@ class ImmediateTransaction(SqliteTransactionWrapper):
         return NestedTransactionContext(ImmediateTransaction(self))
 
 
+class ImmediateTransactionContext(SqliteTransactionContext):
+    """Tortoise's context, which leaves its lock (every statement of the client waits on
+    it) held when BEGIN fails. A plain BEGIN never fails; BEGIN IMMEDIATE does, when
+    another process holds the write lock past the busy timeout, and a request can be
+    cancelled while it waits. So a failed or cancelled begin undoes itself here."""
+
+    async def __aenter__(self) -> TransactionalDBClient:
+        await self._trxlock.acquire()
+        token = None
+        try:
+            await self.ensure_connection()
+            token = get_connections().set(self.connection_name, self.connection)
+            await self.connection.begin()
+        except BaseException:
+            if token is not None:
+                get_connections().reset(token)
+            cleanup = asyncio.ensure_future(self._abandon())
+            with contextlib.suppress(BaseException):  # the begin's own error is the news
+                await asyncio.shield(cleanup)  # cancelled again: it still runs to the end
+            raise
+        self.token = token
+        return self.connection
+
+    async def _abandon(self) -> None:
+        try:
+            # Queued behind the BEGIN in aiosqlite's thread: a cancelled BEGIN may still
+            # take the write lock there, and this gives it back (a no-op otherwise).
+            if self.connection._connection is not None:
+                await self.connection._connection.rollback()
+        finally:
+            self._trxlock.release()
+
+
 class SqliteImmediateClient(SqliteClient):
     def __init__(self, file_path: str, **kwargs: Any) -> None:
-        kwargs.setdefault("busy_timeout", BUSY_TIMEOUT_MS)
+        busy_timeout = kwargs.pop("busy_timeout", BUSY_TIMEOUT_MS)
         super().__init__(file_path, **kwargs)
+        # First: the pragmas after it (journal_mode) may wait for another's lock too.
+        self.pragmas = {"busy_timeout": busy_timeout, **self.pragmas}
 
     def _in_transaction(self) -> TransactionContext:
-        return SqliteTransactionContext(ImmediateTransaction(self), self._lock)
+        return ImmediateTransactionContext(ImmediateTransaction(self), self._lock)
 
 
 client_class = SqliteImmediateClient
