@@ -47,8 +47,11 @@ class IdleFirstPool(BlockingConnectionPool):
     async def release(self, connection: Any) -> None:
         if self._waiting or self._in_maintenance:
             await super().release(connection)  # under the Condition, which wakes them
-        else:
-            await ConnectionPool.release(self, connection)
+            return
+        await ConnectionPool.release(self, connection)
+        if self._waiting:  # someone began to wait while the release paused (on its lock)
+            async with self._condition:
+                self._condition.notify()
 
 
 def open_redis(settings: Settings) -> Redis:

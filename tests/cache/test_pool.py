@@ -62,3 +62,32 @@ async def test_a_caller_that_waits_past_the_pools_timeout_fails_clearly(
         assert await redis.get("pool:k") == "again"
     finally:
         await redis.aclose()
+
+
+async def test_a_release_that_pauses_still_wakes_whoever_began_to_wait_meanwhile(
+    resources: Resources,
+) -> None:
+    """redis-py holds the pool's own lock across awaits at times (reconnects,
+    re-authentication): a release waiting for that lock must still wake a caller that
+    found the pool full meanwhile, not leave it asleep until the pool's timeout."""
+    redis = one_connection(resources, timeout=2)
+    pool = redis.connection_pool
+    try:
+        held = await pool.get_connection()
+
+        async def hold_the_pools_lock() -> None:
+            async with pool._lock:
+                await asyncio.sleep(0.05)
+
+        holder = asyncio.create_task(hold_the_pools_lock())
+        await asyncio.sleep(0)
+        releasing = asyncio.create_task(pool.release(held))  # nobody waits yet: quick way
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        again = await pool.get_connection()  # the pool is full: this one waits
+        assert asyncio.get_running_loop().time() - started < 1
+        await pool.release(again)
+        await holder
+        await releasing
+    finally:
+        await redis.aclose()
