@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
 from pictograph.db import open_database, using_database
@@ -54,63 +57,55 @@ async def test_a_read_then_write_transaction_survives_another_connections_write(
         await theirs.close_connections()
 
 
-def _locked_database(tmp_path: Path, busy_timeout_ms: int
-                     ) -> tuple[Settings, sqlite3.Connection]:
-    """Settings for a database file, and another process's connection to it. A short
+@asynccontextmanager
+async def locked_by_another(
+    tmp_path: Path, busy_timeout_ms: int
+) -> AsyncIterator[tuple[TortoiseContext, sqlite3.Connection]]:
+    """Our database (connected), and another process's connection to its file. A short
     busy timeout, so that waiting for the other's write lock ends within the test."""
     path = tmp_path / "locked.sqlite3"
-    settings = Settings(data_dir=tmp_path, run_workers=False,
-                        database_url=f"sqlite://{path}?busy_timeout={busy_timeout_ms}")
+    database = await open_database(Settings(
+        data_dir=tmp_path, run_workers=False,
+        database_url=f"sqlite://{path}?busy_timeout={busy_timeout_ms}"))
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    return settings, other
+    try:
+        await database.db().execute_query("SELECT 1")
+        yield database, other
+    finally:
+        other.close()
+        await database.close_connections()
+
+
+async def transact(database: TortoiseContext) -> None:
+    with using_database(database):
+        async with in_transaction() as transaction:
+            await transaction.execute_query("SELECT 1")
 
 
 async def test_a_transaction_that_cannot_begin_fails_as_an_outage_and_frees_the_client(
     tmp_path: Path,
 ) -> None:
-    settings, other = _locked_database(tmp_path, 200)
-    database = await open_database(settings)
-    try:
+    async with locked_by_another(tmp_path, 200) as (database, other):
         other.execute("BEGIN IMMEDIATE")  # another process writes, past the busy timeout
-        with using_database(database), pytest.raises(Exception) as failed:
-            async with in_transaction() as transaction:
-                await transaction.execute_query("SELECT 1")
+        with pytest.raises(Exception) as failed:
+            await transact(database)
         assert unavailable_service(failed.value) == "database"  # a 503 to a client
         other.execute("COMMIT")
         # The client is free: its statements and transactions go on (before, its lock
         # stayed held and every statement waited for ever).
-        with using_database(database):
-            async with asyncio.timeout(5), in_transaction() as transaction:
-                await transaction.execute_query("SELECT 1")
-    finally:
-        other.close()
-        await database.close_connections()
+        await asyncio.wait_for(transact(database), 5)
 
 
 async def test_a_transaction_cancelled_while_it_waits_to_begin_leaves_nothing_held(
     tmp_path: Path,
 ) -> None:
-    settings, other = _locked_database(tmp_path, 2000)
-    database = await open_database(settings)
-    try:
-        await database.db().execute_query("SELECT 1")  # connected before the lock is taken
+    async with locked_by_another(tmp_path, 2000) as (database, other):
         other.execute("BEGIN IMMEDIATE")
-
-        async def write() -> None:
-            with using_database(database):
-                async with in_transaction() as transaction:
-                    await transaction.execute_query("SELECT 1")
-
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(write(), 0.3)  # a request cancelled meanwhile
+            await asyncio.wait_for(transact(database), 0.3)  # a request cancelled meanwhile
         other.execute("COMMIT")
         await asyncio.sleep(0.3)  # the BEGIN it had sent may still complete now
         # Nothing of the cancelled transaction holds the file: another process writes.
         other.execute("BEGIN IMMEDIATE")
         other.execute("COMMIT")
-        with using_database(database):
-            async with asyncio.timeout(5), in_transaction() as transaction:
-                await transaction.execute_query("SELECT 1")
-    finally:
-        other.close()
-        await database.close_connections()
+        await asyncio.wait_for(transact(database), 5)
