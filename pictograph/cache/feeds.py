@@ -254,8 +254,8 @@ class FeedCache:
             if generation is not None:
                 return None, generation
             # No generation yet: Versions.read makes one (read again with the page).
-        [(raw, generation)] = await self.versions.read(
-            [keys.home_feed_page(user_id)], [keys.home_feed_page_generation(user_id)])
+        page_key, generation_key = self.page_keys(user_id)
+        [(raw, generation)] = await self.versions.read([page_key], [generation_key])
         page = CachedPage(**orjson.loads(raw)) if raw else None
         return page, generation
 

@@ -232,7 +232,7 @@ def hit_body(viewer_id: int, token: bytes | None, version: bytes | None,
     if owner != str(viewer_id).encode() or not expires.isdigit() or (
             int(expires) <= time.time()):
         return None
-    if stored[len(version):len(version) + 1] != b"\n" or not stored.startswith(version):
+    if not stored.startswith(version + b"\n"):
         return None
     return stored[len(version) + 1:]
 
