@@ -10,12 +10,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as StorageConnectionError
 from botocore.exceptions import HTTPClientError as StorageHTTPError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tortoise.exceptions import DBConnectionError
 
 from pictograph.errors import UNAVAILABLE_MESSAGE, ServiceUnavailable
 from pictograph.ids import NoIdNode
+
+
+class RedisNotTrusted(RedisError):
+    """Redis may have lost writes it acknowledged (a restart, a failover, a flush): until
+    it is purged and vouched for again (cache/trust.py), nothing it holds is used."""
+
+
+class RedisEvicts(RedisNotTrusted):
+    """Redis is set to evict keys: a fence or a registration could vanish."""
+
 
 _DATABASE_DOWN = (
     asyncpg.PostgresConnectionError,  # lost in the middle of a statement, or refused
@@ -33,7 +44,10 @@ def unavailable_service(error: BaseException | None) -> str | None:
     for _ in range(5):  # a driver error may arrive wrapped (a failed rollback, a retry)
         if error is None:
             return None
-        if isinstance(error, RedisConnectionError | RedisTimeoutError):
+        if isinstance(error, RedisConnectionError | RedisTimeoutError | RedisNotTrusted
+                      | RedisOutOfMemory):
+            # Out of memory (maxmemory under noeviction): a write, a fence among them,
+            # is refused, so whatever needed it fails before it changed anything.
             return "redis"
         if isinstance(error, StorageConnectionError | StorageHTTPError):
             return "storage"

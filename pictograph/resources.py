@@ -13,6 +13,7 @@ from tortoise.context import TortoiseContext
 from pictograph.cache.connection import open_redis
 from pictograph.cache.pubsub import LiveHub
 from pictograph.cache.rate_limits import RateLimits
+from pictograph.cache.trust import RedisTrust, ensure_trusted
 from pictograph.db import open_database
 from pictograph.metrics import Metrics
 from pictograph.node_lease import NodeLease, leased_id_node
@@ -55,6 +56,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         id_lease = await stack.enter_async_context(leased_id_node(database))
         redis = open_redis(settings)
         stack.push_async_callback(redis.aclose)
+        if not settings.embedded_redis:
+            # Nothing is read from a Redis that may have rolled back (cache/trust.py);
+            # an evicting one stops start-up here.
+            trust = RedisTrust(database)
+            trust.bind(redis.connection_pool)
+            stack.push_async_callback(trust.close)
+            await ensure_trusted(redis)
         storage = await stack.enter_async_context(open_storage(settings))
         if settings.embedded_storage:
             await storage.ensure_bucket()

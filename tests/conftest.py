@@ -25,10 +25,11 @@ from tortoise.context import _current_context
 
 from pictograph.app import create_app
 from pictograph.db import using_database
-from pictograph.models import IdNodeLease
+from pictograph.models import IdNodeLease, RedisEpoch
 from pictograph.resources import Resources
 from pictograph.settings import Settings
 from tests.support.rate_limits import Tighten, tighten_limits
+from tests.support.redis_state import flush_caches
 from tests.support.s3 import moto_server
 from tests.support.server import served
 
@@ -168,15 +169,18 @@ async def empty_stores(resources: Resources) -> None:
     """Empty tables and an empty Redis (the app's own database of both)."""
     with using_database(resources.database):
         connection = resources.database.db()
-        # Not the id-node leases: they belong to the apps, which live for the session.
+        # Not the id-node leases nor the Redis epochs: they belong to the apps, which live
+        # for the session.
         tables = [model._meta.db_table for model in resources.database.apps.get_models_iterable()
-                  if model is not IdNodeLease]
+                  if model not in (IdNodeLease, RedisEpoch)]
         if connection.capabilities.dialect == "postgres":
             await connection.execute_script(f"TRUNCATE {', '.join(tables)} CASCADE")
         else:
             for table in tables:
                 await connection.execute_script(f"DELETE FROM {table}")  # noqa: S608
-    await resources.redis.flushdb()
+    # Empty but for the trust marker, which the app's Redis epoch vouches for (without
+    # it, the next new connection would purge Redis again in the middle of a test).
+    await flush_caches(resources.redis)
 
 
 @pytest.fixture(autouse=True)

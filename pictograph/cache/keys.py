@@ -225,3 +225,26 @@ def post_readers(post_id: int) -> str:
 def persisted_query(sha256: str) -> str:
     """A persisted query's document, by the hex SHA-256 of its text."""
     return f"pq:{{{sha256}}}"
+
+
+# Trust in Redis itself (cache/trust.py). Per instance: no hash tag is shared with
+# anything else. (A cluster will hold one of each per shard, each tagged to its shard.)
+def redis_trust() -> str:
+    """The epoch the database says this instance was last purged and vouched for at."""
+    return "trust:{redis}"
+
+
+def redis_trust_recovery() -> str:
+    """Held by the one process that purges an untrusted instance."""
+    return "trust:{redis}:recovery"
+
+
+# What a purge of an untrusted instance keeps: the fan-out workers' queues (streams, their
+# delivery records and dead letters), persisted query documents (content-addressed: an
+# old one is still right), rate-limit counters (an older count is no laxer than a flush),
+# and the trust keys themselves. Everything else is a cache or a fence that may have
+# rolled back, and goes, the media stream too: its jobs are the database's PROCESSING
+# posts, queued again in full when the media workers find their group gone
+# (workers/media.py), where a rolled-back stream would silently lack the newest.
+DURABLE_PREFIXES = ("stream:{follows}", "stream:{posts}", "stream:{fanout-dead-letters}",
+                    "pq:", f"{RATE_LIMIT_PREFIX}:", "trust:")

@@ -8,6 +8,8 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from pictograph.cache.trust import check_policy
+
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 2.0
 
@@ -20,7 +22,8 @@ async def readyz(request: Request) -> JSONResponse:
     resources = request.app.state.resources
     checks = {
         "database": lambda: resources.database.db().execute_query("SELECT 1"),
-        "redis": resources.redis.ping,
+        # Up, and not evicting (cache/trust.py): connected, an evicting Redis is not ready.
+        "redis": lambda: check_policy(resources.redis),
         "storage": resources.storage.ping,
     }
 

@@ -1,6 +1,7 @@
 """Tortoise models: the durable truth. They know nothing of GraphQL or Redis."""
 
 from pictograph.models.accounts import AuthToken, User
+from pictograph.models.cache_trust import RedisEpoch
 from pictograph.models.follows import Block, Follow, FollowState, OutboxEvent
 from pictograph.models.nodes import IdNodeLease
 from pictograph.models.posts import MediaVariant, Post, PostStatus, StorageGarbage, Upload
@@ -15,6 +16,7 @@ __all__ = [
     "OutboxEvent",
     "Post",
     "PostStatus",
+    "RedisEpoch",
     "StorageGarbage",
     "Upload",
     "User",

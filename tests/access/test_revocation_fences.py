@@ -22,6 +22,7 @@ from pictograph.models import AuthToken, Follow
 from pictograph.resources import Resources
 from tests.support.feeds import publish
 from tests.support.graphql import error_codes, gql, relate, sign_up, user_id
+from tests.support.redis_state import flush_caches
 from tests.support.relations import approach, make_private, owner_and_viewer, revoke
 
 READ = """query($id: ID!) {
@@ -121,13 +122,13 @@ async def test_a_graph_fill_that_read_the_database_before_a_flush_is_refused_aft
     viewer = await sign_up(client, "viewer")
     await make_private(client, owner)
     owner_id, viewer_id = await user_id(client, "owner"), await user_id(client, "viewer")
-    await resources.redis.flushdb()  # every graph cold
+    await flush_caches(resources.redis)  # every graph cold
     async with holding("graph.snapshots_read") as hold:
         reader = asyncio.create_task(gql(client, STATUS, token=viewer))
         async with asyncio.timeout(10):
             await hold.wait_reached()
         await approach(client, "following", owner, owner_id, viewer, viewer_id)
-        await resources.redis.flushdb()
+        await flush_caches(resources.redis)
         hold.release()
         late = await reader
     assert late["data"]["user"]["viewerFollowStatus"] == "NONE"  # as of its snapshot
@@ -143,13 +144,13 @@ async def test_a_profile_fill_that_read_the_database_before_a_flush_is_refused_a
     owner = await sign_up(client, "owner")
     post_id = await publish(client, resources, owner, "soon private")
     post = 'query($id: ID!) { post(id: $id) { caption } }'
-    await resources.redis.flushdb()  # the profile cold
+    await flush_caches(resources.redis)  # the profile cold
     async with holding("profiles.rows_read") as hold:
         reader = asyncio.create_task(gql(client, post, {"id": post_id}))
         async with asyncio.timeout(10):
             await hold.wait_reached()
         await make_private(client, owner)
-        await resources.redis.flushdb()
+        await flush_caches(resources.redis)
         hold.release()
         assert (await reader)["data"]["post"] == {"caption": "soon private"}  # as it read
     assert (await gql(client, post, {"id": post_id}))["data"]["post"] is None

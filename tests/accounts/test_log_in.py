@@ -5,6 +5,7 @@ import pytest
 
 from pictograph.passwords import Passwords
 from tests.support.graphql import PASSWORD, error_codes, gql, sign_up
+from tests.support.redis_state import flush_caches
 
 LOG_IN = """
 mutation($username: String!, $password: String!) {
@@ -62,7 +63,7 @@ async def test_log_out_revokes_only_the_token_that_made_the_request(
 async def test_revocation_holds_when_redis_is_flushed(client: httpx.AsyncClient, resources) -> None:
     token = await sign_up(client, "flushed")
     await gql(client, "mutation { logOut }", token=token)
-    await resources.redis.flushdb()
+    await flush_caches(resources.redis)
     assert (await gql(client, VIEWER, token=token))["data"]["viewer"] is None
 
 
@@ -85,6 +86,6 @@ async def test_expired_token_is_refused(client: httpx.AsyncClient, resources) ->
     # Time passes: the row expires, and the cache entry (never longer-lived than the
     # token) with it.
     await AuthToken.all().update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
-    await resources.redis.flushdb()
+    await flush_caches(resources.redis)
     result = await gql(client, "mutation { logOut }", token=token)
     assert error_codes(result) == ["UNAUTHENTICATED"]

@@ -16,6 +16,7 @@ from pictograph.resources import Resources
 from pictograph.workers.outbox_relay import relay_once
 from tests.support.counting import count_queries
 from tests.support.graphql import error_codes, gql, relate, relate_ok, sign_up, user_id
+from tests.support.redis_state import flush_caches
 
 PAGE = """query($u: String!) {
   user(username: $u) {
@@ -98,7 +99,7 @@ async def test_a_flushed_redis_rebuilds_the_same_graph(
         await relate_ok(client, "follow", token, await user_id(client, "ann"))
         await relate_ok(client, "follow", ann, await user_id(client, f"other{i}"))
     before = await gql(client, PAGE, {"u": "ann"}, token=ann)
-    await resources.redis.flushdb()
+    await flush_caches(resources.redis)
     after = await gql(client, PAGE, {"u": "ann"}, token=ann)
     assert after == before and len(after["data"]["user"]["followers"]["edges"]) == 3
 

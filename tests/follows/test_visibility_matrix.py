@@ -15,6 +15,7 @@ from pictograph.records import PostRecord, UserRecord
 from pictograph.resources import Resources
 from pictograph.visibility import can_view_photo, can_view_posts, can_view_profile
 from tests.support.graphql import gql, relate_ok, sign_up, user_id
+from tests.support.redis_state import flush_caches
 from tests.support.relations import EXPECTED, approach, depart, make_private
 
 CASES = [(state, privacy) for state, by_privacy in EXPECTED.items() for privacy in by_privacy]
@@ -64,7 +65,7 @@ async def test_visibility_matrix(
     )
     for cache in ("warm", "cold"):
         if cache == "cold":
-            await resources.redis.flushdb()
+            await flush_caches(resources.redis)
         graph = FollowGraph(GraphCache(resources.redis))
         assert await can_view_profile(graph, viewer_id, owner.id) is profile, cache
         assert await can_view_posts(graph, viewer_id, owner) is posts, cache

@@ -5,7 +5,9 @@ worker processes would, racing each other and the users' next steps.
 
 Actions: follow, unfollow, approve, reject, removeFollower, block, unblock, going private
 and public, posting, deleting, logOut and logIn; each mutation over HTTP or over the
-actor's open socket. After each step, for every viewer (each user, and nobody) and every
+actor's open socket. On the services backend Redis is the oracle's own, and two more
+steps snapshot it and kill it and start it again from its last snapshot.
+After each step, for every viewer (each user, and nobody) and every
 post ever made in the example:
 - the home feed, user { posts }, post(id:), node(id:) and their media fields, over HTTP;
 - the same reads on the socket the viewer opened at the start (or at their last logIn);
@@ -52,6 +54,7 @@ from tests.conftest import Backend
 from tests.oracle.model import Model
 from tests.oracle.world import View, World
 from tests.support.photos import process_media
+from tests.support.redis_server import RedisServer, redis_server
 from tests.support.server import served
 
 USERS = 3
@@ -216,6 +219,22 @@ class PrivacyOracle(RuleBasedStateMachine):
         assert not result.get("errors"), result
         self.model.signed_in[a] = True
 
+    # Redis failing the way a real one does: it comes back from an older snapshot (a
+    # crash with AOF everysec, a replica promoted before it caught up), taking with it
+    # every fence, revoked mark and moved version written since. On the services backend
+    # only (the embedded fakeredis lives and dies with the process).
+
+    @precondition(lambda self: self.world.redis_server is not None)
+    @rule()
+    def snapshot_redis(self) -> None:
+        self.world.redis_server.save()
+
+    @precondition(lambda self: self.world.redis_server is not None)
+    @rule()
+    def restart_redis_from_its_snapshot(self) -> None:
+        """The last snapshot may be this example's or an earlier one's, or none yet."""
+        self.run(self.world.restart_redis())
+
     # The check.
 
     @invariant()
@@ -312,15 +331,32 @@ class PrivacyOracle(RuleBasedStateMachine):
 
 
 @pytest.fixture
-async def oracle_app(backend: Backend) -> AsyncIterator[Starlette]:
+async def oracle_redis(backend: Backend, tmp_path_factory: pytest.TempPathFactory
+                       ) -> AsyncIterator[RedisServer | None]:
+    """On the services backend, a Redis of the oracle's own, which its steps snapshot,
+    kill and start again from the snapshot (never the shared one)."""
+    if backend.name != "services":
+        yield None
+        return
+    with redis_server(tmp_path_factory.mktemp("oracle-redis")) as server:
+        yield server
+
+
+@pytest.fixture
+async def oracle_app(backend: Backend, oracle_redis: RedisServer | None
+                     ) -> AsyncIterator[Starlette]:
     """The backend's app (the response cache on, as by default) with room in the query
     limits for one read of every path (a document per viewer naming every post); the
     limits themselves are tested elsewhere."""
     EXECUTOR_CACHE.clear()
-    application = create_app(backend.settings.model_copy(update={
+    update: dict[str, Any] = {
         "max_query_aliases": 200, "max_query_cost": 1_000_000, "max_query_tokens": 20_000,
-        "max_query_depth": 12}))
+        "max_query_depth": 12}
+    if oracle_redis is not None:
+        update["redis_url"] = oracle_redis.url
+    application = create_app(backend.settings.model_copy(update=update))
     async with application.router.lifespan_context(application):
+        application.state.oracle_redis = oracle_redis
         yield application
 
 

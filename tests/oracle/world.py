@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
 
 from pictograph import events
@@ -29,6 +29,7 @@ from tests.conftest import empty_stores
 from tests.support.feeds import consumers
 from tests.support.graphql import PASSWORD, gql
 from tests.support.photos import jpeg, post_photo
+from tests.support.redis_server import RedisServer
 from tests.support.sockets import Socket, SocketClosed, open_socket
 
 FEED_UPDATES = "subscription { feedUpdates { kind postId post { id media { url } } } }"
@@ -82,6 +83,21 @@ class World:
         self._sentinels = itertools.count(1)
         self._stop_fan_out = asyncio.Event()
         self._fan_out: list[asyncio.Task[None]] = []
+        self.redis_server: RedisServer | None = getattr(app.state, "oracle_redis", None)
+
+    async def restart_redis(self) -> None:
+        """SIGKILL and a start from the last snapshot; returns once the app uses Redis
+        again (it vouches for the instance first: cache/trust.py)."""
+        assert self.redis_server is not None
+        await asyncio.to_thread(self.redis_server.kill)
+        await asyncio.to_thread(self.redis_server.start)
+        for _ in range(200):
+            try:
+                await self.resources.redis.ping()
+                return
+            except RedisError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("the app never trusted the restarted Redis")
 
     @contextlib.asynccontextmanager
     async def fanning_out(self, consumers_per_stream: int) -> AsyncIterator[None]:

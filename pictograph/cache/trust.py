@@ -1,0 +1,286 @@
+"""Whether the Redis a process talks to may be trusted, and making it so again.
+
+Every cache and fence here is safe only while Redis keeps what it acknowledged: a
+revocation's fence, a token's revoked mark, a moved response version, a graph written
+after a change. A Redis that comes back with older state (restarted from a snapshot, or
+from an AOF that lost its last second; a replica promoted before it caught up) brings
+back what was taken away, all of it agreeing with itself, so no fence or epoch kept in
+Redis can notice. What notices must live where it cannot roll back: the database.
+
+- The database holds, per Redis, the run_id of the instance last vouched for and an
+  epoch (models.RedisEpoch); the instance holds the epoch as its marker
+  (keys.redis_trust).
+- Every new connection, before its first command, reads the instance's run_id, its
+  eviction policy and the marker (one round trip). A restart or a failover drops every
+  client's connections, so nothing is read from the new instance before this check.
+  The process remembers the last (run_id, marker) it found in the database, so an
+  ordinary reconnect costs no SQL.
+- A new run_id, a missing or other marker: the instance is not trusted. One process
+  (under a lock in Redis) writes a new epoch and the run_id to the database, from when on
+  no process can trust the instance's old marker; deletes every key but the durable ones
+  (keys.DURABLE_PREFIXES: streams, persisted queries, rate limits); then writes the new
+  marker. Until then every connection is refused with RedisNotTrusted, which a request
+  answers as "temporarily unavailable".
+- An evicting maxmemory-policy is refused the same way (and at start-up, loudly): an
+  eviction can drop a fence or a readers set while what relies on it stays.
+
+A restart that lost nothing is purged too: the cost of a cold cache, never of a leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from tortoise.context import TortoiseContext
+
+from pictograph.cache import keys
+from pictograph.db import using_database
+from pictograph.models import RedisEpoch
+from pictograph.outages import RedisEvicts, RedisNotTrusted
+
+log = logging.getLogger(__name__)
+
+SAFE_POLICY = "noeviction"
+# How long a new connection waits for a recovery (this process's or another's) to
+# finish before its caller is told Redis is unavailable: an empty or small Redis is
+# purged in milliseconds, and then nobody notices.
+RECOVERY_WAIT = 1.0
+# The recovery lock's life, renewed while the purge runs.
+RECOVERY_LOCK_MS = 15_000
+SCAN_COUNT = 1000
+
+# KEYS: the recovery lock. ARGV: holder, ttl ms. Renews the lock only if still held.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+# KEYS: the recovery lock, the marker. ARGV: holder, epoch. The marker, only if the lock
+# is still this holder's (a holder that stalled past its lock must not mark a purge
+# another may have begun since).
+_MARK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+class RedisUnfit(RuntimeError):
+    """Redis is configured in a way that could grant what was revoked."""
+
+
+def instance_facts(info: str) -> dict[str, str]:
+    """run_id and maxmemory_policy (and anything else) from INFO's text."""
+    facts = {}
+    for line in info.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and not name.startswith("#"):
+            facts[name.strip()] = value.strip()
+    return facts
+
+
+def policy_problem(policy: str | None) -> str | None:
+    if policy in (None, "", SAFE_POLICY):
+        return None
+    return (f"Redis evicts keys (maxmemory-policy {policy}): an evicted fence or readers "
+            f"set could serve revoked content. Set maxmemory-policy {SAFE_POLICY} "
+            "(CONFIG SET maxmemory-policy noeviction, and in redis.conf) and size "
+            "maxmemory for the data, or leave maxmemory at 0.")
+
+
+class RedisTrust:
+    """One per Redis client: checks each new connection, and recovers an instance that
+    is not trusted. `name` keys the database row (one per Redis or shard)."""
+
+    def __init__(self, database: TortoiseContext, name: str = "default") -> None:
+        self.database = database
+        self.name = name
+        self._trusted: tuple[str, str] | None = None  # (run_id, epoch) last found in the db
+        self._recovery: asyncio.Task[None] | None = None
+        self._plain: Redis | None = None  # a client whose connections skip the check
+        self.recoveries = 0  # recoveries this process carried out (for logs and tests)
+
+    def bind(self, pool: ConnectionPool) -> None:
+        """Makes every connection `pool` opens check the instance first; keeps a plain
+        client beside it for the recovery itself."""
+        plain_class = pool.connection_class
+        pool.connection_class = type(f"Checked{plain_class.__name__}",
+                                     (_CheckedConnection, plain_class), {})
+        options = {name: value for name, value in pool.connection_kwargs.items()
+                   if name != "trust"}
+        self._plain = Redis(connection_pool=ConnectionPool(connection_class=plain_class,
+                                                           max_connections=2, **options))
+        pool.connection_kwargs["trust"] = self
+
+    async def close(self) -> None:
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
+        if self._plain is not None:
+            await self._plain.aclose()
+
+    async def check(self, connection: AbstractConnection) -> None:
+        """Before a new connection's first command: returns if the instance is trusted,
+        raises RedisNotTrusted (or RedisUnfit's message in it) if not."""
+        deadline = time.monotonic() + RECOVERY_WAIT
+        while True:
+            run_id, policy, marker = await _read_instance(connection)
+            problem = policy_problem(policy)
+            if problem is not None:
+                log.error("%s", problem)
+                raise RedisEvicts(problem)
+            if marker is not None and self._trusted == (run_id, marker):
+                return
+            if await self._vouched(run_id, marker):
+                return
+            self._start_recovery(run_id)
+            if time.monotonic() >= deadline:
+                raise RedisNotTrusted("redis may have lost acknowledged writes; its caches "
+                                      "are being purged")
+            await asyncio.sleep(0.05)
+
+    async def _vouched(self, run_id: str, marker: str | None) -> bool:
+        if marker is None:
+            return False
+        with using_database(self.database):
+            row = await RedisEpoch.get_or_none(name=self.name)
+        if row is None or row.run_id != run_id or row.epoch != marker:
+            return False
+        if self._trusted is not None and self._trusted[0] != run_id:
+            log.warning("redis %s: a new instance (run_id %s…), purged and trusted",
+                        self.name, run_id[:8])
+        self._trusted = (run_id, marker)
+        return True
+
+    def _start_recovery(self, run_id: str) -> None:
+        if self._recovery is None or self._recovery.done():
+            # Not the caller's task: a request that gives up waiting leaves it running.
+            self._recovery = asyncio.get_running_loop().create_task(self._recover(run_id))
+
+    async def _recover(self, run_id: str) -> None:
+        assert self._plain is not None
+        redis = self._plain
+        holder = secrets.token_hex(16)
+        try:
+            if not await redis.set(keys.redis_trust_recovery(), holder, nx=True,
+                                   px=RECOVERY_LOCK_MS):
+                return  # another process purges it; the check waits for its marker
+            epoch = secrets.token_hex(16)
+            # First the database: from now on no process vouches for the old marker, nor
+            # for any marker this instance held before, whatever it still serves.
+            with using_database(self.database):
+                _, first = await RedisEpoch.update_or_create(
+                    defaults={"epoch": epoch, "run_id": run_id}, name=self.name)
+            said = log.info if first else log.warning
+            said(
+                "redis %s (run_id %s…) is not vouched for (%s): purging its caches",
+                self.name, run_id[:8],
+                "first start" if first else "a restart, a failover or a flush")
+            dropped = await purge(redis, holder)
+            if await redis.eval(_MARK, 2, keys.redis_trust_recovery(), keys.redis_trust(),
+                                holder, epoch):
+                self.recoveries += 1
+                said("redis %s purged (%d keys dropped, durable keys kept) and "
+                            "trusted again", self.name, dropped)
+            else:
+                log.warning("redis %s: purge outlived its lock; another process goes on",
+                            self.name)
+        except RedisError as error:
+            log.warning("redis %s: purge interrupted (%s); the next connection retries",
+                        self.name, type(error).__name__)
+        except Exception:
+            log.exception("redis %s: purge failed; the next connection retries", self.name)
+
+
+async def purge(redis: Redis, holder: str | None = None,
+                durable: Sequence[str] = keys.DURABLE_PREFIXES) -> int:
+    """Deletes every key but the durable ones; renews the recovery lock as it goes."""
+    dropped, cursor = 0, 0
+    while True:
+        cursor, found = await redis.scan(cursor, count=SCAN_COUNT)
+        doomed = [key for key in found if not key.startswith(tuple(durable))]
+        if doomed:
+            dropped += await redis.unlink(*doomed)
+        if holder is not None and not await redis.eval(
+                _RENEW, 1, keys.redis_trust_recovery(), holder, RECOVERY_LOCK_MS):
+            raise RedisNotTrusted("recovery lock lost")
+        if cursor == 0:
+            return dropped
+
+
+async def _read_instance(connection: AbstractConnection) -> tuple[str, str | None, str | None]:
+    """(run_id, maxmemory-policy, marker) in one round trip on the new connection."""
+    await connection.send_packed_command(
+        connection.pack_commands([("INFO",), ("GET", keys.redis_trust())]))
+    info = _text(await connection.read_response())
+    marker = await connection.read_response()
+    facts = instance_facts(info)
+    run_id = facts.get("run_id")
+    if not run_id:
+        raise RedisNotTrusted("redis did not say its run_id (INFO server)")
+    return run_id, facts.get("maxmemory_policy"), _text(marker) if marker is not None else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _CheckedConnection:
+    """Mixed in before redis-py's connection class: the instance is checked after the
+    handshake (AUTH, SELECT) and before anything else is sent."""
+
+    def __init__(self, *args: Any, trust: RedisTrust, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self._trust = trust
+
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        await super().on_connect_check_health(check_health=check_health)  # type: ignore[misc]
+        await self._trust.check(self)  # type: ignore[arg-type]
+
+
+async def check_policy(redis: Redis) -> None:
+    """Raises RedisEvicts if the instance is set to evict now (readiness asks this, so an
+    operator sees a policy changed at run time before any new connection is refused)."""
+    await redis.ping()
+    try:
+        facts = await redis.info("memory")
+    except ResponseError:  # the in-process fakeredis, which cannot evict
+        return
+    problem = policy_problem(facts.get("maxmemory_policy"))
+    if problem is not None:
+        raise RedisEvicts(problem)
+
+
+async def ensure_trusted(redis: Redis, within: float = 60.0) -> None:
+    """At start-up: waits until the instance is trusted (purging it if needed), so a
+    process starts serving only from a Redis it vouched for. Raises RedisUnfit at once
+    for an evicting policy, and RedisNotTrusted if the purge takes longer than `within`
+    seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await redis.ping()
+            return
+        except RedisEvicts as error:
+            raise RedisUnfit(str(error)) from None
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            # Down: the process starts anyway and answers "temporarily unavailable"; the
+            # first connection that gets through is checked like any other.
+            log.warning("redis unreachable at start-up (%s); checked when it answers",
+                        type(error).__name__)
+            return
+        except RedisNotTrusted:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
