@@ -107,10 +107,16 @@ class StreamConsumer:
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.ensure_group()
         loop = asyncio.get_running_loop()
+        group_checked = False
         while not stop.is_set():
             try:
+                if not group_checked:
+                    # Here, not before the loop: Redis may be away (or not yet trusted
+                    # again) just when the group has to be made, and that is an outage
+                    # to wait out like any other.
+                    await self.ensure_group()
+                    group_checked = True
                 started = loop.time()
                 if not await self.step() and loop.time() - started < IDLE_PAUSE:
                     # The server answered an empty read at once instead of blocking (the
@@ -121,7 +127,7 @@ class StreamConsumer:
                 # deleted (flushed) while this consumer waited on it.
                 if "NOGROUP" not in str(error) and "UNBLOCKED" not in str(error):
                     raise
-                await self.ensure_group()
+                group_checked = False
             except RedisError as error:
                 log.warning("%s: redis unavailable (%s); retrying", self.group,
                             type(error).__name__)

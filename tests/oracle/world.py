@@ -91,13 +91,21 @@ class World:
         assert self.redis_server is not None
         await asyncio.to_thread(self.redis_server.kill)
         await asyncio.to_thread(self.redis_server.start)
-        for _ in range(200):
+        redis = self.resources.redis
+        for _ in range(400):
             try:
-                await self.resources.redis.ping()
-                return
+                await redis.ping()
+                # And the live hub listens again for every open subscription: a sentinel
+                # published before it does would be lost (as anything is, and RESYNC
+                # says so), and the step's live check would wait for it in vain.
+                listening = [keys.live_viewer(m.pk) for m in self.members if m.listening]
+                counts = await redis.pubsub_numsub(*listening) if listening else []
+                if all(count for _, count in counts):
+                    return
             except RedisError:
-                await asyncio.sleep(0.05)
-        raise AssertionError("the app never trusted the restarted Redis")
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError("the app never used the restarted Redis again")
 
     @contextlib.asynccontextmanager
     async def fanning_out(self, consumers_per_stream: int) -> AsyncIterator[None]:
@@ -234,7 +242,11 @@ class World:
 
     async def live_updates(self, member: Member) -> list[dict[str, Any]]:
         sentinel = await self.say_sentinel(member)
-        return await asyncio.wait_for(self._until_sentinel(member, sentinel), WAIT)
+        try:
+            return await asyncio.wait_for(self._until_sentinel(member, sentinel), WAIT)
+        except TimeoutError:
+            raise AssertionError(f"{member.name}'s subscription never said the sentinel "
+                                 f"published after the step") from None
 
     # Actions.
 
@@ -285,8 +297,12 @@ class World:
         query = self.read_query(post_ids)
         if on_socket:
             assert member is not None and member.socket is not None
-            read = await member.socket.execute(query, {}, WAIT)
-            feed = await member.socket.execute(FEED, {}, WAIT)
+            try:
+                read = await member.socket.execute(query, {}, WAIT)
+                feed = await member.socket.execute(FEED, {}, WAIT)
+            except TimeoutError:
+                raise AssertionError(f"{member.name}'s socket did not answer a query"
+                                     ) from None
         else:
             read = await gql(self.client, query, token=token)
             feed = await gql(self.client, FEED, token=token)
