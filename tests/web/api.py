@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -39,3 +40,17 @@ async def post_photo(base: str, token: str, caption: str) -> str:
     created = await gql(base, CREATE_POST, {"upload": ticket["uploadId"],
                                             "caption": caption}, token)
     return created["createPost"]["id"]
+
+
+async def until_ready(base: str, token: str, post_id: str) -> None:
+    """Waits for the media worker to finish the post (READY), checking every 0.1 s; the
+    deadline only turns a post that never gets there into a failure."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
+        post = (await gql(base, "query($id: ID!) { post(id: $id) { status } }",
+                          {"id": post_id}, token))["post"]
+        assert post["status"] != "FAILED"
+        if post["status"] == "READY":
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"post {post_id} is still processing")

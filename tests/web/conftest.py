@@ -27,7 +27,7 @@ CHROMIUM = os.environ.get("PICTOGRAPH_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 # Conditions, not timings: a shared CI machine with two cores can be slow to get there.
-expect.set_options(timeout=15_000)
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,21 @@ pass axe-core with no serious or critical violation."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.support.graphql import PASSWORD
 from tests.support.photos import jpeg
 from tests.support.processes import on_services, output, process_env, serve_process
 from tests.support.s3 import free_port
+from tests.web import api
 from tests.web.conftest import Tab, offline_context
 
 # axe-core 4.10.3 from npm (sha512-Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce8
@@ -35,15 +37,20 @@ class Site:
     base: str
 
 
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with serve_process(process_env(tmp_path_factory.mktemp("web-embedded"))) as (base, _):
+        yield Site("embedded", base)
+
+
 @pytest.fixture(scope="module", params=["embedded", "services"])
 async def site(request: pytest.FixtureRequest,
                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
-    data_dir = tmp_path_factory.mktemp(f"web-{request.param}")
-    port = free_port()
     if request.param == "embedded":
-        with serve_process(process_env(data_dir), port=port) as (base, _):
-            yield Site("embedded", base)
+        yield request.getfixturevalue("embedded")
         return
+    data_dir = tmp_path_factory.mktemp("web-services")
+    port = free_port()
     endpoint = request.getfixturevalue("s3_endpoint")
     async with on_services(data_dir, "pictograph_web") as env:
         env = {**env, "PICTOGRAPH_S3_ENDPOINT_URL": endpoint,
@@ -85,8 +92,7 @@ async def sign_up(tab: Tab, base: str, username: str, name: str) -> None:
     await expect(page.locator("#live")).to_have_text("Live")
 
 
-async def test_two_people_follow_post_live_and_unfollow(browser: Browser, site: Site,
-                                                        tmp_path: Path) -> None:
+async def test_two_people_follow_post_live_and_unfollow(browser: Browser, site: Site) -> None:
     ada_context = await offline_context(browser, viewport=PHONE)  # usable at phone width
     bob_context = await offline_context(browser)
     ada, bob = Tab(await ada_context.new_page()), Tab(await bob_context.new_page())
@@ -137,8 +143,6 @@ async def test_two_people_follow_post_live_and_unfollow(browser: Browser, site: 
     assert url is not None
     findings["feed"] = await axe_serious(ada.page)
     await ada.screenshot(f"{site.name}-3-feed-live")
-    if site.name == "embedded":
-        await ada.page.screenshot(path=tmp_path / "app.png")
 
     await bob.page.get_by_role("link", name="Profile", exact=True).click()
     await expect(bob.page.get_by_role("list", name="Photos by @bob").get_by_role("img")
@@ -170,3 +174,44 @@ async def test_two_people_follow_post_live_and_unfollow(browser: Browser, site: 
     assert (ada.errors, bob.errors, ada.foreign, bob.foreign) == ([], [], [], [])
     await ada_context.close()
     await bob_context.close()
+
+
+async def test_the_feed_resyncs_what_it_missed_while_the_connection_was_down(
+    browser: Browser, embedded: Site
+) -> None:
+    context = await offline_context(browser)
+    sockets: list[WebSocketRoute] = []
+    network_up = asyncio.Event()
+    network_up.set()
+
+    async def network(socket: WebSocketRoute) -> None:
+        # Every socket the page opens passes through here: while the "network" is down,
+        # one is closed as soon as it opens.
+        if not network_up.is_set():
+            await socket.close(code=1006)
+            return
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    await context.route_web_socket(re.compile(r"/graphql$"), network)
+    cleo = Tab(await context.new_page())
+    await sign_up(cleo, embedded.base, "cleo", "Cleo")
+    dan = await api.sign_up(embedded.base, "dan")
+    dan_id = (await api.gql(embedded.base, '{ user(username: "dan") { id } }'))["user"]["id"]
+    cleo_token = await cleo.page.evaluate(
+        "() => JSON.parse(localStorage.getItem('pictograph.session')).token")
+    await api.gql(embedded.base, "mutation($id: ID!) { follow(userId: $id) { status } }",
+                  {"id": dan_id}, cleo_token)
+
+    network_up.clear()
+    for socket in sockets:
+        await socket.close(code=1006)
+    await expect(cleo.page.locator("#live")).to_have_text("Reconnecting…")
+    # Dan posts while Cleo's connection is down: the live event never reaches her.
+    post_id = await api.post_photo(embedded.base, dan, "Posted while you were away")
+    await api.until_ready(embedded.base, dan, post_id)
+    network_up.set()
+    await expect(cleo.page.locator("#live")).to_have_text("Live", timeout=30_000)
+    await expect(cleo.page.get_by_text("Posted while you were away")).to_be_visible()
+    assert cleo.errors == [] and cleo.foreign == []
+    await context.close()

@@ -13,6 +13,7 @@ const PONG_WAIT_MS = 5000;
 export function connectLive({ document, onEvent, onStatus, onResync }) {
   let pongTimer = null;
   let everConnected = false;
+  let socket = null;
   const client = createClient({
     url: new URL("/graphql", window.location.href).toString().replace(/^http/, "ws"),
     connectionParams: () => ({ authorization: `Bearer ${session.token}` }),
@@ -46,7 +47,6 @@ export function connectLive({ document, onEvent, onStatus, onResync }) {
       opened: (opened) => { socket = opened; },
     },
   });
-  let socket = null;
   const unsubscribe = client.subscribe({ query: document }, {
     next: (message) => {
       if (message.data) onEvent(message.data.feedUpdates);
