@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -18,6 +19,7 @@ from pictograph.http.media import serve_media
 from pictograph.http.middleware import RequestContextMiddleware
 from pictograph.http.response_cache import ResponseCacheMiddleware
 from pictograph.http.uploads import receive_upload
+from pictograph.http.web import web_routes
 from pictograph.metrics import metrics_listener
 from pictograph.resources import open_resources
 from pictograph.schema import build_schema
@@ -54,8 +56,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/media/{post_id:int}/{size:str}", serve_media, methods=["GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *web_routes(settings),
         ],
         middleware=[
+            # Outermost, so that every answer carries it, one from the response cache too.
+            *_cors(settings),
             # First: a cached response is answered before anything else runs. Proxy
             # headers do not matter to it (no per-address limit applies to a cached read).
             Middleware(ResponseCacheMiddleware, settings=settings),
@@ -64,6 +69,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """Pages on PICTOGRAPH_CORS_ORIGINS may call the API and PUT uploads (local disk);
+    any other origin gets answers its page cannot read. No cookies are involved (tokens
+    travel in Authorization), so credentials stay off."""
+    if not settings.cors_origin_list:
+        return []
+    return [Middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_methods=["GET", "POST", "PUT"],
+        allow_headers=["authorization", "content-type", "x-request-id"],
+        expose_headers=["retry-after", "x-request-id"],
+        max_age=600,
+    )]
 
 
 def _proxy_headers(settings: Settings) -> list[Middleware]:

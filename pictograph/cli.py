@@ -52,17 +52,20 @@ def serve(
         min=1, help="Server processes on the port (needs PostgreSQL and Redis).")] = 1,
 ) -> None:
     """Serve the GraphQL API (and, unless --no-workers, the background workers)."""
-    from pictograph.serving import serve_here, serve_processes, unshareable
+    from pictograph.serving import serve_here, serve_processes, served_base_url, unshareable
 
-    settings = _settings(run_workers=workers)
+    settings = served_base_url(_settings(run_workers=workers), host, port)
     reasons = unshareable(settings) if processes > 1 else []
     if reasons:
         typer.echo(f"pictograph: --processes {processes} needs services that every process "
                    "can reach:\n  " + "\n  ".join(reasons), err=True)
         raise typer.Exit(2)
-    typer.echo(f"Pictograph listening on http://{host}:{port}/graphql (GraphiQL in a browser)")
+    where = f"http://{host}:{port}"
+    typer.echo(f"Pictograph listening on {where}/graphql (GraphiQL in a browser)"
+               + (f"; the web app on {where}/" if settings.web_app else ""))
     typer.echo(_backends(settings) + ("; workers in-process" if workers else "; no workers")
-               + (f"; {processes} processes" if processes > 1 else ""))
+               + (f"; {processes} processes" if processes > 1 else "")
+               + f"; URLs handed out on {settings.public_base_url}")
     if processes == 1:
         serve_here(settings, host, port)
     else:
@@ -96,7 +99,8 @@ def worker() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Bring the database schema up to date and create the storage bucket if missing."""
+    """Bring the database schema up to date, create the storage bucket if missing and
+    set its CORS rules to PICTOGRAPH_CORS_ORIGINS."""
     from pictograph.db import apply_migrations
     from pictograph.storage import open_storage
 
@@ -107,6 +111,7 @@ def migrate() -> None:
         await apply_migrations(settings.resolved_database_url())
         async with open_storage(settings) as storage:
             await storage.ensure_bucket()
+            await storage.allow_origins(settings.cors_origin_list)
 
     asyncio.run(main())
     typer.echo("migrated; " + _backends(settings))

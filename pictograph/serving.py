@@ -36,6 +36,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def served_base_url(settings: Settings, host: str, port: int) -> Settings:
+    """The settings with PICTOGRAPH_PUBLIC_BASE_URL, when it is unset, taken from where
+    this server listens: upload tickets and photo URLs must point at the port clients
+    reach, and a default of 8000 sends `serve --port 8811`'s clients to nobody. Behind a
+    proxy only the operator knows the address, so there it must be set."""
+    if "public_base_url" in settings.model_fields_set:
+        return settings
+    # A wildcard address is not one a client can use; this machine's loopback is.
+    if host in {"", "0.0.0.0", "::"}:  # noqa: S104 (compared, not bound)
+        host = "127.0.0.1"
+    if ":" in host:  # an IPv6 address goes in brackets in a URL
+        host = f"[{host}]"
+    return settings.model_copy(update={"public_base_url": f"http://{host}:{port}"})
+
+
 def serve_here(settings: Settings, host: str, port: int) -> None:
     """One process: the app, and uvicorn, in this one."""
     from pictograph.app import create_app
@@ -61,6 +76,7 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
     # The processes read their settings from the environment (process_app); what the
     # command line chose goes there too.
     os.environ["PICTOGRAPH_RUN_WORKERS"] = "true" if settings.run_workers else "false"
+    os.environ["PICTOGRAPH_PUBLIC_BASE_URL"] = settings.public_base_url
     with ExitStack() as stack:
         # Fresh for every run, as prometheus_client asks: values left by another run's
         # processes would be added in.

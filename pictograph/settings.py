@@ -54,6 +54,24 @@ def _proxies(value: str) -> str:
 ProxyList = Annotated[str, AfterValidator(_proxies)]
 
 
+def _origins(value: str) -> str:
+    entries = [entry.strip().rstrip("/") for entry in value.split(",")] if value.strip() else []
+    for entry in entries:
+        # An origin is a scheme, a host and maybe a port, exactly as a browser sends it in
+        # Origin: a path or a wildcard would never match, and "*" would let every site in.
+        scheme, _, rest = entry.partition("://")
+        if scheme not in {"http", "https"} or not rest or "/" in rest or "*" in rest:
+            raise ValueError(
+                "must be origins separated by commas, like "
+                f'"https://app.example.com, http://localhost:5173": {entry!r} is not one'
+            )
+    return ", ".join(entries)
+
+
+# Web origins (scheme://host[:port]) separated by commas.
+OriginList = Annotated[str, AfterValidator(_origins)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PICTOGRAPH_", extra="ignore")
 
@@ -64,6 +82,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_bucket: str = "pictograph"
     s3_region: str = "us-east-1"
+    # Unset, `pictograph serve` derives it from its own --host and --port (see
+    # serving.served_base_url); behind a proxy it must be set to the proxy's address.
     public_base_url: str = "http://127.0.0.1:8000"
     # Required on PostgreSQL (see _strong_secret_key); validated even when unset.
     secret_key: Annotated[SecretStr | None, Field(validate_default=True)] = None
@@ -137,6 +157,13 @@ class Settings(BaseSettings):
     # that address); from anyone else the header is ignored. None by default: a client
     # that could pick its own address would dodge every per-address limit.
     trusted_proxies: ProxyList = ""
+    # Web origins other than the API's own whose pages may call it (CORS), and PUT photos
+    # into the bucket (`pictograph migrate` writes its CORS rules). None by default: a page
+    # on another site gets no answer it can read.
+    cors_origins: OriginList = ""
+    # The reference web client at / (pictograph/web/); a server that only answers an app
+    # of its own can turn it off.
+    web_app: bool = True
 
     # Rate limits, counted in Redis so every process shares them. logIn counts every
     # attempt before the password is looked at, so aliases, parallel requests and
@@ -197,6 +224,10 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return self.trusted_proxies.split(", ") if self.trusted_proxies else []
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return self.cors_origins.split(", ") if self.cors_origins else []
 
     @property
     def response_ttl(self) -> int:

@@ -18,6 +18,7 @@ from pictograph.context import Context, bearer_token
 from pictograph.http.body_limit import BodyLimit
 from pictograph.http.graphql_http import GraphQLOverHTTP
 from pictograph.http.sockets import SocketHandler, sign_in
+from pictograph.http.web import graphiql_page
 from pictograph.schema import PictographSchema
 from pictograph.settings import Settings
 
@@ -43,6 +44,12 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             **options,
         )
         self._http = BodyLimit(self.serve_http, settings.max_request_bytes)
+        self._settings = settings
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Pictograph's own page: GraphiQL from the package under a strict CSP, instead
+        # of Strawberry's, which loads it from a public CDN.
+        return graphiql_page(self._settings)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -25,6 +25,9 @@ class ObjectStorage(Protocol):
     async def ensure_bucket(self) -> None:
         """Creates the bucket (or folder) if it is missing."""
 
+    async def allow_origins(self, origins: list[str]) -> None:
+        """Lets pages on these origins send uploads straight to the storage (CORS)."""
+
     async def ping(self) -> None:
         """Raises when the storage does not answer."""
 

@@ -44,6 +44,10 @@ class LocalDiskStorage:
     async def ensure_bucket(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
+    async def allow_origins(self, origins: list[str]) -> None:
+        """Nothing to set: uploads come to the app (PUT /uploads), whose CORS middleware
+        answers for the same origins."""
+
     async def ping(self) -> None:
         if not self.root.is_dir():
             raise OSError(f"storage folder {self.root} is missing")

@@ -46,6 +46,26 @@ class S3Storage:
                 raise
             await self.client.create_bucket(Bucket=self.bucket)
 
+    async def allow_origins(self, origins: list[str]) -> None:
+        # A browser on one of these origins PUTs an upload ticket's bytes straight into
+        # the bucket, which it may only do after a CORS preflight the bucket answers.
+        # The configuration is the truth: no origins, no rules.
+        if not origins:
+            try:
+                await self.client.delete_bucket_cors(Bucket=self.bucket)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
+                    raise
+            return
+        await self.client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": [{
+            "AllowedOrigins": origins,
+            "AllowedMethods": ["PUT", "GET", "HEAD"],
+            # The ticket signs Content-Type; the browser sets the length itself.
+            "AllowedHeaders": ["content-type"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3600,
+        }]})
+
     async def ping(self) -> None:
         await self.client.head_bucket(Bucket=self.bucket)
 

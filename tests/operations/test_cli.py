@@ -75,3 +75,16 @@ def test_serve_runs_a_complete_instance_with_nothing_configured(
     assert "http://127.0.0.1:" in output and "SQLite" in output and "fakeredis" in output
     assert "secret" not in output.lower().replace("secret_key", "")
     assert token not in output and PASSWORD not in output
+
+
+def test_serve_hands_out_urls_on_its_own_port(served: tuple[str, subprocess.Popen[str]]) -> None:
+    """With PICTOGRAPH_PUBLIC_BASE_URL unset, upload tickets (and photo URLs) point at the
+    port `serve --port` listens on, not at the default 8000."""
+    base, _ = served
+    token = httpx.post(f"{base}/graphql", json={
+        "query": "mutation($p: String!) { signUp(input: {username: \"porter\", password: $p})"
+                 " { token } }", "variables": {"p": PASSWORD}}).json()["data"]["signUp"]["token"]
+    ticket = httpx.post(f"{base}/graphql", headers={"Authorization": f"Bearer {token}"}, json={
+        "query": "mutation { createUpload(input: {contentType: \"image/jpeg\", byteSize: 100})"
+                 " { url } }"}).json()["data"]["createUpload"]
+    assert ticket["url"].startswith(f"{base}/uploads/")

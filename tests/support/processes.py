@@ -73,12 +73,12 @@ def serve(env: dict[str, str], *, workers: bool = True) -> Iterator[str]:
 
 
 @contextmanager
-def serve_process(env: dict[str, str], *, workers: bool = True,
-                  processes: int = 1) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def serve_process(env: dict[str, str], *, workers: bool = True, processes: int = 1,
+                  port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """As serve, with the process too, for tests that signal it; with `processes`, the
-    supervisor of that many (`serve --processes`)."""
-    port = free_port()
-    env = {**env, "PICTOGRAPH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    supervisor of that many (`serve --processes`). The URLs it hands out are on its own
+    port: `serve` derives PICTOGRAPH_PUBLIC_BASE_URL from --port when it is unset."""
+    port = port or free_port()
     args = [sys.executable, "-m", "pictograph", "serve", "--port", str(port),
             "--processes", str(processes)]
     if not workers:
