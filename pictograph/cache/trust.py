@@ -75,6 +75,12 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# KEYS: the recovery lock. ARGV: holder.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
 
 class RedisUnfit(RuntimeError):
     """Redis is configured in a way that could grant what was revoked."""
@@ -176,6 +182,12 @@ class RedisTrust:
             if not await redis.set(keys.redis_trust_recovery(), holder, nx=True,
                                    px=RECOVERY_LOCK_MS):
                 return  # another process purges it; the check waits for its marker
+            if await self._vouched_now(redis, run_id):
+                # A purge ended between the check that found the marker wrong and this
+                # lock: the instance is vouched for, and purging it again would drop
+                # what trusted connections have written since.
+                await redis.eval(_RELEASE, 1, keys.redis_trust_recovery(), holder)
+                return
             epoch = secrets.token_hex(16)
             # First the database: from now on no process vouches for the old marker, nor
             # for any marker this instance held before, whatever it still serves.
@@ -191,8 +203,8 @@ class RedisTrust:
             if await redis.eval(_MARK, 2, keys.redis_trust_recovery(), keys.redis_trust(),
                                 holder, epoch):
                 self.recoveries += 1
-                said("redis %s purged (%d keys dropped, durable keys kept) and "
-                            "trusted again", self.name, dropped)
+                said("redis %s purged (%d keys dropped, durable keys kept) and trusted "
+                     "again", self.name, dropped)
             else:
                 log.warning("redis %s: purge outlived its lock; another process goes on",
                             self.name)
@@ -201,6 +213,12 @@ class RedisTrust:
                         self.name, type(error).__name__)
         except Exception:
             log.exception("redis %s: purge failed; the next connection retries", self.name)
+
+    async def _vouched_now(self, redis: Redis, run_id: str) -> bool:
+        marker = await redis.get(keys.redis_trust())
+        with using_database(self.database):
+            row = await RedisEpoch.get_or_none(name=self.name)
+        return row is not None and (row.run_id, row.epoch) == (run_id, marker)
 
 
 async def purge(redis: Redis, holder: str | None = None,
