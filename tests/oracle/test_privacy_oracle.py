@@ -46,6 +46,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -131,6 +132,27 @@ class PrivacyOracle(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.run(self.world.close())
+
+    # The start: random steps seldom build a graph and posts deep enough for a
+    # revocation to take anything away, so every example starts from one.
+
+    @initialize(private=st.lists(st.booleans(), min_size=USERS, max_size=USERS),
+                follows=st.sets(pair_of), approved=st.sets(pair_of))
+    def a_network_that_has_posted(self, private: list[bool], follows: set[tuple[int, int]],
+                                  approved: set[tuple[int, int]]) -> None:
+        """Some accounts private, some follows (of a private account, some approved and
+        the rest left as requests), then a READY post by everyone."""
+        for user, is_private in enumerate(private):
+            if is_private:
+                self.set_privacy(user, True, on_socket=False)
+        for pair in sorted(follows):
+            self.change_a_relation("follow", pair, on_socket=False)
+        for follower, followee in sorted(follows & approved):
+            if private[followee]:
+                self.change_a_relation("approveFollowRequest", (followee, follower),
+                                       on_socket=False)
+        for user in range(USERS):
+            self.post(user, READY)
 
     # Actions.
 
