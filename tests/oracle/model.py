@@ -7,10 +7,17 @@ The rules:
 - everyone sees their own profile, posts and photos;
 - a profile is hidden only from someone its owner blocked;
 - posts of a public account are seen by everyone not blocked either way; of a private
-  account, only by its accepted followers;
+  account, only by its accepted followers: what the owner does toward the viewer (a
+  follow, a request) never opens anything;
+- a post is seen by others only once READY (a PROCESSING or FAILED post only by its
+  author), and a photo exists only then;
 - photos are seen only by accepted followers (a block ends follows both ways);
-- the home feed holds a user's own posts and those of the accounts they follow;
+- the home feed holds a user's own READY posts and those of the accounts they follow;
 - a private account's followers ask first; going public accepts everyone who asked.
+Two of the project's own (README, visibility.py), not in the contract's words:
+- follower and following lists show as much as the posts, so they follow the posts' rule,
+  and leave out anyone who blocked the reader;
+- followsViewer is the owner's accepted follow of the viewer (never across a block).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 
 User = int  # an index into the example's users
 Pair = tuple[User, User]  # (follower, followee) or (blocker, blocked)
+READY, PROCESSING, FAILED = "READY", "PROCESSING", "FAILED"
 
 
 @dataclass
@@ -29,6 +37,7 @@ class Model:
     requests: set[Pair] = field(default_factory=set)  # waiting for the followee
     blocks: set[Pair] = field(default_factory=set)
     posts: dict[str, User] = field(default_factory=dict)  # post id -> author
+    post_status: dict[str, str] = field(default_factory=dict)  # READY where absent
     signed_in: dict[User, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -138,15 +147,43 @@ class Model:
             return False
         return not self.private[owner] or (viewer, owner) in self.follows
 
+    def is_ready(self, post: str) -> bool:
+        return self.post_status.get(post, READY) == READY
+
     def post_visible(self, viewer: User | None, post: str) -> bool:
-        return post in self.posts and self.posts_visible(viewer, self.posts[post])
+        if post not in self.posts:
+            return False
+        author = self.posts[post]
+        return viewer == author or (self.is_ready(post) and self.posts_visible(viewer, author))
+
+    def failure_reason_visible(self, viewer: User | None, post: str) -> bool:
+        return viewer == self.posts.get(post) and self.post_status.get(post) == FAILED
+
+    def posts_shown(self, viewer: User | None, owner: User) -> set[str]:
+        """What `user { posts }` lists: every post to its author, the READY ones to
+        whoever may see the owner's posts (and profile)."""
+        if not (self.profile_visible(viewer, owner) and self.posts_visible(viewer, owner)):
+            return set()
+        return {post for post, author in self.posts.items()
+                if author == owner and self.post_visible(viewer, post)}
 
     def media_visible(self, viewer: User | None, post: str) -> bool:
-        if post not in self.posts or viewer is None:
+        if post not in self.posts or viewer is None or not self.is_ready(post):
             return False
         author = self.posts[post]
         return viewer == author or (viewer, author) in self.follows
 
     def feed(self, viewer: User) -> set[str]:
         return {post for post, author in self.posts.items()
-                if author == viewer or (viewer, author) in self.follows}
+                if self.is_ready(post) and (author == viewer or (viewer, author) in self.follows)}
+
+    def follows_viewer(self, viewer: User | None, owner: User) -> bool:
+        return viewer is not None and viewer != owner and (owner, viewer) in self.follows
+
+    def list_shown(self, viewer: User | None, owner: User, part: str) -> set[User]:
+        """`followers` or `following` of the owner, as the viewer reads it."""
+        if not (self.profile_visible(viewer, owner) and self.posts_visible(viewer, owner)):
+            return set()
+        listed = ({a for a, b in self.follows if b == owner} if part == "followers"
+                  else {b for a, b in self.follows if a == owner})
+        return {user for user in listed if self.profile_visible(viewer, user)}

@@ -4,12 +4,15 @@ nothing of the project's. Two fan-out consumers per stream run beside the users,
 worker processes would, racing each other and the users' next steps.
 
 Actions: follow, unfollow, approve, reject, removeFollower, block, unblock, going private
-and public, posting, deleting, logOut and logIn; each mutation over HTTP or over the
-actor's open socket. On the services backend Redis is the oracle's own, and two more
-steps snapshot it and kill it and start it again from its last snapshot.
-After each step, for every viewer (each user, and nobody) and every
-post ever made in the example:
-- the home feed, user { posts }, post(id:), node(id:) and their media fields, over HTTP;
+and public, posting (a photo that becomes READY, an unusable file that becomes FAILED, or
+a photo left PROCESSING: the media worker is held until the next post's turn),
+deleting, logOut and logIn; each mutation over HTTP or over the actor's open socket.
+On the services backend Redis is the oracle's own, and two more steps snapshot it, and
+kill it and start it again from its last snapshot.
+After each step, for every viewer (each user, and nobody) and every post ever made in
+the example:
+- the home feed, user { posts }, post(id:) (with status and failureReason), node(id:) and
+  their media fields, over HTTP;
 - the same reads on the socket the viewer opened at the start (or at their last logIn);
 - a /media URL for each (user, post), minted earlier or signed with the app's key;
 - what the feedUpdates subscription on that socket said during the step: a post added
@@ -17,7 +20,13 @@ post ever made in the example:
   when it arrives), a post removed only if they could ever see it.
 Privacy is checked at once: nothing shown that is not allowed, whatever the workers have
 done so far. Completeness then: within COMPLETE_WITHIN seconds every post the model puts
-in a viewer's feed is there, once, newest first.
+in a viewer's feed is there, once, newest first; and each subscription has said
+POST_REMOVED for every post it announced that has left the feed, and POST_ADDED for every
+post that became READY in it (tests/oracle/screens.py).
+
+A new kind of step is one more @rule: it acts through World, tells the model whatever it
+changes of who may see what (a Redis fault changes nothing), and the invariant then holds
+every path to the model as after any other step.
 
 Hypothesis shrinks a failure to a short sequence and prints it. Budget: the settings
 below, PICTOGRAPH_ORACLE_EXAMPLES and PICTOGRAPH_ORACLE_STEPS; the README gives the longer
@@ -39,6 +48,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -51,8 +61,9 @@ from pictograph.app import create_app
 from pictograph.db import using_database
 from pictograph.schema.node import decode_id_of
 from tests.conftest import Backend
-from tests.oracle.model import Model
-from tests.oracle.world import View, World
+from tests.oracle.model import FAILED, PROCESSING, READY, Model
+from tests.oracle.screens import Screens
+from tests.oracle.world import PHOTO, UNUSABLE, View, World
 from tests.support.photos import process_media
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.server import served
@@ -109,6 +120,9 @@ class PrivacyOracle(RuleBasedStateMachine):
         self.run(self.world.reset(USERS))
         self.feeds_before: dict[int, set[str]] = {user: set() for user in range(USERS)}
         self.ever_in_feed: dict[int, set[str]] = {user: set() for user in range(USERS)}
+        self.screens = Screens(USERS)
+        self.processing: dict[str, str] = {}  # post -> the status the media worker will give
+        self.became_ready: set[str] = set()  # in this step
 
     def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Runs a step's coroutine on the app's event loop (hypothesis runs in a thread),
@@ -121,6 +135,27 @@ class PrivacyOracle(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.run(self.world.close())
+
+    # The start: random steps seldom build a graph and posts deep enough for a
+    # revocation to take anything away, so every example starts from one.
+
+    @initialize(private=st.lists(st.booleans(), min_size=USERS, max_size=USERS),
+                follows=st.sets(pair_of), approved=st.sets(pair_of))
+    def a_network_that_has_posted(self, private: list[bool], follows: set[tuple[int, int]],
+                                  approved: set[tuple[int, int]]) -> None:
+        """Some accounts private, some follows (of a private account, some approved and
+        the rest left as requests), then a READY post by everyone."""
+        for user, is_private in enumerate(private):
+            if is_private:
+                self.set_privacy(user, True, on_socket=False)
+        for pair in sorted(follows):
+            self.change_a_relation("follow", pair, on_socket=False)
+        for follower, followee in sorted(follows & approved):
+            if private[followee]:
+                self.change_a_relation("approveFollowRequest", (followee, follower),
+                                       on_socket=False)
+        for user in range(USERS):
+            self.post(user, READY)
 
     # Actions.
 
@@ -178,16 +213,28 @@ class PrivacyOracle(RuleBasedStateMachine):
         self.model.set_private(a, private)
 
     @precondition(lambda self: len(self.made) < 24)
-    @rule(a=member_of)
-    def post(self, a: int) -> None:
+    @rule(a=member_of, outcome=st.sampled_from([READY, READY, FAILED, PROCESSING]))
+    def post(self, a: int, outcome: str) -> None:
+        """A post whose photo the media worker makes READY or FAILED now; or, for
+        PROCESSING, holds (it runs at the next post's turn, for every post waiting)."""
         if not self.model.signed_in[a]:
             return
-        result = self.run(self.world.post(self.world.members[a]))
+        result = self.run(self.world.post(self.world.members[a],
+                                          UNUSABLE if outcome == FAILED else PHOTO))
         assert not result.get("errors"), result
         post_id = result["data"]["createPost"]["id"]
-        self.run(process_media(self.world.resources))  # READY now; fanned out by workers
+        assert result["data"]["createPost"]["status"] == PROCESSING, result
         self.model.posts[post_id] = a
+        self.model.post_status[post_id] = PROCESSING
         self.made.append(post_id)
+        self.processing[post_id] = FAILED if outcome == FAILED else READY
+        if outcome != PROCESSING:
+            self.run(process_media(self.world.resources))  # READY ones fanned out by workers
+            for post, status in self.processing.items():
+                self.model.post_status[post] = status
+                if status == READY and post in self.model.posts:
+                    self.became_ready.add(post)
+            self.processing.clear()
 
     @precondition(lambda self: bool(self.model.posts))
     @rule(data=st.data(), on_socket=st.booleans())
@@ -210,6 +257,7 @@ class PrivacyOracle(RuleBasedStateMachine):
         assert result["data"] == {"logOut": True}, result
         assert closed_with == {4403}, closed_with
         self.model.signed_in[a] = False
+        self.screens.closed(a)
 
     @precondition(lambda self: not all(self.model.signed_in.values()))
     @rule(data=st.data())
@@ -241,6 +289,8 @@ class PrivacyOracle(RuleBasedStateMachine):
     def every_path_agrees_with_the_model(self) -> None:
         self.run(self.check())
         self.run(self.check_complete())
+        self.run(self.check_live_complete())
+        self.became_ready = set()
         self.feeds_before = {user: self.model.feed(user) for user in range(USERS)}
         for user, feed in self.feeds_before.items():
             self.ever_in_feed[user] |= feed
@@ -282,8 +332,24 @@ class PrivacyOracle(RuleBasedStateMachine):
                 f"{member.name}'s feed once the workers caught up:\n  shown {shown}\n"
                 f"  model {want}\n  missing {sorted(set(want) - set(shown))}")
 
+    async def check_live_complete(self) -> None:
+        """Once the workers are idle, each subscription has taken off the screen what
+        left the feed, and put on it what became READY in it."""
+        for member in self.world.members:
+            user = member.index
+            if not self.model.signed_in[user]:
+                continue
+            await self.check_live_updates(user)
+            feed = self.model.feed(user)
+            left = self.screens.left_behind(user, feed)
+            assert not left, f"{member.name} was never told these left the feed: {sorted(left)}"
+            missing = self.screens.unannounced(user, self.became_ready & feed)
+            assert not missing, f"{member.name} was never told of these new posts: " \
+                f"{sorted(missing)}"
+
     async def check_live_updates(self, user: int) -> None:
         said = await self.world.live_updates(self.world.members[user])
+        self.screens.heard(user, said)
         for event in said:
             post = event["postId"]
             if event["kind"] == "POST_ADDED":
@@ -305,12 +371,12 @@ class PrivacyOracle(RuleBasedStateMachine):
             profiles=frozenset(m.name for m in members
                                if model.profile_visible(viewer, m.index)),
             posts=frozenset(
-                (members[author].name, post, model.media_visible(viewer, post))
-                for post, author in model.posts.items()
-                if model.profile_visible(viewer, author)
-                and model.posts_visible(viewer, author)),
-            post=frozenset((post, model.media_visible(viewer, post)) for post in self.made
-                           if model.post_visible(viewer, post)),
+                (m.name, post, model.media_visible(viewer, post))
+                for m in members for post in model.posts_shown(viewer, m.index)),
+            post=frozenset((post, model.media_visible(viewer, post),
+                            model.post_status.get(post, READY),
+                            model.failure_reason_visible(viewer, post))
+                           for post in self.made if model.post_visible(viewer, post)),
             node=frozenset((post, model.media_visible(viewer, post)) for post in self.made
                            if model.post_visible(viewer, post)),
         )

@@ -35,6 +35,7 @@ from tests.support.sockets import Socket, SocketClosed, open_socket
 FEED_UPDATES = "subscription { feedUpdates { kind postId post { id media { url } } } }"
 FEED = "{ feed(first: 100) { edges { node { id media(size: THUMBNAIL) { url } } } } }"
 PHOTO = jpeg(16, 12)
+UNUSABLE = b"\x00" * 2048  # accepted as an upload; the media worker fails the post
 # Only turns a socket that never answers into a failure that names it.
 WAIT = 10.0
 # Sentinel "posts" have tiny ids; real ones are snowflakes far above.
@@ -49,7 +50,7 @@ class View:
     feed: frozenset[tuple[str, bool]] | None  # (post, media shown); None: refused
     profiles: frozenset[str]  # usernames whose `user` answered
     posts: frozenset[tuple[str, str, bool]]  # (username, post, media) from user.posts
-    post: frozenset[tuple[str, bool]]  # (post, media) from Query.post
+    post: frozenset[tuple[str, bool, str, bool]]  # (post, media, status, failureReason)
     node: frozenset[tuple[str, bool]]  # (post, media) from Query.node
 
 
@@ -256,9 +257,9 @@ class World:
             return await member.socket.execute(query, variables, WAIT)
         return await gql(self.client, query, variables, token=member.token)
 
-    async def post(self, member: Member) -> dict[str, Any]:
+    async def post(self, member: Member, data: bytes = PHOTO) -> dict[str, Any]:
         """A photo post through the upload path; the caller runs the workers."""
-        return await post_photo(self.client, member.token, PHOTO)
+        return await post_photo(self.client, member.token, data)
 
     async def log_out(self, member: Member) -> tuple[dict[str, Any], set[int | None]]:
         """logOut over HTTP; the answer and the codes the member's sockets closed with."""
@@ -285,7 +286,7 @@ class World:
             " edges { node { id media(size: THUMBNAIL) { url } } } } }"
             for m in self.members)
         posts = "\n".join(
-            f'p{i}: post(id: "{post}") {{ id media {{ url }} }}\n'
+            f'p{i}: post(id: "{post}") {{ id status failureReason media {{ url }} }}\n'
             f'n{i}: node(id: "{post}") {{ id ... on Post {{ media(size: THUMBNAIL) {{ url }} }} }}'
             for i, post in enumerate(post_ids))
         return "{\n" + users + "\n" + posts + "\n}"
@@ -322,8 +323,9 @@ class World:
             self._keep_urls(member, data, post_ids)
         return View(
             feed=shown_feed, profiles=profiles, posts=posts,
-            post=frozenset((post, _has_media(data[f"p{i}"])) for i, post in enumerate(post_ids)
-                           if data[f"p{i}"]),
+            post=frozenset((post, _has_media(data[f"p{i}"]), data[f"p{i}"]["status"],
+                            data[f"p{i}"]["failureReason"] is not None)
+                           for i, post in enumerate(post_ids) if data[f"p{i}"]),
             node=frozenset((post, _has_media(data[f"n{i}"])) for i, post in enumerate(post_ids)
                            if data[f"n{i}"]),
         )

@@ -1,5 +1,7 @@
-"""Every relation a viewer can be in toward an owner, what each may see, and the API
-calls that put a viewer there."""
+"""Every relation a viewer can be in toward an owner, and the owner toward the viewer
+(followed_by, requested_by: what the owner does never opens the owner's posts), what each
+may see, and the API calls that put a viewer there. tests/access/test_two_way_matrix.py
+crosses both directions against the oracle's model."""
 
 from __future__ import annotations
 
@@ -22,6 +24,12 @@ EXPECTED = {
                          "private": (False, False, False, "BLOCKED")},
     "blocking_owner": {"public": (True, False, False, "BLOCKED"),
                        "private": (True, False, False, "BLOCKED")},
+    # The owner follows the viewer, who does not follow back (the viewer is public).
+    "followed_by": {"public": (True, True, False, "NONE"),
+                    "private": (True, False, False, "NONE")},
+    # The owner asked to follow the viewer (private), who has not answered.
+    "requested_by": {"public": (True, True, False, "NONE"),
+                     "private": (True, False, False, "NONE")},
 }
 # States reached by following first (and being approved, where the owner is private) and
 # then, for all but "following", one change that ends it.
@@ -36,8 +44,14 @@ async def make_private(client: httpx.AsyncClient, token: str) -> None:
 
 async def approach(client: httpx.AsyncClient, state: str, owner: str, owner_id: str,
                    viewer: str, viewer_id: str) -> None:
-    """The first half of a state: a follow (approved if the owner is private) or a request."""
-    if state == "requested":
+    """The first half of a state: a follow (approved if the owner is private) or a request,
+    by the viewer or, for the owner's own states, by the owner."""
+    if state == "followed_by":
+        assert await relate_ok(client, "follow", owner, viewer_id) == "FOLLOWING"
+    elif state == "requested_by":
+        await make_private(client, viewer)
+        assert await relate_ok(client, "follow", owner, viewer_id) == "REQUESTED"
+    elif state == "requested":
         assert await relate_ok(client, "follow", viewer, owner_id) == "REQUESTED"
     elif state in FOLLOWED_FIRST:
         if await relate_ok(client, "follow", viewer, owner_id) == "REQUESTED":
