@@ -33,11 +33,16 @@ EXIT_WITHIN = 8.0
 
 
 async def refusing(base: str) -> bool:
+    """True once a new connection is refused. A connection the server accepted and then
+    closed unanswered (it began shutting down between the two: the wider that window,
+    the busier the machine) or answered too slowly decides nothing: ask again."""
     try:
         async with httpx.AsyncClient(timeout=2) as fresh:
             await fresh.get(f"{base}/healthz")
     except httpx.ConnectError:
         return True
+    except httpx.TransportError:
+        return False
     return False
 
 
