@@ -126,5 +126,10 @@ def id_time_ms(value: int) -> int:
     return (value >> (NODE_BITS + SEQUENCE_BITS)) + EPOCH_MS
 
 
+def first_id_at(time_ms: int) -> int:
+    """The smallest id minted at `time_ms` (milliseconds since 1970) or later."""
+    return max(time_ms - EPOCH_MS, 0) << (NODE_BITS + SEQUENCE_BITS)
+
+
 def id_node(value: int) -> int:
     return (value >> SEQUENCE_BITS) % NODES

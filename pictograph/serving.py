@@ -118,6 +118,10 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         # A WebSocket message is held to the same bound as an HTTP body.
         "ws_max_size": settings.max_request_bytes,
+        # On SIGTERM, requests in flight are waited for this long at most (then
+        # cancelled); without it, one waiting on a service that does not answer would
+        # hold the process for as long as that service's timeouts and retries add up to.
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
 
 

@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # another worker takes it over (XAUTOCLAIM): how long a killed worker's job waits.
     # A working consumer renews its claim every third of it, however long the job runs.
     worker_claim_idle: Annotated[float, Field(gt=0)] = 5.0
+    # On SIGTERM, the longest requests in flight are waited for, then (as long again)
+    # the jobs workers hold; whatever waits for neither stops at once.
+    shutdown_grace: Annotated[int, Field(ge=1, le=3600)] = 10
     log_level: str = "INFO"
     # Prometheus metrics on a listener of their own, never the API port; unset: none.
     # Loopback by default: only what runs beside the process (or is let in) scrapes it.

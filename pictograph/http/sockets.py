@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 MAX_SOCKETS_PER_USER = 5
 LEASE_SECONDS = 120
+# A closing socket gives its place back, waiting this long at most: with Redis away, a
+# process that stops must not wait on it for each socket, and the lease lapses anyway.
+LEASE_RELEASE_WAIT = 1.0
 # A safety net under the revocation message: a socket asks again this often.
 RECHECK_INTERVAL = 60.0
 TOKEN_ENDED = 4403  # graphql-transport-ws's Forbidden
@@ -122,9 +125,13 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             redis = self.context.resources.redis
             with contextlib.suppress(Exception):
                 await signed_in.revocations.close()
-            with contextlib.suppress(Exception):
-                await redis.zrem(keys.live_connections(signed_in.session.user_id),
-                                 signed_in.connection_id)
+            try:
+                async with asyncio.timeout(LEASE_RELEASE_WAIT):
+                    await redis.zrem(keys.live_connections(signed_in.session.user_id),
+                                     signed_in.connection_id)
+            except Exception as error:
+                log.info("socket lease not given back (%s); it lapses within %d s",
+                         type(error).__name__, LEASE_SECONDS)
 
     async def _watch_token(self, signed_in: SignedInSocket) -> None:
         resources = self.context.resources

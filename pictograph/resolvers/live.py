@@ -1,11 +1,17 @@
 """Live feed updates for one viewer: what enters and leaves their home feed.
 
 Every message is judged here, against the live follow graph, before the client sees
-it, so a message published before an unfollow and delivered after it shows nothing."""
+it, so a message published before an unfollow and delivered after it shows nothing.
+
+Messages published while the process's pub/sub link was down are lost; the hub then says
+RESYNC, and the subscription makes up for them: what it announced and the viewer may no
+longer see is taken back (POST_REMOVED), and what entered the feed since it last heard
+anything is announced (POST_ADDED), both judged by the same gate as a live message."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 from pictograph.accounts.sessions import hash_token, resolve_token
@@ -14,12 +20,21 @@ from pictograph.cache.pubsub import RESYNC, Listener
 from pictograph.checkpoints import checkpoint
 from pictograph.context import Context
 from pictograph.errors import Unauthenticated
+from pictograph.ids import first_id_at
 from pictograph.live import publish as live
 from pictograph.records import PostRecord
 from pictograph.visibility import in_feed
 
 REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave
 SAID_REMEMBERED = 1000  # posts a subscription remembers having announced
+# After a RESYNC, the newest posts of the feed looked at for those that entered it while
+# messages were lost: far more than reach one viewer's feed during a Redis blip.
+GAP_FILL = 100
+# A post's id is minted when it is created, and it enters feeds when its photo is ready:
+# up to twice PICTOGRAPH_MEDIA_CPU_SECONDS plus 5 s later (21 s by default), and a
+# process's clock may be 5 s off another's. Posts created this long before the
+# subscription last heard from Redis are looked at again after a RESYNC.
+LATE_READY_MS = 60_000
 
 
 class RecentlySaid:
@@ -39,6 +54,26 @@ class RecentlySaid:
 
     def discard(self, post_id: int) -> None:
         self._ids.pop(post_id, None)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._ids))
+
+
+class Heard:
+    """Which posts may have entered the feed unannounced, should messages be lost."""
+
+    def __init__(self) -> None:
+        now = _now_ms()
+        # Posts the feed held when the subscription began are the client's own read.
+        self.since = first_id_at(now)
+        self.at_ms = now  # when the last message was taken: the link worked until then
+
+    def heard(self) -> None:
+        self.at_ms = _now_ms()
+
+    def floor(self) -> int:
+        """Posts above this id may have entered the feed since the link last worked."""
+        return max(self.since, first_id_at(self.at_ms - LATE_READY_MS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +99,14 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
         # A post announced twice (an event published again after a crash, or a post that
         # reached the viewer both by fan-out and by its author's channel) is said once.
         said = RecentlySaid(SAID_REMEMBERED)
+        heard = Heard()
         while True:
             message = await listener.get()
             # Each message is judged afresh: nothing read for an earlier one is reused.
             context.forget_reads()
             kind = message.get("kind")
+            if kind != RESYNC:
+                heard.heard()
             if kind == live.REVOKED:
                 raise Unauthenticated("the token was revoked")
             if kind == live.POST_ADDED:
@@ -89,6 +127,14 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
                 if kind == live.AUTHOR_GONE:
                     async for change in _author_gone(context, viewer_id,
                                                      int(message["author_id"])):
+                        said.discard(change.post_id)
+                        yield change
+                elif kind == RESYNC:
+                    # The hub subscribed again before it said RESYNC: what is published
+                    # from now on is heard, and said once (`said`) if the fill says it too.
+                    floor = heard.floor()
+                    heard.heard()
+                    async for change in _resync(context, viewer_id, said, floor):
                         yield change
 
 
@@ -116,13 +162,45 @@ async def _celebrity_channels(context: Context, viewer_id: int) -> list[str]:
     return [keys.live_author(author_id) for author_id in followed]
 
 
+async def _resync(
+    context: Context, viewer_id: int, said: RecentlySaid, floor: int
+) -> AsyncIterator[FeedChange]:
+    """After messages may have been lost: the posts announced that the viewer may no
+    longer see leave, then the feed's posts above `floor` not announced yet arrive,
+    oldest first, in the order live messages would have brought them."""
+    announced = list(said)
+    visible = await _visible_posts(context, viewer_id, announced)
+    for post_id in announced:
+        if post_id not in visible:
+            said.discard(post_id)
+            yield FeedChange("POST_REMOVED", post_id, None)
+    page = await context.feed.page(viewer_id, context.graph, context.loaders.posts.load_many,
+                                   context.loaders.users.load_many, GAP_FILL, None)
+    missed = [post for post in page.posts if post.id > floor and post.id not in said]
+    for post in reversed(missed):
+        said.add(post.id)
+        yield FeedChange("POST_ADDED", post.id, post)
+
+
 async def _visible_post(context: Context, viewer_id: int, post_id: int) -> PostRecord | None:
-    post = await context.loaders.posts.load(post_id)
-    if post is None:
-        return None
-    author = await context.loaders.users.load(post.author_id)
-    if author is None:
-        return None
-    relation = (None if author.id == viewer_id
-                else await context.graph.relation(viewer_id, author.id))
-    return post if in_feed(viewer_id, post, author, relation) else None
+    return (await _visible_posts(context, viewer_id, [post_id])).get(post_id)
+
+
+async def _visible_posts(
+    context: Context, viewer_id: int, post_ids: Sequence[int]
+) -> dict[int, PostRecord]:
+    """The posts among `post_ids` that belong in the viewer's feed now, by id."""
+    if not post_ids:
+        return {}
+    posts = [p for p in await context.loaders.posts.load_many(post_ids) if p is not None]
+    author_ids = list({post.author_id for post in posts})
+    authors = {a.id: a for a in await context.loaders.users.load_many(author_ids)
+               if a is not None}
+    relations = await context.graph.relations(
+        viewer_id, [a for a in authors if a != viewer_id])
+    return {post.id: post for post in posts if post.author_id in authors and in_feed(
+        viewer_id, post, authors[post.author_id], relations.get(post.author_id))}
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -38,6 +38,7 @@ from pictograph.cache import keys
 from pictograph.events import Event, decode
 from pictograph.metrics import Metrics
 from pictograph.outages import unavailable_service
+from pictograph.workers.jobs import job
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +141,18 @@ class StreamConsumer:
             count=self.batch,
         )
         for message_id, fields in claimed:
-            failures, crashes = await self._attempts(message_id)
-            if failures + crashes >= self.max_deliveries:
-                log.error("%s: message %s given up after %d failures and %d crashes",
-                          self.group, message_id, failures, crashes)
-                event = self._decoded(message_id, fields)
-                if event is None:
-                    await self._done(message_id)
+            with job():  # up to its acknowledgement: SIGTERM lets it finish
+                failures, crashes = await self._attempts(message_id)
+                if failures + crashes >= self.max_deliveries:
+                    log.error("%s: message %s given up after %d failures and %d crashes",
+                              self.group, message_id, failures, crashes)
+                    event = self._decoded(message_id, fields)
+                    if event is None:
+                        await self._done(message_id)
+                    else:
+                        await self._give_up(message_id, event)
                 else:
-                    await self._give_up(message_id, event)
-            else:
-                await self._handle(message_id, fields)
+                    await self._handle(message_id, fields)
         if claimed:
             return len(claimed)
         response = await self.redis.xreadgroup(
@@ -158,7 +160,8 @@ class StreamConsumer:
         )
         messages = [m for _, entries in response or [] for m in entries]
         for message_id, fields in messages:
-            await self._handle(message_id, fields)
+            with job():
+                await self._handle(message_id, fields)
         return len(messages)
 
     async def _handle(self, message_id: str, fields: dict[str, str]) -> None:

@@ -3,8 +3,6 @@ tells when it was made, which is not for strangers to learn."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -16,26 +14,19 @@ from tests.support.graphql import gql, relate_ok, sign_up, user_id
 from tests.support.photos import jpeg, post_photo
 from tests.support.relations import follower_of, make_private
 from tests.support.server import served
-from tests.support.sockets import open_socket, until_subscribed
+from tests.support.sockets import (
+    SENTINEL,
+    open_socket,
+    until_subscribed,
+    updates_until_sentinel,
+)
 
 FEED_UPDATES = "subscription { feedUpdates { kind postId } }"
-SENTINEL = "sentinel"  # a post of the subscriber's own marks the end of what was said
 
 
 async def listening(client: httpx.AsyncClient, resources: Resources, username: str) -> None:
     user = decode_id_of(await user_id(client, username), "User")
     await until_subscribed(resources.redis, user)
-
-
-async def updates_until_sentinel(updates, sentinel_id: str) -> list[dict]:
-    seen = []
-    while True:
-        result = await asyncio.wait_for(anext(updates), 10)
-        assert not result.get("errors"), result
-        event = result["data"]["feedUpdates"]
-        if event["postId"] == sentinel_id:
-            return seen
-        seen.append(event)
 
 
 @pytest.mark.parametrize("who_blocks", ["owner", "stranger"])

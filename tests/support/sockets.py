@@ -125,6 +125,23 @@ async def open_socket(base_url: str, token: str | None) -> AsyncIterator[Socket]
             await socket.close()
 
 
+SENTINEL = "sentinel"  # a post of the subscriber's own marks the end of what was said
+
+
+async def updates_until_sentinel(updates: AsyncIterator[dict[str, Any]],
+                                 sentinel_id: str) -> list[dict[str, Any]]:
+    """The feedUpdates events of a subscription up to the sentinel post's, which ends
+    what the test waits to hear."""
+    seen = []
+    while True:
+        result = await asyncio.wait_for(anext(updates), 10)
+        assert not result.get("errors"), result
+        event = result["data"]["feedUpdates"]
+        if event["postId"] == sentinel_id:
+            return seen
+        seen.append(event)
+
+
 async def until_subscribed(redis: Any, user_id: int, within: float = 10) -> None:
     """Returns once Redis routes the user's live messages to a subscription: what is
     published from now on reaches it."""
