@@ -29,8 +29,8 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pictograph.accounts.sessions import claimed_user_id, token_key
-from pictograph.cache.jitter import jittered
 from pictograph.cache.responses import Lookup, Recording, ResponseCache
+from pictograph.checkpoints import checkpoint
 from pictograph.context import bearer_token
 from pictograph.http.body_limit import replay_body
 from pictograph.http.graphql_http import error_response
@@ -200,11 +200,15 @@ class ResponseCacheMiddleware:
     async def _finish(self, resources: Resources, viewer_id: int, digest: str,
                       lookup: Lookup, recording: Recording, captured: _Captured) -> None:
         cache = self._cache(resources)
+        await checkpoint("responses.rendered")  # read everything, not stored yet
         try:
-            if recording.cacheable and captured.cacheable():
+            # Taken after the render: a render slower than the registrations' margin
+            # is not stored (see cache/responses.py, READERS_MARGIN).
+            lifetime = recording.lifetime()
+            if recording.cacheable and lifetime is not None and captured.cacheable():
                 assert lookup.version is not None
                 stored = await cache.store(viewer_id, digest, lookup.version,
-                                           captured.body(), jittered(self.ttl, 0.2))
+                                           captured.body(), lifetime)
                 resources.metrics.response_cache.labels("stored" if stored else "miss").inc()
             else:
                 await cache.release(viewer_id, digest)
