@@ -43,6 +43,7 @@ class GraphQLEndpoint(GraphQLOverHTTP):
             **options,
         )
         self._http = BodyLimit(self.serve_http, settings.max_request_bytes)
+        self.max_query_tokens = settings.max_query_tokens
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
