@@ -16,8 +16,11 @@ too late read the new data.
 
 A change that takes something away also fences first (as versioned.py does): before its
 commit, the versions of the user's readers (and the user's own) become pending, under
-which nothing is served or stored. If the move after the commit fails, the fence stays
-until it expires, and until then those viewers are answered fresh.
+which nothing is served or stored. Each fence carries its change's token, kept in the
+viewer's set of fences until the change's own move after its commit (or FENCE_TTL): a
+move ends only its own fence, so another change landing meanwhile cannot end it. If the
+change's move fails, its fence stays until it expires, and until then those viewers are
+answered fresh.
 
 Every script touches one hash slot: the viewer's (token, response, version, fill lock) or
 the changed user's or post's (its readers).

@@ -12,8 +12,11 @@ ask again for a moment and then render their own, uncached.
 
 Mutations are never stored: the schema marks a recording uncacheable for any operation
 but a query (schema/recording.py). The key is the viewer's id, the document's hash, the
-operation's name and the variables: another viewer's answer can never be found under
-it, and the version is the viewer's.
+operation's name and the variables it declares (http/declared.py): another viewer's
+answer can never be found under it, and the version is the viewer's.
+
+Refused with a 400 before anything runs: two Authorization headers (this would key on
+one, the view sign in with the other), and several operations without operationName.
 """
 
 from __future__ import annotations
