@@ -98,6 +98,28 @@ async def test_a_reader_held_before_its_store_across_going_private_stores_nothin
         assert captions(await gql(client, PROFILE, OWNER, token=stranger)) == []
 
 
+async def test_a_reader_of_a_cached_profile_just_before_going_private_stores_nothing(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    """The issue's window: a stranger reads the owner's profile from the profile cache
+    and is held right after that read; the owner goes private; the stranger's answer,
+    built from the public profile, must not be stored for later reads."""
+    owner, _, stranger, _ = await owner_and_viewer(client, "made_private")
+    await publish(client, resources, owner, "public once")
+    other = await sign_up(client, "other")
+    await gql(client, PROFILE, OWNER, token=other)  # the profile and username, cached
+    await gql(client, "{ viewer { id } }", token=stranger)  # the token is known from here
+    async with holding("versions.values_read") as hold:
+        reading = asyncio.create_task(gql(client, PROFILE, OWNER, token=stranger))
+        async with asyncio.timeout(WAIT):
+            await hold.wait_reached()  # the cached profile read: still public
+        await make_private(client, owner)
+        hold.release()
+        await reading
+    for _ in range(2):
+        assert captions(await gql(client, PROFILE, OWNER, token=stranger)) == []
+
+
 async def test_another_changes_move_does_not_end_a_fence_whose_own_move_fails(
     client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch,
     backend: Backend,
