@@ -17,6 +17,7 @@ somebody registered, and only if it is a query.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from cross_web import HTTPException
@@ -49,6 +50,9 @@ SUBSCRIPTION_OVER_HTTP = (
 # Set in a request's state by the response cache's middleware once it has checked that
 # the document's operation is chosen (http/declared.py).
 OPERATION_CHECKED = "operation_checked"
+# This request's OPERATION_CHECKED, from serve_http to parse_http_body (Strawberry's
+# request adapter keeps the scope to itself).
+_checked: ContextVar[bool] = ContextVar("operation_checked", default=False)
 TWO_AUTHORIZATIONS = (
     "The request has more than one Authorization header: send the bearer token once"
 )
@@ -76,6 +80,7 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
     async def serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         response = self.refusal(request)
+        _checked.set(bool(scope.get("state", {}).get(OPERATION_CHECKED)))
         if response is None:
             try:
                 response = await self.run(request)
@@ -102,9 +107,8 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         # The response cache's middleware checked what it read (OPERATION_CHECKED);
         # anything else is checked here, so every path answers it the same way.
-        scope = getattr(getattr(request, "request", None), "scope", {})
         if (isinstance(data, GraphQLRequestData) and isinstance(data.query, str)
-                and not scope.get("state", {}).get(OPERATION_CHECKED)
+                and not _checked.get()
                 and unnamed_of_several(data.query, data.operation_name,
                                        self.max_query_tokens)):
             raise HTTPException(400, UNNAMED_OF_SEVERAL)
