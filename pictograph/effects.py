@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from pictograph.cache.feeds import FeedCache
 from pictograph.cache.posts import PostCache
-from pictograph.cache.responses import ResponseCache
+from pictograph.cache.responses import Fence, ResponseCache
 from pictograph.cache.users import ProfileCache
 from pictograph.events import (
     Blocked,
@@ -112,7 +112,10 @@ def author_gone(author_id: int) -> dict[str, Any]:
     return {"kind": live.AUTHOR_GONE, "author_id": author_id}
 
 
-async def after_commit(resources: Resources, changes: Iterable[Event]) -> None:
+async def after_commit(resources: Resources, changes: Iterable[Event],
+                       fence: Fence | None = None) -> None:
+    """`fence`: the rendered responses' fence the change took before its commit, which
+    this ends (and only this: another change's fence stays until its own move)."""
     effects = Effects()
     for event in changes:
         effects |= effects_of(event)
@@ -127,7 +130,7 @@ async def after_commit(resources: Resources, changes: Iterable[Event]) -> None:
         for viewer, message in effects.live:
             await live.to_viewers(redis, [viewer], message)
         # Last: a response rendered after this reads the caches dropped above.
-        await ResponseCache(redis).changed(effects.shown_users, effects.shown_posts)
+        await ResponseCache(redis).changed(effects.shown_users, effects.shown_posts, fence)
     except RedisError as error:
         # What was fenced stays fenced until its fence expires; the rest is a cache that
         # ages out (profiles in minutes, pages in a minute).

@@ -211,6 +211,18 @@ def response_version(viewer_id: int) -> str:
     return f"resp:{{{viewer_id}}}:ver"
 
 
+def response_index(viewer_id: int) -> str:
+    """The viewer's stored responses (digests, scored by when each expires, in ms): the
+    store script trims it to MAX_RESPONSES_PER_VIEWER, dropping the first to expire."""
+    return f"resp:{{{viewer_id}}}:index"
+
+
+def response_fences(viewer_id: int) -> str:
+    """The changes fencing the viewer's responses (each change's token, scored by when the
+    fence expires, in ms): the version stays pending while any of them is unexpired."""
+    return f"resp:{{{viewer_id}}}:fences"
+
+
 def user_readers(user_id: int) -> str:
     """Viewers whose cached responses show something of this user (registered before the
     read): a change to the user moves each one's response version."""

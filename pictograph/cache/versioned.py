@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from pictograph.cache.connection import queue_reads
+from pictograph.checkpoints import checkpoint
 
 VERSION_TTL = 3 * 24 * 3600
 # Longer than a transaction runs between its fence and its commit.
@@ -76,6 +77,7 @@ class Versions:
                 before(pipe)
             taken = queue_reads(pipe, value_keys)
             values = taken(await pipe.execute())
+        await checkpoint("versions.values_read")  # read, and registered before it
         missing = [i for i, value in enumerate(values) if value is None]
         versions = [""] * len(values)
         if missing:

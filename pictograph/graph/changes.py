@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 
 from pictograph import effects, events
 from pictograph.cache.graph import GraphCache
-from pictograph.cache.responses import ResponseCache
+from pictograph.cache.responses import Fence, ResponseCache
 from pictograph.cache.users import ProfileCache
 from pictograph.checkpoints import checkpoint
 from pictograph.errors import Conflict, Forbidden, NotFound
@@ -193,7 +193,8 @@ class GraphChanges:
                 # "public" once this commits (see cache/versioned.py). Going public is
                 # fenced the same way, for one rule instead of two.
                 await self.profiles.fence([owner])
-                await self.responses.fence([owner, *asking])
+                fence = await self.responses.fence([owner, *asking])
+                await checkpoint("privacy.fenced")
                 break
         else:
             raise Conflict("follow requests keep arriving: try again")
@@ -201,21 +202,22 @@ class GraphChanges:
             # Requests became follows on both sides; rebuilding is simpler than
             # rewriting every pair, and going public is rare.
             await self._forget_quietly(sequences)
-        await self._after_commit(changes, outbox)
+        await self._after_commit(changes, outbox, fence)
 
     # The machinery.
 
     async def _change(self, a: int, b: int, change: Change) -> FollowStatus:
-        after, sequences, changes, outbox = await self._commit(a, b, change)
+        after, sequences, changes, outbox, fence = await self._commit(a, b, change)
         written = await self._write_through(after, sequences)
         # If Redis could not take the new state, the outbox rows stay for the relay,
         # which re-syncs the pair before it publishes them.
-        await self._after_commit(changes, outbox if written else [])
+        await self._after_commit(changes, outbox if written else [], fence)
         return follow_status(a, b, after.relation_for_a())
 
     async def _commit(
         self, a: int, b: int, change: Change
-    ) -> tuple[PairState, tuple[int, int], list[Event], list[OutboxEvent]]:
+    ) -> tuple[PairState, tuple[int, int], list[Event], list[OutboxEvent], Fence]:
+        fence: Fence | None = None  # one for every attempt, ended by one move
         for attempt in range(3):
             outcome = _Outcome()
             try:
@@ -235,9 +237,9 @@ class GraphChanges:
                     # Last, just before the commit: if Redis cannot take the fence, the
                     # change rolls back (see cache/graph.py, "Fences").
                     await self.cache.fence(after, sequences)
-                    await self.responses.fence([a, b])
+                    fence = await self.responses.fence([a, b], also=fence)
                     await checkpoint("graph.fenced")
-                return after, sequences, changes, outbox
+                return after, sequences, changes, outbox, fence
             except Exception as error:
                 if attempt == 2 or not rows.is_lock_conflict(error):
                     raise
@@ -253,8 +255,9 @@ class GraphChanges:
             await self._forget_quietly({pair.a: sequences[0], pair.b: sequences[1]})
             return False
 
-    async def _after_commit(self, changes: list[Event], outbox: list[OutboxEvent]) -> None:
-        await effects.after_commit(self.resources, changes)
+    async def _after_commit(self, changes: list[Event], outbox: list[OutboxEvent],
+                            fence: Fence) -> None:
+        await effects.after_commit(self.resources, changes, fence)
         try:
             await events.publish(self.redis, outbox)
         except RedisError:
@@ -279,9 +282,10 @@ class GraphChanges:
             async def unchanged(*_: object) -> None:
                 return None
 
-            pair, sequences, _, _ = await self._commit(event.a, event.b, unchanged)
+            pair, sequences, _, _, fence = await self._commit(event.a, event.b, unchanged)
             await self.cache.apply(pair, sequences)
             await self.profiles.forget([event.a, event.b])
+            await self.responses.changed([event.a, event.b], fence=fence)
 
 
 async def _end_follow(follower: int, followee: int, follow: int | None,

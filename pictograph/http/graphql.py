@@ -45,6 +45,7 @@ class GraphQLEndpoint(GraphQLOverHTTP):
         )
         self._http = BodyLimit(self.serve_http, settings.max_request_bytes)
         self._settings = settings
+        self.max_query_tokens = settings.max_query_tokens
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # Pictograph's own page: GraphiQL from the package under a strict CSP, instead

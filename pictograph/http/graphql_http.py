@@ -17,6 +17,7 @@ somebody registered, and only if it is a query.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from cross_web import HTTPException
@@ -25,11 +26,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLRequestData
+from strawberry.http.async_base_view import AsyncHTTPRequestAdapter
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from pictograph.context import Context
+from pictograph.http.declared import UNNAMED_OF_SEVERAL, unnamed_of_several
 
 JSON_ONLY = "Send the operation as a POST with Content-Type: application/json"
 GET_REFUSED = (
@@ -41,6 +45,16 @@ NO_QUERY = 'The request body has no "query"'
 SUBSCRIPTION_OVER_HTTP = (
     "Subscriptions are not served over HTTP: subscribe over a WebSocket at /graphql "
     "(subprotocol graphql-transport-ws)"
+)
+
+# Set in a request's state by the response cache's middleware once it has checked that
+# the document's operation is chosen (http/declared.py).
+OPERATION_CHECKED = "operation_checked"
+# This request's OPERATION_CHECKED, from serve_http to parse_http_body (Strawberry's
+# request adapter keeps the scope to itself).
+_checked: ContextVar[bool] = ContextVar("operation_checked", default=False)
+TWO_AUTHORIZATIONS = (
+    "The request has more than one Authorization header: send the bearer token once"
 )
 
 
@@ -59,9 +73,14 @@ def error_response(
 class GraphQLOverHTTP(GraphQL[Context, None]):
     """Strawberry's ASGI view with Pictograph's rules for HTTP requests."""
 
+    # Tokens the view parses, at most, to tell a document's operations apart (the
+    # schema's own limit; set from the settings by the endpoint).
+    max_query_tokens = 1000
+
     async def serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         response = self.refusal(request)
+        _checked.set(bool(scope.get("state", {}).get(OPERATION_CHECKED)))
         if response is None:
             try:
                 response = await self.run(request)
@@ -82,6 +101,19 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             return error_response(415, JSON_ONLY)
         return None
 
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        # The response cache's middleware checked what it read (OPERATION_CHECKED);
+        # anything else is checked here, so every path answers it the same way.
+        if (isinstance(data, GraphQLRequestData) and isinstance(data.query, str)
+                and not _checked.get()
+                and unnamed_of_several(data.query, data.operation_name,
+                                       self.max_query_tokens)):
+            raise HTTPException(400, UNNAMED_OF_SEVERAL)
+        return data
+
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry reads the body's fields with .get(), which fails on any other JSON
         # value (a 500). A list is a batch, which it refuses itself.
@@ -93,6 +125,13 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
                 400, "The GraphQL operation's `operationName` must be a string or null"
             )
         return value
+
+
+def repeated_authorization(scope: Scope) -> bool:
+    """More than one Authorization header: one part of the server would read one token
+    and another the other (the response cache keys on one, the view signs in with one),
+    so such a request is refused before anything reads either."""
+    return sum(name == b"authorization" for name, _ in scope["headers"]) > 1
 
 
 def _is_json(content_type: str | None) -> bool:

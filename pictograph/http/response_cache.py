@@ -12,8 +12,11 @@ ask again for a moment and then render their own, uncached.
 
 Mutations are never stored: the schema marks a recording uncacheable for any operation
 but a query (schema/recording.py). The key is the viewer's id, the document's hash, the
-operation's name and the variables: another viewer's answer can never be found under
-it, and the version is the viewer's.
+operation's name and the variables it declares (http/declared.py): another viewer's
+answer can never be found under it, and the version is the viewer's.
+
+Refused with a 400 before anything runs: two Authorization headers (this would key on
+one, the view sign in with the other), and several operations without operationName.
 """
 
 from __future__ import annotations
@@ -29,11 +32,17 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pictograph.accounts.sessions import claimed_user_id, token_key
-from pictograph.cache.jitter import jittered
 from pictograph.cache.responses import Lookup, Recording, ResponseCache
+from pictograph.checkpoints import checkpoint
 from pictograph.context import bearer_token
 from pictograph.http.body_limit import replay_body
-from pictograph.http.graphql_http import error_response
+from pictograph.http.declared import Declarations
+from pictograph.http.graphql_http import (
+    OPERATION_CHECKED,
+    TWO_AUTHORIZATIONS,
+    error_response,
+    repeated_authorization,
+)
 from pictograph.http.persisted_queries import (
     NOT_FOUND_BODY,
     Operation,
@@ -61,10 +70,14 @@ class ResponseCacheMiddleware:
         self.ttl = settings.response_ttl
         self.max_bytes = settings.max_request_bytes
         self._caches: dict[int, ResponseCache] = {}
+        self.declarations = Declarations(settings.query_cache_size, settings.max_query_tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH:
             await self.app(scope, receive, send)
+            return
+        if repeated_authorization(scope):  # every method, before anything runs
+            await error_response(400, TWO_AUTHORIZATIONS)(scope, receive, send)
             return
         method = scope["method"]
         if method == "GET":
@@ -119,12 +132,36 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         resources: Resources = scope["app"].state.resources
+        registry = PersistedQueries(resources.redis, self.settings.persisted_query_ttl)
+        known, declared = self.declarations.known(operation.document_hash)
+        if not known:
+            if operation.query is None:
+                # A hash this process has not seen: the registry, once. From then on the
+                # hit path reads nothing but the cache.
+                try:
+                    found = await registry.find(operation.document_hash)
+                except RedisError:
+                    await self.app(scope, receive, send)  # a 503, as below
+                    return
+                if found is None:
+                    await _answer(send, NOT_FOUND_BODY)
+                    return
+                operation = operation.with_query(found)
+            assert operation.query is not None
+            declared = self.declarations.learn(operation.document_hash, operation.query)
+        try:
+            variables = (declared.key_variables(operation.operation_name, operation.variables)
+                         if declared is not None else None)
+        except RequestError as error:
+            await error_response(400, str(error))(scope, receive, send)
+            return
+        scope.setdefault("state", {})[OPERATION_CHECKED] = True
         authorization = _headers(scope).get(b"authorization")
         token = bearer_token(authorization.decode("latin-1") if authorization else None)
         viewer_id = claimed_user_id(token) if token and self.ttl else None
-        if viewer_id is not None and _plainly_not_a_query(operation):
-            viewer_id = None  # nothing to look up or store
-        digest = _digest(operation) if viewer_id is not None else ""
+        if viewer_id is not None and (variables is None or _plainly_not_a_query(operation)):
+            viewer_id = None  # nothing to look up or store (or a document that won't parse)
+        digest = _digest(operation, variables or {}) if viewer_id is not None else ""
         lookup = Lookup(token_known=False)
         try:
             if viewer_id is not None:
@@ -136,15 +173,13 @@ class ResponseCacheMiddleware:
                     await _answer(send, lookup.body)
                     return
             if operation.query is None:
-                found = await PersistedQueries(resources.redis, self.settings.persisted_query_ttl
-                                               ).find(operation.document_hash)
+                found = await registry.find(operation.document_hash)
                 if found is None:
                     await _answer(send, NOT_FOUND_BODY)
                     return
                 operation = operation.with_query(found)
             elif operation.persisted:
-                await PersistedQueries(resources.redis, self.settings.persisted_query_ttl
-                                       ).register(operation.document_hash, operation.query)
+                await registry.register(operation.document_hash, operation.query)
         except RedisError:
             # The view answers as it does when Redis is away (a 503), and the lock, if
             # any, expires on its own.
@@ -200,11 +235,15 @@ class ResponseCacheMiddleware:
     async def _finish(self, resources: Resources, viewer_id: int, digest: str,
                       lookup: Lookup, recording: Recording, captured: _Captured) -> None:
         cache = self._cache(resources)
+        await checkpoint("responses.rendered")  # read everything, not stored yet
         try:
-            if recording.cacheable and captured.cacheable():
+            # Taken after the render: a render slower than the registrations' margin
+            # is not stored (see cache/responses.py, READERS_MARGIN).
+            lifetime = recording.lifetime()
+            if recording.cacheable and lifetime is not None and captured.cacheable():
                 assert lookup.version is not None
                 stored = await cache.store(viewer_id, digest, lookup.version,
-                                           captured.body(), jittered(self.ttl, 0.2))
+                                           captured.body(), lifetime)
                 resources.metrics.response_cache.labels("stored" if stored else "miss").inc()
             else:
                 await cache.release(viewer_id, digest)
@@ -264,9 +303,11 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
             if name in (b"content-type", b"content-length", b"authorization")}
 
 
-def _digest(operation: Operation) -> str:
+def _digest(operation: Operation, variables: dict[str, Any]) -> str:
+    """The key of one response: the document, the operation's name and the variables it
+    declares (http/declared.py), so invented variables all find one response."""
     named = (operation.document_hash, operation.operation_name or "",
-             orjson.dumps(operation.variables, option=orjson.OPT_SORT_KEYS).decode())
+             orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode())
     return hashlib.sha256("\0".join(named).encode()).hexdigest()[:32]
 
 

@@ -92,12 +92,12 @@ async def delete_post(resources: Resources, viewer_id: int, post_id: int) -> Non
             await User.filter(id=viewer_id).update(post_count=F("post_count") - 1)
         # Before the commit: no cached copy may show the post once it is gone.
         await PostCache(resources.redis).fence([post_id])
-        await ResponseCache(resources.redis).fence([viewer_id], [post_id])
+        fence = await ResponseCache(resources.redis).fence([viewer_id], [post_id])
         # Only a READY post was ever shown: the removal of any other is nobody's news.
         deleted = PostDeleted(post_id=post_id, author_id=viewer_id,
                               was_ready=post.status == PostStatus.READY)
         outbox = await events.record([deleted])
-    await effects.after_commit(resources, [deleted])
+    await effects.after_commit(resources, [deleted], fence)
     await _publish_quietly(resources, outbox)
     await garbage.collect(resources.storage, trash)
 

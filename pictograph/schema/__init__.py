@@ -17,6 +17,7 @@ from pictograph.schema.errors import CodedErrors, log_unexpected
 from pictograph.schema.execution import PlainFieldsFirst, install_direct_resolvers
 from pictograph.schema.limits import QueryLimits, limit_extensions
 from pictograph.schema.live import Subscription
+from pictograph.schema.operation_choice import OneOperationNamed
 from pictograph.schema.recording import QueriesOnlyRecorded
 from pictograph.schema.root import Mutation, Query
 from pictograph.schema.types import DIRECT_RESOLVERS, PostType, UserType
@@ -67,7 +68,7 @@ def build_schema(settings: Settings | None = None) -> PictographSchema:
         subscription=Subscription,
         types=[UserType, PostType],
         extensions=[lambda: CodedErrors(hide_suggestions), *limit_extensions(limits),
-                    QueriesOnlyRecorded],
+                    OneOperationNamed, QueriesOnlyRecorded],
         execution_context_class=PlainFieldsFirst,
     )
     install_direct_resolvers(schema._schema, DIRECT_RESOLVERS)

@@ -9,11 +9,12 @@ from pictograph.cache.responses import hit_body
 
 LATER = str(int(time.time()) + 600).encode()
 EARLIER = str(int(time.time()) - 1).encode()
+NOW = int(time.time() * 1000)
 
 
 def test_the_viewers_live_token_and_current_version_are_a_hit() -> None:
-    assert hit_body(42, b"42:" + LATER, b"v1", b"v1\n{\"data\": 1}") == b'{"data": 1}'
-    assert hit_body(42, b"42:" + LATER, b"v1", b"v1\n") == b""
+    assert hit_body(42, b"42:" + LATER, b"v1", b"v1\n{\"data\": 1}", NOW) == b'{"data": 1}'
+    assert hit_body(42, b"42:" + LATER, b"v1", b"v1\n", NOW) == b""
 
 
 def test_anything_else_goes_to_the_script() -> None:
@@ -32,4 +33,4 @@ def test_anything_else_goes_to_the_script() -> None:
         (b"42:" + LATER, b"v1", None),  # nothing stored
     ]
     for token, version, body in refused:
-        assert hit_body(42, token, version, body) is None, (token, version, body)
+        assert hit_body(42, token, version, body, NOW) is None, (token, version, body)
