@@ -53,7 +53,7 @@ TARGETS: dict[str, Target] = {
         "tests/access/test_revocation_fences.py", "tests/http/test_response_cache.py",
         "tests/cache/test_response_hits.py", "tests/live/test_removals.py",
         "tests/follows/test_graph_cache.py",
-        "tests/feed/test_home_feed.py")),
+        "tests/feed/test_home_feed.py", "tests/access/test_effects_mutation_kills.py")),
     "media": Target("pictograph/http/media.py", (
         "tests/media/test_photos.py", "tests/media/test_mutation_kills.py", "tests/access",
         "tests/cache/test_rate_limits.py::test_media_requests_are_limited_per_viewer_with_429"),
@@ -208,14 +208,15 @@ def run_target(name: str, target: Target, every_operator: bool, resume: bool) ->
                    check=True)
 
 
-def known_equivalents() -> dict[tuple[str, str, str], str]:
-    """(file, operator, the mutated line) -> why it cannot change what anyone sees."""
-    entry = re.compile(r"^- `([^`]+)` · `([^`]+)` · `(.+)` — (.+)$")
+def known_equivalents() -> dict[tuple[str, str, str, str], str]:
+    """(file, function, operator, the mutated line) -> why it cannot change what anyone
+    sees. The function keeps one entry from covering a line alike elsewhere in the file."""
+    entry = re.compile(r"^- `([^`]+)` · `([^`]+)` · `([^`]+)` · `(.+)` — (.+)$")
     found = {}
     for line in EQUIVALENT.read_text().splitlines() if EQUIVALENT.exists() else []:
         match = entry.match(line)
         if match:
-            found[match[1], match[2], match[3].strip()] = match[4]
+            found[match[1], match[2], match[3], match[4].strip()] = match[5]
     return found
 
 
@@ -238,6 +239,7 @@ def report(name: str, target: Target, equivalents: dict) -> int:
         for item in db.work_items:
             result = results.get(item.job_id)
             operator = item.mutations[0].operator_name.split("/")[-1]
+            function = item.mutations[0].definition_name or "<module>"
             if result is None:
                 counts["pending"] += 1
             elif result.worker_outcome == WorkerOutcome.SKIPPED:
@@ -248,13 +250,14 @@ def report(name: str, target: Target, equivalents: dict) -> int:
                 counts["incompetent"] += 1  # the mutant does not even import: a kill
             else:
                 line = mutated_line(result.diff or "")
-                if (target.module, operator, line) in equivalents:
+                if (target.module, function, operator, line) in equivalents:
                     counts["equivalent"] += 1
                 else:
                     counts["survived"] += 1
                     row = item.mutations[0].start_pos[0]
-                    unexplained.append(f"  {target.module}:{row} {operator}\n"
-                                       f"  - `{target.module}` · `{operator}` · `{line}` — ?")
+                    unexplained.append(
+                        f"  {target.module}:{row} {operator}\n"
+                        f"  - `{target.module}` · `{function}` · `{operator}` · `{line}` — ?")
     run = counts["killed"] + counts["incompetent"] + counts["survived"] + counts["equivalent"]
     killed = counts["killed"] + counts["incompetent"]
     score = f"{killed}/{run - counts['equivalent']}" if run else "-"
