@@ -63,7 +63,7 @@ TARGETS: dict[str, Target] = {
     "live": Target("pictograph/resolvers/live.py", (
         "tests/live/test_removals.py", "tests/live/test_live_completeness.py",
         "tests/live/test_socket_operations.py", "tests/live/test_socket_tokens.py",
-        "tests/live/test_mutation_kills.py")),
+        "tests/live/test_mutation_kills.py", "tests/access/test_mutation_kills.py")),
     "live-publish": Target("pictograph/live/publish.py", (
         "tests/live/test_removals.py", "tests/live/test_live_completeness.py",
         "tests/live/test_socket_tokens.py")),

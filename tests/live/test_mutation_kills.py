@@ -7,12 +7,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from pictograph.accounts.sessions import token_key
+from pictograph.accounts.sessions import hash_token, token_key
 from pictograph.cache import tokens as token_cache
 from pictograph.cache.pubsub import RESYNC
+from pictograph.context import Context
 from pictograph.live import publish as live
 from pictograph.resolvers import live as live_filter
 from pictograph.resources import Resources
+from pictograph.schema import build_schema
 from pictograph.schema.node import decode_id_of
 from tests.support.feeds import publish
 from tests.support.graphql import relate_ok, user_id
@@ -69,3 +71,27 @@ async def test_an_unfollow_says_the_author_s_newest_posts_leave(
         await relate_ok(client, "unfollow", fan, author_id)
         said = await updates.said()
         assert sorted(said) == sorted(("POST_REMOVED", post) for post in newest)
+
+
+async def test_a_follow_keeps_the_subscription_listening_to_its_viewer_and_token(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    """A follow makes the subscription look again at which celebrities to listen to;
+    it must not stop listening to anything else."""
+    fan, author = await follower_of(client, "fan", "author")
+    other = decode_id_of(await publish(client, resources, author, "first"), "Post")
+    async with subscribed(resources, fan, await user_id(client, "fan")) as updates:
+        await updates.send({"kind": live.GRAPH_CHANGED, "author_id": 0})
+        assert await updates.said() == []
+        await updates.send(added(other))
+        assert await updates.said() == [("POST_ADDED", other)]
+        await live.token_revoked(resources.redis, hash_token(fan))
+        assert await updates.ending() == ["UNAUTHENTICATED"]
+
+
+async def test_a_subscription_without_a_token_is_refused(resources: Resources) -> None:
+    stream = await build_schema().subscribe(
+        "subscription { feedUpdates { kind } }",
+        context_value=Context(resources, None, None, "req-live-kills"))
+    first = await anext(stream)
+    assert [error.extensions["code"] for error in first.errors] == ["UNAUTHENTICATED"]
