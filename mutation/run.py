@@ -55,7 +55,8 @@ TARGETS: dict[str, Target] = {
         "tests/follows/test_graph_cache.py",
         "tests/feed/test_home_feed.py", "tests/access/test_effects_mutation_kills.py")),
     "media": Target("pictograph/http/media.py", (
-        "tests/media/test_photos.py", "tests/media/test_mutation_kills.py", "tests/access",
+        "tests/media/test_photos.py", "tests/media/test_mutation_kills.py",
+        "tests/media/test_outages.py", "tests/access",
         "tests/cache/test_rate_limits.py::test_media_requests_are_limited_per_viewer_with_429"),
         # How the bytes of an allowed photo travel (S3 streaming, ranges, a 429): they
         # run only once the signature, the expiry and visibility.py have said yes.
