@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cosmic_ray.work_db import WorkDB, use_db
-from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "mutation" / ".work"
@@ -55,16 +55,16 @@ TARGETS: dict[str, Target] = {
         "tests/follows/test_graph_cache.py",
         "tests/feed/test_home_feed.py", "tests/access/test_effects_mutation_kills.py")),
     "media": Target("pictograph/http/media.py", (
-        "tests/media/test_photos.py", "tests/media/test_mutation_kills.py",
+        "tests/media/test_mutation_kills.py", "tests/media/test_photos.py",
         "tests/media/test_outages.py", "tests/access",
         "tests/cache/test_rate_limits.py::test_media_requests_are_limited_per_viewer_with_429"),
         # How the bytes of an allowed photo travel (S3 streaming, ranges, a 429): they
         # run only once the signature, the expiry and visibility.py have said yes.
         after_the_gate=("_stream_from_s3", "chunks", "too_many")),
     "live": Target("pictograph/resolvers/live.py", (
-        "tests/live/test_removals.py", "tests/live/test_live_completeness.py",
-        "tests/live/test_socket_operations.py", "tests/live/test_socket_tokens.py",
-        "tests/live/test_mutation_kills.py", "tests/access/test_mutation_kills.py")),
+        "tests/live/test_mutation_kills.py", "tests/live/test_removals.py",
+        "tests/live/test_live_completeness.py", "tests/live/test_socket_tokens.py",
+        "tests/access/test_mutation_kills.py", "tests/live/test_socket_operations.py")),
     "live-publish": Target("pictograph/live/publish.py", (
         "tests/live/test_removals.py", "tests/live/test_live_completeness.py",
         "tests/live/test_socket_tokens.py")),
@@ -168,10 +168,24 @@ def config_text(target: Target) -> str:
             '[cosmic-ray.distributor]\nname = "local"\n')
 
 
-def forget_survivors(session: Path) -> None:
-    """Survivors run again (against the tests as they are now) on the next --resume."""
+def forget_survivors(session: Path, target: Target) -> None:
+    """Survivors that equivalent.md does not explain run again (against the tests as they
+    are now) on the next --resume."""
+    equivalents = known_equivalents()
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        results = dict(db.results)
+        again = [item.job_id for item in db.work_items
+                 if (result := results.get(item.job_id)) is not None
+                 and result.test_outcome == TestOutcome.SURVIVED
+                 and _key(target, item, result) not in equivalents]
     with sqlite3.connect(session) as db:
-        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        db.executemany("DELETE FROM work_results WHERE job_id = ?", [(j,) for j in again])
+
+
+def _key(target: Target, item: WorkItem, result: WorkResult) -> tuple[str, str, str, str]:
+    mutation = item.mutations[0]
+    return (target.module, mutation.definition_name or "<module>",
+            mutation.operator_name.split("/")[-1], mutated_line(result.diff or ""))
 
 
 def run_target(name: str, target: Target, every_operator: bool, resume: bool) -> None:
@@ -239,8 +253,8 @@ def report(name: str, target: Target, equivalents: dict) -> int:
         results = dict(db.results)
         for item in db.work_items:
             result = results.get(item.job_id)
-            operator = item.mutations[0].operator_name.split("/")[-1]
-            function = item.mutations[0].definition_name or "<module>"
+            _, function, operator, _ = _key(target, item, result or WorkResult(
+                worker_outcome=WorkerOutcome.SKIPPED))
             if result is None:
                 counts["pending"] += 1
             elif result.worker_outcome == WorkerOutcome.SKIPPED:
@@ -251,7 +265,7 @@ def report(name: str, target: Target, equivalents: dict) -> int:
                 counts["incompetent"] += 1  # the mutant does not even import: a kill
             else:
                 line = mutated_line(result.diff or "")
-                if (target.module, function, operator, line) in equivalents:
+                if _key(target, item, result) in equivalents:
                     counts["equivalent"] += 1
                 else:
                     counts["survived"] += 1
@@ -293,7 +307,7 @@ def main() -> None:
     if not args.report:
         for name in names:
             if args.resume and args.survivors and (WORK / name / "session.sqlite").exists():
-                forget_survivors(WORK / name / "session.sqlite")
+                forget_survivors(WORK / name / "session.sqlite", TARGETS[name])
             run_target(name, TARGETS[name], args.all_operators, args.resume)
     equivalents = known_equivalents()
     survivors = sum(report(name, TARGETS[name], equivalents) for name in names)

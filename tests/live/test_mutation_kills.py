@@ -55,24 +55,6 @@ async def test_a_resync_checks_the_token_again_and_goes_on_while_it_holds(
         assert await updates.ending() == ["UNAUTHENTICATED"]
 
 
-async def test_an_unfollow_says_the_author_s_newest_posts_leave(
-    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fan, author = await follower_of(client, "fan", "author")
-    author_id = await user_id(client, "author")
-    posts = [decode_id_of(await publish(client, resources, author, f"{n}"), "Post")
-             for n in range(live_filter.REMOVED_ON_UNFOLLOW + 1)]
-    newest = sorted(posts, reverse=True)[:live_filter.REMOVED_ON_UNFOLLOW]
-    async with subscribed(resources, fan, await user_id(client, "fan")) as updates:
-        # Followed again before the message is read: nothing leaves.
-        gone = {"kind": live.AUTHOR_GONE, "author_id": decode_id_of(author_id, "User")}
-        await updates.send(gone)
-        assert await updates.said() == []
-        await relate_ok(client, "unfollow", fan, author_id)
-        said = await updates.said()
-        assert sorted(said) == sorted(("POST_REMOVED", post) for post in newest)
-
-
 async def test_a_follow_keeps_the_subscription_listening_to_its_viewer_and_token(
     client: httpx.AsyncClient, resources: Resources
 ) -> None:
@@ -95,3 +77,21 @@ async def test_a_subscription_without_a_token_is_refused(resources: Resources) -
         context_value=Context(resources, None, None, "req-live-kills"))
     first = await anext(stream)
     assert [error.extensions["code"] for error in first.errors] == ["UNAUTHENTICATED"]
+
+
+async def test_an_unfollow_says_the_author_s_newest_posts_leave(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fan, author = await follower_of(client, "fan", "author")
+    author_id = await user_id(client, "author")
+    posts = [decode_id_of(await publish(client, resources, author, f"{n}"), "Post")
+             for n in range(live_filter.REMOVED_ON_UNFOLLOW + 1)]
+    newest = sorted(posts, reverse=True)[:live_filter.REMOVED_ON_UNFOLLOW]
+    async with subscribed(resources, fan, await user_id(client, "fan")) as updates:
+        # Followed again before the message is read: nothing leaves.
+        gone = {"kind": live.AUTHOR_GONE, "author_id": decode_id_of(author_id, "User")}
+        await updates.send(gone)
+        assert await updates.said() == []
+        await relate_ok(client, "unfollow", fan, author_id)
+        said = await updates.said()
+        assert sorted(said) == sorted(("POST_REMOVED", post) for post in newest)
