@@ -5,13 +5,17 @@ mutation/equivalent.md for the ones no test can kill."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
+from pictograph.records import MediaSize
 from pictograph.resources import Resources
 from pictograph.schema.node import decode_id_of, encode_global_id
+from pictograph.storage.signing import media_url
 from tests.support.feeds import fan_out, publish
 from tests.support.graphql import gql, relate_ok, sign_up, user_id
-from tests.support.photos import jpeg, post_photo, process_media
+from tests.support.photos import fetch, jpeg, post_photo, process_media
 from tests.support.relations import make_private
 from tests.support.subscriptions import added, subscribed
 
@@ -21,6 +25,7 @@ READ = """query($u: String!, $id: ID!) {
   node(id: $id) { id }
 }"""
 FEED = "{ feed(first: 50) { edges { node { id } } } }"
+PHOTO = "query($id: ID!) { post(id: $id) { id media(size: THUMBNAIL) { url } } }"
 RELATION = """query($u: String!) {
   user(username: $u) { followsViewer viewerFollowStatus
                        posts(first: 50) { edges { node { id } } } }
@@ -130,3 +135,21 @@ async def test_follows_viewer_is_said_of_a_follower_only(
     await relate_ok(client, "follow", owner, viewer_id)
     assert await follows_viewer(viewer, "author")
     assert not await follows_viewer(owner, "viewer")  # the viewer follows nobody
+
+
+async def test_a_photo_is_not_shown_to_a_stranger_who_signed_up_first(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    """Ids grow with time: a viewer older than the author has the smaller id, which no
+    relation in the access matrix has (its viewers all sign up after the author)."""
+    stranger = await sign_up(client, "stranger")
+    stranger_id = await user_id(client, "stranger")
+    author = await sign_up(client, "author")
+    post_id = await publish(client, resources, author, "public")
+    seen = (await gql(client, PHOTO, {"id": post_id}, token=stranger))["data"]["post"]
+    assert seen == {"id": post_id, "media": None}  # a public post; its photo is not
+    url = media_url("", resources.secret_key, decode_id_of(stranger_id, "User"),
+                    decode_id_of(post_id, "Post"), MediaSize.THUMBNAIL, int(time.time()) + 60)
+    assert (await fetch(client, url)).status_code == 403
+    assert (await gql(client, PHOTO, {"id": post_id}, token=author)
+            )["data"]["post"]["media"] is not None
