@@ -9,10 +9,20 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pictograph.cache.users import ProfileCache
-from tests.support.graphql import error_codes, gql, sign_up
+from pictograph.feed import policy
+from pictograph.resources import Resources
+from tests.support.feeds import feed_captions, publish
+from tests.support.graphql import error_codes, gql, relate_ok, sign_up, user_id
 from tests.support.photos import jpeg, post_photo
+from tests.support.relations import follower_of
 
 BIO = 'mutation { updateProfile(input: {bio: "new"}) { bio } }'
+COUNTS = '{ user(username: "author") { followerCount followingCount } }'
+
+
+async def counts(client: httpx.AsyncClient, token: str) -> tuple[int, int]:
+    user = (await gql(client, COUNTS, token=token))["data"]["user"]
+    return user["followerCount"], user["followingCount"]
 
 
 async def redis_fails(*_: object, **__: object) -> None:
@@ -32,3 +42,30 @@ async def test_a_profile_change_the_caches_miss_is_not_reported_done_but_a_post_
     posted = await post_photo(client, token, jpeg(64, 48), caption="hello")
     assert not posted.get("errors"), posted
     assert posted["data"]["createPost"]["status"] == "PROCESSING"
+
+
+async def test_a_followed_celebrity_s_posts_show_in_a_feed_read_just_before(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A celebrity's posts are merged at read time, with no worker to wait for: the
+    follower's cached first page from before the follow must go with the follow."""
+    monkeypatch.setattr(resources.settings, "celebrity_threshold", 1)
+    monkeypatch.setattr(policy, "CELEBRITY_GRACE", 0)
+    fan = await sign_up(client, "fan")
+    _, author = await follower_of(client, "other", "author")
+    await publish(client, resources, author, "celebrated")
+    assert (await feed_captions(client, fan))[0] == []  # the first page, cached empty
+    await relate_ok(client, "follow", fan, await user_id(client, "author"))
+    assert (await feed_captions(client, fan))[0] == ["celebrated"]
+
+
+async def test_a_block_of_a_follower_shows_in_the_counts_at_once(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    _, author = await follower_of(client, "fan", "author")
+    stranger = await sign_up(client, "stranger")
+    assert await counts(client, stranger) == (1, 0)
+    assert await counts(client, author) == (1, 0)
+    await relate_ok(client, "block", author, await user_id(client, "fan"))
+    assert await counts(client, stranger) == (0, 0)
+    assert await counts(client, author) == (0, 0)
