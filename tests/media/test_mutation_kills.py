@@ -16,6 +16,7 @@ from tests.support.graphql import gql, sign_up
 from tests.support.photos import jpeg, post_photo, process_media
 
 FULL = "query($id: ID!) { post(id: $id) { media { url } } }"
+SERVED = (200, 302)  # the bytes from disk, or a redirect to them on S3
 
 
 async def own_photo(client: httpx.AsyncClient, resources: Resources) -> tuple[str, dict]:
@@ -48,7 +49,7 @@ async def test_a_url_is_refused_from_the_second_it_expires(
     def signed(expires: int) -> str:
         return media_url("", resources.secret_key, viewer, post, "FULL", expires)
 
-    assert (await client.get(signed(now + 1))).status_code == 200  # its last second
+    assert (await client.get(signed(now + 1))).status_code in SERVED  # its last second
     assert (await client.get(signed(now))).status_code == 403  # over since `now`
     assert (await client.get(signed(now - 1))).status_code == 403
 
@@ -57,7 +58,7 @@ async def test_a_url_missing_a_part_is_refused_like_any_other(
     client: httpx.AsyncClient, resources: Resources
 ) -> None:
     path, query = await own_photo(client, resources)
-    assert (await client.get(f"{path}?{urlencode(query)}")).status_code == 200
+    assert (await client.get(f"{path}?{urlencode(query)}")).status_code in SERVED
     broken = [f"{path}?{urlencode({k: v for k, v in query.items() if k != name})}"
               for name in ("v", "e", "s")]
     broken += [f"{path}?{urlencode(query | {'v': 'me'})}",
