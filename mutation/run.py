@@ -201,7 +201,7 @@ def run_target(name: str, target: Target, every_operator: bool, resume: bool) ->
     # left its mutant in the copy).
     copy_tree(tree)
     # Only the tests that exist in this checkout (a target may name a later one).
-    existing = tuple(t for t in target.tests if (tree / t).exists())
+    existing = tuple(t for t in target.tests if (tree / t.split("::")[0]).exists())
     target = Target(target.module, existing, target.timeout, target.after_the_gate)
     config = place / "config.toml"
     config.write_text(config_text(target))

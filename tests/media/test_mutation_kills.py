@@ -12,7 +12,9 @@ import pytest
 from pictograph.http import media
 from pictograph.resources import Resources
 from pictograph.storage.signing import media_url
+from tests.conftest import Backend
 from tests.support.graphql import gql, sign_up
+from tests.support.outages import NOBODY, app_client
 from tests.support.photos import jpeg, post_photo, process_media
 
 FULL = "query($id: ID!) { post(id: $id) { media { url } } }"
@@ -67,3 +69,15 @@ async def test_a_url_missing_a_part_is_refused_like_any_other(
     for url in broken:
         response = await client.get(url)
         assert (response.status_code, response.text) == (403, "forbidden"), url
+
+
+async def test_an_outage_is_answered_in_plain_text_like_every_refusal(
+    client: httpx.AsyncClient, resources: Resources, backend: Backend
+) -> None:
+    """/media answers browsers (an <img>), not GraphQL clients: no JSON, even in a 503."""
+    path, query = await own_photo(client, resources)
+    away = backend.settings.model_copy(update={"redis_url": f"redis://{NOBODY}/0"})
+    async with app_client(away) as elsewhere:
+        response = await elsewhere.get(f"{path}?{urlencode(query)}")
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/plain")
