@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fcntl
 import os
 import re
 import shutil
@@ -190,6 +191,18 @@ def _key(target: Target, item: WorkItem, result: WorkResult) -> tuple[str, str, 
 
 def run_target(name: str, target: Target, every_operator: bool, resume: bool) -> None:
     place = WORK / name
+    place.mkdir(parents=True, exist_ok=True)
+    with (place / "lock").open("w") as lock:
+        # Two runs of one target would copy the tree under each other's mutant.
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(f"{name}: another run of this target is going on")
+        _run_target(name, place, target, every_operator, resume)
+
+
+def _run_target(name: str, place: Path, target: Target, every_operator: bool,
+                resume: bool) -> None:
     tree = place / "tree"
     session = place / "session.sqlite"
     resume = resume and session.exists()
