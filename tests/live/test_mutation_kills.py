@@ -80,13 +80,14 @@ async def test_a_subscription_without_a_token_is_refused(resources: Resources) -
 
 
 async def test_an_unfollow_says_the_author_s_newest_posts_leave(
-    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, resources: Resources
 ) -> None:
     fan, author = await follower_of(client, "fan", "author")
     author_id = await user_id(client, "author")
+    # 50, written out: the constant itself is what this test holds to its value.
     posts = [decode_id_of(await publish(client, resources, author, f"{n}"), "Post")
-             for n in range(live_filter.REMOVED_ON_UNFOLLOW + 1)]
-    newest = sorted(posts, reverse=True)[:live_filter.REMOVED_ON_UNFOLLOW]
+             for n in range(51)]
+    newest = sorted(posts, reverse=True)[:50]
     async with subscribed(resources, fan, await user_id(client, "fan")) as updates:
         # Followed again before the message is read: nothing leaves.
         gone = {"kind": live.AUTHOR_GONE, "author_id": decode_id_of(author_id, "User")}
