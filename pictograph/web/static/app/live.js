@@ -18,6 +18,9 @@ export function connectLive({ document, onEvent, onStatus, onResync }) {
     url: new URL("/graphql", window.location.href).toString().replace(/^http/, "ws"),
     connectionParams: () => ({ authorization: `Bearer ${session.token}` }),
     lazy: false,
+    // A close that is not retried (4403: the token ended) is handled in on.closed; without
+    // this graphql-ws also writes it to the console as an error.
+    onNonLazyError: () => {},
     keepAlive: 10_000,
     retryAttempts: Infinity,
     shouldRetry: (event) => !(event && event.code === TOKEN_ENDED),
