@@ -221,8 +221,12 @@ class World:
             "kind": live.POST_REMOVED, "post_id": post_id, "author_id": 0})
         return encode_global_id("Post", post_id)
 
-    async def _until_sentinel(self, member: Member, sentinel: str) -> list[dict[str, Any]]:
-        said = []
+    async def _until_sentinel(self, member: Member, sentinel: str,
+                              said: list[dict[str, Any]] | None = None
+                              ) -> list[dict[str, Any]]:
+        """Events up to the sentinel, appended to `said` as they come (so a caller that
+        gives up waiting keeps them)."""
+        said = [] if said is None else said
         while True:
             result = await member.events.get()
             if "closed" in result:
@@ -242,12 +246,23 @@ class World:
         return [edge["node"]["id"] for edge in result["data"]["feed"]["edges"]]
 
     async def live_updates(self, member: Member) -> list[dict[str, Any]]:
-        sentinel = await self.say_sentinel(member)
-        try:
-            return await asyncio.wait_for(self._until_sentinel(member, sentinel), WAIT)
-        except TimeoutError:
-            raise AssertionError(f"{member.name}'s subscription never said the sentinel "
-                                 f"published after the step") from None
+        """What the member's subscription said since the last call, up to a sentinel
+        published now. A sentinel published while the live hub reconnects is lost (as
+        anything is then: RESYNC covers what matters), so another is sent every second
+        until one arrives; what arrived before it is kept."""
+        said: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while True:
+            sentinel = await self.say_sentinel(member)
+            try:
+                await asyncio.wait_for(self._until_sentinel(member, sentinel, said),
+                                       min(1.0, max(deadline - loop.time(), 0.01)))
+                return said
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise AssertionError(f"{member.name}'s subscription never said a "
+                                         "sentinel published after the step") from None
 
     # Actions.
 
