@@ -124,3 +124,44 @@ async def test_a_message_that_is_not_an_event_is_dropped_not_retried(
     assert await worker.step() == 1
     assert handled == [] and "is not an event" in caplog.text
     assert (await resources.redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_a_consumer_whose_stream_is_deleted_between_reads_makes_it_again(
+        resources: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream goes (a flush, a purge) after the claim and before the read: the
+    consumer makes its group again and goes on, on either backend (fakeredis answers
+    that read with "requires the key to exist" where Redis says NOGROUP)."""
+    handled: list[Any] = []
+
+    async def job(event: Any) -> None:
+        handled.append(event)
+
+    worker = consumer(resources, job)
+    await worker.ensure_group()
+    claim = resources.redis.xautoclaim
+
+    flushed = asyncio.Event()
+
+    async def claim_then_flush(*args: Any, **kwargs: Any) -> Any:
+        found = await claim(*args, **kwargs)
+        await resources.redis.delete(STREAM)
+        monkeypatch.setattr(resources.redis, "xautoclaim", claim)  # once
+        flushed.set()
+        return found
+
+    monkeypatch.setattr(resources.redis, "xautoclaim", claim_then_flush)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await asyncio.wait_for(flushed.wait(), 10)
+    for _ in range(500):
+        if await resources.redis.exists(STREAM):
+            break  # made again
+        await asyncio.sleep(0.01)
+    await add_job(resources)
+    for _ in range(500):
+        if handled or running.done():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await running  # raises if the consumer died
+    assert len(handled) == 1
