@@ -71,9 +71,14 @@ TARGETS: dict[str, Target] = {
         "tests/live/test_socket_tokens.py")),
     # The response cache's versions and fences.
     "responses": Target("pictograph/cache/responses.py", (
+        "tests/http/test_response_cache_mutation_kills.py",
         "tests/http/test_response_cache.py", "tests/cache/test_response_hits.py",
-        "tests/access/test_revocation_fences.py", "tests/cache/test_reads.py")),
+        "tests/access/test_revocation_fences.py", "tests/cache/test_reads.py",
+        # The rewritten cache's lifetimes, bound and clock (the races need PostgreSQL).
+        "tests/http/test_response_cache_lifetimes.py",
+        "tests/http/test_response_cache_requests.py")),
     "versioned": Target("pictograph/cache/versioned.py", (
+        "tests/cache/test_versions_mutation_kills.py",
         "tests/access/test_revocation_fences.py", "tests/http/test_response_cache.py",
         "tests/cache/test_response_hits.py", "tests/follows/test_graph_cache.py",
         # Counts SQL on warm reads: a cache that never fills shows nothing stale.
