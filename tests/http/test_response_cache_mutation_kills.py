@@ -164,3 +164,14 @@ async def test_a_change_that_changed_nothing_still_ends_its_own_fence(
     assert not (await cache.lookup(VIEWER, token, "d")).filling
     await cache.changed((), (), fence)
     assert (await cache.lookup(VIEWER, token, "e")).filling
+
+
+async def test_a_change_to_a_post_alone_moves_its_readers(
+    resources: Resources, cache: ResponseCache,
+) -> None:
+    token = await signed_in(resources)
+    post_readers = [keys.post_readers(9001)]
+    await Recording(VIEWER, 60).register_now(resources.redis, post_readers)
+    await stored_at_current_version(cache, token, "d")
+    await cache.changed((), [9001])
+    assert not (await cache.lookup(VIEWER, token, "d")).hit
