@@ -175,3 +175,20 @@ async def test_a_change_to_a_post_alone_moves_its_readers(
     await stored_at_current_version(cache, token, "d")
     await cache.changed((), [9001])
     assert not (await cache.lookup(VIEWER, token, "d")).hit
+
+
+async def test_a_viewers_feed_change_drops_their_answers_but_not_their_fences(
+    resources: Resources, cache: ResponseCache,
+) -> None:
+    """changed_viewers: an author the viewer follows became a celebrity."""
+    token = await signed_in(resources)
+    await stored_at_current_version(cache, token, "d")
+    await cache.changed_viewers([VIEWER])
+    dropped = await cache.lookup(VIEWER, token, "d")
+    assert not dropped.hit and dropped.filling
+    await Recording(VIEWER, 60).register_now(resources.redis, [keys.user_readers(OWNER)])
+    fence = await cache.fence([OWNER])
+    await cache.changed_viewers([VIEWER])
+    assert not (await cache.lookup(VIEWER, token, "e")).filling  # still fenced
+    await cache.changed([OWNER], fence=fence)
+    assert (await cache.lookup(VIEWER, token, "f")).filling
