@@ -81,7 +81,8 @@ TARGETS: dict[str, Target] = {
         "tests/cache/test_versions_mutation_kills.py",
         "tests/access/test_revocation_fences.py", "tests/http/test_response_cache.py",
         "tests/cache/test_response_hits.py", "tests/follows/test_graph_cache.py",
-        # Counts SQL on warm reads: a cache that never fills shows nothing stale.
+        # queue_reads, under Versions.read. (A cache that never fills shows nothing stale:
+        # test_versions_mutation_kills.py, first, is what catches it.)
         "tests/cache/test_reads.py")),
 }
 
