@@ -115,7 +115,6 @@ class RedisTrust:
         self._trusted: tuple[str, str] | None = None  # (run_id, epoch) last found in the db
         self._recovery: asyncio.Task[None] | None = None
         self._plain: Redis | None = None  # a client whose connections skip the check
-        self.recoveries = 0  # recoveries this process carried out (for logs and tests)
 
     def bind(self, pool: ConnectionPool) -> None:
         """Makes every connection `pool` opens check the instance first; keeps a plain
@@ -202,7 +201,6 @@ class RedisTrust:
             dropped = await purge(redis, holder)
             if await redis.eval(_MARK, 2, keys.redis_trust_recovery(), keys.redis_trust(),
                                 holder, epoch):
-                self.recoveries += 1
                 said("redis %s purged (%d keys dropped, durable keys kept) and trusted "
                      "again", self.name, dropped)
             else:
