@@ -166,7 +166,10 @@ async def test_two_people_follow_post_live_and_unfollow(browser: Browser, site: 
     assert refused.status in {403, 404}, refused.status
 
     # Logging out forgets everything the app kept.
-    await ada.page.get_by_role("button", name="Log out").click()
+    # The app reloads the page to drop what it kept in memory: wait for that load, or the
+    # check below may run in the page being torn down.
+    async with ada.page.expect_event("load"):
+        await ada.page.get_by_role("button", name="Log out").click()
     await expect(ada.page.get_by_role("heading", name="Log in")).to_be_visible()
     assert await ada.page.evaluate("() => localStorage.length + sessionStorage.length") == 0
 
