@@ -132,7 +132,10 @@ async def main(followers: int, quick: bool) -> None:
                 edges = body["data"]["feed"]["edges"]
                 assert len(edges) == 20 and all(e["node"]["media"]["url"] for e in edges)
 
+            # Cold: the rendered response dropped too (its version gone), else the
+            # response cache answers and the feed itself is never read.
             cold_keys = [
+                keys.response_version(viewer.id),
                 keys.home_feed(viewer.id), keys.home_feed_page(viewer.id),
                 keys.home_feed_page_lock(viewer.id), *keys.graph_keys(viewer.id),
                 keys.user_profile(viewer.id), keys.user_version(viewer.id),
@@ -300,8 +303,8 @@ async def _ready_to_last_feed(resources: Any, author_id: int, last_follower: int
             async with in_transaction():
                 post = await Post.create(author_id=author_id, status=PostStatus.READY,
                                          upload_id=new_id())
-                outbox = [await events.record(events.POSTS, "post_ready", post_id=post.id,
-                                              author_id=author_id)]
+                outbox = await events.record([events.PostReady(post_id=post.id,
+                                                               author_id=author_id)])
             started = time.perf_counter()
             await events.publish(redis, outbox)
             while await redis.zscore(keys.home_feed(last_follower), post.id) is None:
