@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from pictograph.cache.feeds import FeedCache
+
 FEED = ("query($first: Int) { feed(first: $first) { edges { node { id caption "
         "author { username displayName } media(size: THUMBNAIL) { url width height } } } "
         "pageInfo { hasNextPage endCursor } } }")
@@ -133,7 +135,8 @@ async def post_photo(client: httpx.AsyncClient, token: str, photo: bytes) -> str
 async def in_home_feed(redis: Any, feed_key: str, post_id: str, within: float = 30) -> bool:
     """Waits until the fan-out has written the post (its database id) into the feed."""
     deadline = time.perf_counter() + within
-    while await redis.zscore(feed_key, post_id) is None:
+    feeds = FeedCache(redis)
+    while int(post_id) not in (await feeds.stored_ids(feed_key)).ids:
         if time.perf_counter() > deadline:
             return False
         await asyncio.sleep(0.002)

@@ -3,6 +3,7 @@
     python bench/feed.py              # embedded default (SQLite + fakeredis)
     python bench/feed.py --services   # PostgreSQL + Redis on 127.0.0.1 (a throwaway database)
     python bench/feed.py --quick      # smaller sizes, for a first look
+    python bench/feed.py --tiny       # every step at the smallest size (a test runs it)
 
 Prints medians and ratios measured in this one run.
 """
@@ -23,12 +24,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest import MonkeyPatch
+from redis.exceptions import ResponseError
 from tortoise.transactions import in_transaction
 from tqdm import tqdm
 
-from bench._harness import bench_app, percentile, print_table, with_backend
+from bench._harness import bench_app, percentile, print_table, verdict, with_backend
 from pictograph import events
 from pictograph.cache import keys
+from pictograph.cache.feeds import FeedCache
 from pictograph.cache.graph import GraphCache
 from pictograph.db import using_database
 from pictograph.feed import policy
@@ -63,7 +66,11 @@ BATCH = 5000
 NEVER = 10**9  # a celebrity threshold nobody reaches
 
 
-async def main(followers: int, quick: bool) -> None:
+# The issue 24 target: an 800-entry home feed in at most 16 KB of Redis memory.
+FEED_MEMORY_TARGET = 16_000
+
+
+async def main(followers: int, quick: bool, tiny: bool = False) -> None:
     sizes = {
         "pushes": 5,
         "latency_posts": 5 if quick else 12,
@@ -75,6 +82,10 @@ async def main(followers: int, quick: bool) -> None:
         "small_celebrity": 1000,
         "big_celebrity": 20_000 if quick else 100_000,
     }
+    if tiny:  # every step, none of the figures: so that no refactor breaks it unseen
+        sizes = {"pushes": 2, "latency_posts": 2, "authors": 25, "posts_per_author": 5,
+                 "requests": 5, "cold_requests": 3, "rebuilds": 2, "small_celebrity": 20,
+                 "big_celebrity": 40}
     rows: list[tuple[str, str]] = []
     async with bench_app() as (app, client):
         resources = app.state.resources
@@ -169,8 +180,8 @@ async def main(followers: int, quick: bool) -> None:
                     started = time.perf_counter()
                     await feed.regenerate(viewer.id, FollowGraph(graph_cache), None, 20)
                     rebuild_ms.append((time.perf_counter() - started) * 1000)
-            entries = await redis.zcard(keys.home_feed(viewer.id)) - 1  # less the marker
-            assert entries == FEED_CAP, entries
+            entries = len((await feed.cache.stored_ids(keys.home_feed(viewer.id))).ids)
+            assert entries == min(FEED_CAP, len(post_ids)), entries
             rows += [
                 (f"regenerate (rebuild {entries} entries)",
                  f"{statistics.median(rebuild_ms):,.1f} ms/rebuild (median of "
@@ -179,6 +190,8 @@ async def main(followers: int, quick: bool) -> None:
                 ("ratio rebuild / warm read (p50)",
                  f"{statistics.median(rebuild_ms) / statistics.median(warm_ms):.1f}x"),
             ]
+
+            rows += await _feed_memory(redis)
 
             # 4. Celebrities: the write costs the same at any follower count.
             small, big = sizes["small_celebrity"], sizes["big_celebrity"]
@@ -226,6 +239,32 @@ async def main(followers: int, quick: bool) -> None:
 
     print_table(f"Home feed ({backend}; fan-out to {followers:,} followers, viewer following "
                 f"{sizes['authors']} authors)", rows)
+
+
+async def _feed_memory(redis: Any) -> list[tuple[str, str]]:
+    """MEMORY USAGE of a full home feed (800 entries) as stored, and of the same ids in
+    the sorted set that held a feed before (version 1), for the ratio."""
+    post_ids = [new_id() for _ in range(FEED_CAP)]
+    packed_key, zset_key = "bench:{feed}:packed", "bench:{feed}:zset"
+    await FeedCache(redis).add([packed_key], post_ids)
+    await redis.zadd(zset_key, {str(i): i for i in post_ids})
+    try:
+        packed = await redis.memory_usage(packed_key)
+        zset = await redis.memory_usage(zset_key)
+    except ResponseError:  # fakeredis has no MEMORY USAGE
+        return [(f"home feed of {FEED_CAP} entries (MEMORY USAGE)",
+                 "not measured here: the embedded fakeredis has no MEMORY USAGE "
+                 "(--services measures it)")]
+    finally:
+        await redis.delete(packed_key, zset_key)
+    return [
+        (f"home feed of {FEED_CAP} entries (MEMORY USAGE)",
+         f"{packed:,} bytes packed; {zset:,} bytes as the v1 sorted set: "
+         f"{zset / packed:.0f}x smaller"),
+        (f"target: {FEED_CAP}-entry feed <= {FEED_MEMORY_TARGET:,} bytes",
+         f"{verdict(packed <= FEED_MEMORY_TARGET)} ({packed / FEED_MEMORY_TARGET:.0%} "
+         "of it)"),
+    ]
 
 
 async def _users(prefix: str, count: int) -> list[int]:
@@ -297,6 +336,7 @@ async def _ready_to_last_feed(resources: Any, author_id: int, last_follower: int
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     redis = resources.redis
+    stored = FeedCache(redis)
     samples = []
     try:
         for _ in tqdm(range(count), desc="READY -> last follower", unit="post"):
@@ -307,7 +347,7 @@ async def _ready_to_last_feed(resources: Any, author_id: int, last_follower: int
                                                                author_id=author_id)])
             started = time.perf_counter()
             await events.publish(redis, outbox)
-            while await redis.zscore(keys.home_feed(last_follower), post.id) is None:
+            while post.id not in (await stored.stored_ids(keys.home_feed(last_follower))).ids:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.0005)
@@ -361,8 +401,10 @@ if __name__ == "__main__":
     parser.add_argument("--followers", type=int, default=None,
                         help="followers of the fan-out author (default 10000; 2000 --quick)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer samples")
+    parser.add_argument("--tiny", action="store_true",
+                        help="every step at the smallest size (the figures mean nothing)")
     parser.add_argument("--services", action="store_true",
                         help="PostgreSQL and Redis on 127.0.0.1 (a throwaway database)")
     args = parser.parse_args()
-    followers = args.followers or (2000 if args.quick else 10_000)
-    asyncio.run(with_backend(args.services, main(followers, args.quick)))
+    followers = args.followers or (30 if args.tiny else 2000 if args.quick else 10_000)
+    asyncio.run(with_backend(args.services, main(followers, args.quick, args.tiny)))

@@ -84,6 +84,7 @@ from bench._processes import (
 )
 from bench.limit_app import store_response
 from pictograph.cache import keys
+from pictograph.cache.feeds import FeedCache
 
 ADMIN_URL = os.environ.get("PICTOGRAPH_BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_LOAD_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -562,7 +563,8 @@ async def feed_scenario(client: httpx.AsyncClient, server: Server, env: dict[str
         cold_calls.append(cold)
     cold_counts = await counted(client, cold_calls)
     sizes = [await redis.memory_usage(keys.home_feed(v.id)) or 0 for v in viewers[:100]]
-    entries = [await redis.zcard(keys.home_feed(v.id)) for v in viewers[:100]]
+    feeds = FeedCache(redis)
+    entries = [len((await feeds.stored_ids(keys.home_feed(v.id))).ids) for v in viewers[:100]]
     full = [s for s, n in zip(sizes, entries, strict=True) if n >= 700] or sizes
     rows += [
         ("feed(first: 20), cold, sequential",

@@ -17,6 +17,13 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.packed import (
+    LUA,
+    IdRange,
+    pack,
+    pack_newest_first,
+    unpack,
+)
 from pictograph.cache.responses import DROP_RESPONSES_LUA
 from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
 
@@ -26,26 +33,26 @@ FEED_TTL = 7 * 24 * 3600
 PAGE_TTL = 45  # 30 to 60 s with the jitter below
 LOCK_MS = 3000
 
-# Trims KEYS[1], a feed or recent list, to its newest `cap` ids (local `cap`) and then
-# marks it trimmed; the markers (score 0) are never trimmed themselves.
-_TRIM = """
-local markers = redis.call('ZCOUNT', KEYS[1], 0, 0)
-local count = redis.call('ZCARD', KEYS[1]) - markers
-if count > cap then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], markers, markers + count - cap - 1)
-  redis.call('ZADD', KEYS[1], 0, '^')
-end
-"""
+# Every list is a packed string (packed.py): ids come packed and newest first
+# (pack_newest_first) from ARGV's index named in each script.
 
 # KEYS[1]: a feed or recent list. ARGV: cap, ttl, complete ('1' marks it complete),
 # then post ids.
-_ADD = """
-local key = KEYS[1]
-local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 4, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
-if ARGV[3] == '1' then redis.call('ZADD', key, 0, '~') end
-""" + _TRIM + """
-if ARGV[3] == '1' or redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+_ADD = LUA + """
+local complete = ARGV[3] == '1'
+add_all(KEYS[1], ARGV, 4, tonumber(ARGV[1]), tonumber(ARGV[2]), complete and 1 or 0, complete)
+return 1
+"""
+
+# KEYS[1]: a feed or recent list. ARGV: cap, ttl, post ids. A missing list stays missing.
+_REMOVE = LUA + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local drops = {}
+for i = 3, #ARGV do drops[ARGV[i]] = true end
+local flags, body = load(KEYS[1])
+local left = without(body, drops)
+if #left == #body then return 0 end
+store(KEYS[1], flags, left, tonumber(ARGV[1]), tonumber(ARGV[2]), false)
 return 1
 """
 
@@ -54,12 +61,8 @@ return 1
 # and tell the follower's live subscriptions.
 # KEYS: feed, page, generation, response version (one hash slot). ARGV: cap, ttl, channel,
 # message, a new generation and its ttl, post ids.
-_PUSH = """
-local key = KEYS[1]
-local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 7, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
-""" + _TRIM + """
-if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+_PUSH = LUA + """
+add_all(KEYS[1], ARGV, 7, tonumber(ARGV[1]), tonumber(ARGV[2]), 0, false)
 redis.call('SET', KEYS[3], ARGV[5], 'EX', tonumber(ARGV[6]))
 redis.call('DEL', KEYS[2])
 """ + DROP_RESPONSES_LUA.format(n=4) + """
@@ -76,8 +79,9 @@ _DROP_RESPONSES = DROP_RESPONSES_LUA.format(n=1) + "return 1"
 # Skipped if a later change of the pair was applied already, or the feed was rebuilt
 # from a graph that held the change (field '*': that graph's sequence number), so an
 # older decision (an unfollow's cleanup, read before a re-follow) never undoes a newer
-# one. The hash keeps +seq for a merge and -seq for an unmerge.
-_FOLLOW_WRITE = """
+# one. The hash keeps +seq for a merge and -seq for an unmerge. The unmerge takes all
+# the author's ids out in this one script: no read sees the feed half unmerged.
+_FOLLOW_WRITE = LUA + """
 local seq = tonumber(ARGV[2])
 local applied = math.abs(tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'))
 local rebuilt = tonumber(redis.call('HGET', KEYS[2], '*') or '0')
@@ -86,31 +90,31 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] == '1' and seq or -seq)
 local cap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('EXPIRE', KEYS[2], ttl)
 if ARGV[3] == '1' then
-  for i = 6, #ARGV do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i]) end
-""" + _TRIM + """
-  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-else
-  for i = 6, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+  add_all(KEYS[1], ARGV, 6, cap, ttl, 0, false)
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  local drops = {}
+  for i = 6, #ARGV do drops[ARGV[i]] = true end
+  local flags, body = load(KEYS[1])
+  store(KEYS[1], flags, without(body, drops), cap, ttl, false)
 end
 return 1
 """
 
 # A home feed rebuilt from the database: KEYS: feed, follows-applied hash. ARGV: cap,
 # ttl, the sequence number of the follower's graph the rebuild read, then (post, author)
-# pairs. A post is left out if its author was unfollowed by a change newer than that
-# graph, applied meanwhile; the feed is marked complete, and changes the graph held are
-# from now on skipped by _FOLLOW_WRITE.
-_REBUILT = """
+# pairs, newest post first. A post is left out if its author was unfollowed by a change
+# newer than that graph, applied meanwhile; the rest is merged with what fan-out added
+# since, the feed is marked complete, and changes the graph held are from now on skipped
+# by _FOLLOW_WRITE.
+_REBUILT = LUA + """
 local cap, ttl, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local adds = {}
 for i = 4, #ARGV, 2 do
   local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[i + 1]) or '0')
-  if not (applied < 0 and -applied > floor) then
-    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i])
-  end
+  if not (applied < 0 and -applied > floor) then adds[#adds + 1] = ARGV[i] end
 end
-redis.call('ZADD', KEYS[1], 0, '~')
-""" + _TRIM + """
-redis.call('EXPIRE', KEYS[1], ttl)
+local flags, body = load(KEYS[1])
+store(KEYS[1], set_complete(flags), merge(body, adds, 1), cap, ttl, true)
 if floor > tonumber(redis.call('HGET', KEYS[2], '*') or '0') then
   redis.call('HSET', KEYS[2], '*', floor)
 end
@@ -126,13 +130,6 @@ return 0
 
 
 @dataclass(frozen=True, slots=True)
-class IdRange:
-    ids: list[int]  # newest first
-    complete: bool  # nothing is missing above the oldest id
-    trimmed: bool  # ... but entries older than the oldest id were cut at the cap
-
-
-@dataclass(frozen=True, slots=True)
 class CachedPage:
     ids: list[int]
     celebrities: list[int]  # followed celebrities at build time, merged at read
@@ -143,6 +140,7 @@ class FeedCache:
         self.redis = redis
         self.cap = cap
         self._add = redis.register_script(_ADD)
+        self._remove = redis.register_script(_REMOVE)
         self._push = redis.register_script(_PUSH)
         self._follow_write = redis.register_script(_FOLLOW_WRITE)
         self._rebuilt = redis.register_script(_REBUILT)
@@ -156,10 +154,11 @@ class FeedCache:
         Returns the number of lists written."""
         sent = 0
         feed_keys = list(feed_keys)
+        packed = pack_newest_first(post_ids)
         for start in range(0, len(feed_keys), batch):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key in feed_keys[start:start + batch]:
-                    await self._add(keys=[key], args=[self.cap, FEED_TTL, "", *post_ids],
+                    await self._add(keys=[key], args=[self.cap, FEED_TTL, "", *packed],
                                     client=pipe)
                 await pipe.execute()
             sent += len(feed_keys[start:start + batch])
@@ -170,6 +169,7 @@ class FeedCache:
         """A fan-out batch: one command per follower (see _PUSH), one round trip."""
         # One new generation serves the batch: each follower's key gets it once.
         generation = new_version()
+        packed = pack_newest_first(post_ids)
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 await self._push(
@@ -177,7 +177,7 @@ class FeedCache:
                           keys.home_feed_page_generation(user_id),
                           keys.response_version(user_id)],
                     args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message,
-                          generation, VERSION_TTL, *post_ids],
+                          generation, VERSION_TTL, *packed],
                     client=pipe,
                 )
             await pipe.execute()
@@ -185,15 +185,18 @@ class FeedCache:
 
     async def complete(self, key: str, post_ids: Sequence[int]) -> None:
         """Merges ids read from the database and marks the list complete."""
-        await self._add(keys=[key], args=[self.cap, FEED_TTL, "1", *post_ids])
+        await self._add(keys=[key], args=[self.cap, FEED_TTL, "1",
+                                          *pack_newest_first(post_ids)])
 
     async def rebuilt(self, user_id: int, floor: int,
                       posts: Sequence[tuple[int, int]]) -> None:
         """Stores a home feed rebuilt from the database: (post, author) pairs read with
         the user's graph at sequence number `floor` (see _REBUILT)."""
+        newest_first = sorted(dict(posts).items(), reverse=True)
         await self._rebuilt(
             keys=[keys.home_feed(user_id), keys.home_feed_follows(user_id)],
-            args=[self.cap, FEED_TTL, floor, *(item for pair in posts for item in pair)],
+            args=[self.cap, FEED_TTL, floor,
+                  *(item for post, author in newest_first for item in (pack(post), author))],
         )
 
     async def follow_write(self, user_id: int, author_id: int, seq: int, merge: bool,
@@ -202,37 +205,38 @@ class FeedCache:
         later change of the pair got there first (see _FOLLOW_WRITE)."""
         return bool(await self._follow_write(
             keys=[keys.home_feed(user_id), keys.home_feed_follows(user_id)],
-            args=[author_id, seq, "1" if merge else "0", self.cap, FEED_TTL, *post_ids],
+            args=[author_id, seq, "1" if merge else "0", self.cap, FEED_TTL,
+                  *pack_newest_first(post_ids)],
         ))
 
     async def remove(self, key: str, post_ids: Sequence[int]) -> None:
         if post_ids:
-            await self.redis.zrem(key, *post_ids)
+            await self._remove(keys=[key], args=[self.cap, FEED_TTL,
+                                                 *pack_newest_first(post_ids)])
 
     async def ranges(
         self, list_keys: Sequence[str], before: int | None, limit: int
     ) -> list[IdRange]:
-        """Newest ids older than `before` from each list, in one round trip."""
-        top = f"({before}" if before is not None else "+inf"
+        """Newest ids older than `before` from each list, in one round trip: each list
+        whole (about 10 KB at most), decoding only the ids returned."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in list_keys:
-                pipe.zmscore(key, [keys.FEED_COMPLETE, keys.FEED_TRIMMED])
-                pipe.zrevrangebyscore(key, top, "(0", start=0, num=limit)
+                pipe.get(key)
             raw = await pipe.execute()
-        return [
-            IdRange([int(member) for member in raw[i + 1]], raw[i][0] is not None,
-                    raw[i][1] is not None)
-            for i in range(0, len(raw), 2)
-        ]
+        return [unpack(value, before, limit) for value in raw]
 
     async def newer(self, list_keys: Sequence[str], after: int, limit: int) -> list[list[int]]:
         """Up to `limit` ids newer than `after` from each list, newest first, in one
-        round trip (the markers, at score 0, are never among them)."""
+        round trip: the newest `limit` entries, cut at `after`."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in list_keys:
-                pipe.zrevrangebyscore(key, "+inf", f"({after}", start=0, num=limit)
+                pipe.get(key)
             raw = await pipe.execute()
-        return [[int(member) for member in found] for found in raw]
+        return [[i for i in unpack(value, limit=limit).ids if i > after] for value in raw]
+
+    async def stored_ids(self, key: str) -> IdRange:
+        """Everything a feed or recent list holds (benches and tests look inside)."""
+        return unpack(await self.redis.get(key))
 
     # The first page, cached briefly; one rebuild at a time per user.
 

@@ -101,22 +101,24 @@ def post_version(post_id: int) -> str:
     return f"post:{{{post_id}}}:ver"
 
 
-# The home feed. A sorted set of post ids (score = id) per user. Two markers, both at
-# score 0 so ranges over real ids never see them: "~" says the list holds everything
-# down to its oldest entry, not just what fan-out added; "^" says older entries were
-# trimmed off at the cap, so what lies below the oldest entry must come from the database.
+# The celebrity set's marker: it holds every celebrity, not just those added since.
 FEED_COMPLETE = "~"
-FEED_TRIMMED = "^"
+
+# Home feeds and recent lists are packed id lists (cache/packed.py) under "v2" names.
+# Version 1 kept sorted sets under feed:{id} and recent:{id}: nothing reads those any
+# more, so they expire with their TTL (7 days) while a v2 feed that is missing is rebuilt
+# from the database on its first read, as after a flush. A new format takes a new name.
 
 
 def home_feed(user_id: int) -> str:
-    return f"feed:{{{user_id}}}"
+    return f"feed:v2:{{{user_id}}}"
 
 
 def home_feed_follows(user_id: int) -> str:
     """Per author, the user's sequence number of the last follow change written into the
-    feed: feed writes that depend on a pair apply in the pair's order."""
-    return f"feed:{{{user_id}}}:follows"
+    feed: feed writes that depend on a pair apply in the pair's order. Renamed with the
+    feed: it says what the feed holds, and a v1 one speaks of the v1 feed."""
+    return f"feed:v2:{{{user_id}}}:follows"
 
 
 def home_feed_page(user_id: int) -> str:
@@ -136,7 +138,7 @@ def home_feed_page_generation(user_id: int) -> str:
 
 def recent_posts(author_id: int) -> str:
     """An author's newest post ids, written once per post: backfill and celebrities."""
-    return f"recent:{{{author_id}}}"
+    return f"recent:v2:{{{author_id}}}"
 
 
 def celebrities() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pictograph.cache import keys
+from pictograph.cache.feeds import FeedCache
 from pictograph.storage.signing import variant_key
 from tests.faults.stack import (
     FANOUT_GROUP,
@@ -52,17 +53,18 @@ async def test_fan_out_killed_midway_is_finished_by_another_worker(stack: Stack)
 
                     await wait_until(midway, "the fan-out waits with its message taken")
                     author_feed = keys.home_feed(stack.pk(author_id))
-                    assert await stack.redis.zscore(author_feed, post_pk) is not None
-                    assert all([await stack.redis.zscore(keys.home_feed(fan), post_pk) is None
-                                for fan in fan_ids])
+                    feeds = FeedCache(stack.redis)
+                    assert post_pk in (await feeds.stored_ids(author_feed)).ids
+                    for fan in fan_ids:
+                        assert post_pk not in (await feeds.stored_ids(keys.home_feed(fan))).ids
                     first.kill()
                     first.wait(10)
 
             with worker(stack.env):
                 async def everyone_has_it() -> bool:
-                    scores = [await stack.redis.zscore(keys.home_feed(fan), post_pk)
-                              for fan in fan_ids]
-                    return all(score is not None for score in scores) and (
+                    held = [post_pk in (await feeds.stored_ids(keys.home_feed(fan))).ids
+                            for fan in fan_ids]
+                    return all(held) and (
                         await stack.drained(POSTS_STREAM, FANOUT_GROUP))
 
                 # Checked in Redis before any feed is read: a read would rebuild a feed

@@ -83,7 +83,7 @@ async def test_a_post_deleted_before_its_fan_out_leaves_no_id_behind(
     await apply_event(feed, PostDeleted(post_id=post_pk, author_id=author_pk))
     await apply_event(feed, PostReady(post_id=post_pk, author_id=author_pk))
     for key in (keys.recent_posts(author_pk), keys.home_feed(author_pk)):
-        assert str(post_pk) not in await resources.redis.zrange(key, 0, -1)
+        assert post_pk not in (await feed.cache.stored_ids(key)).ids
 
 
 async def test_a_post_deleted_during_its_fan_out_leaves_no_id_behind(
@@ -107,7 +107,7 @@ async def test_a_post_deleted_during_its_fan_out_leaves_no_id_behind(
         hold.release()
         await push
     for key in (keys.recent_posts(author_pk), keys.home_feed(author_pk)):
-        assert str(post_pk) not in await resources.redis.zrange(key, 0, -1)
+        assert post_pk not in (await feed.cache.stored_ids(key)).ids
     assert not await Post.exists(id=post_pk)
 
 

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from pictograph.cache import keys
+from pictograph.cache.feeds import FeedCache
 from pictograph.models import User
 from pictograph.resources import Resources
 from tests.support.feeds import fan_out, feed_captions, publish
@@ -107,7 +108,8 @@ async def test_a_flushed_redis_rebuilds_the_same_feed(
     await flush_caches(resources.redis)
     assert await feed_captions(client, me) == before
     survivor = await User.get(username="survivor")
-    assert await resources.redis.zscore(keys.home_feed(survivor.id), keys.FEED_COMPLETE) == 0
+    stored = await FeedCache(resources.redis).stored_ids(keys.home_feed(survivor.id))
+    assert stored.complete
 
 
 async def test_duplicate_delivery_adds_nothing(
@@ -128,3 +130,25 @@ async def test_duplicate_delivery_adds_nothing(
         await apply_event(feed, PostReady(post_id=post.id,
                                           author_id=post.author_id))  # type: ignore[attr-defined]
     assert (await feed_captions(client, me))[0] == ["only once"]
+
+
+async def test_a_feed_left_in_the_old_format_is_ignored_and_rebuilt_from_the_database(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    """Upgrading from sorted-set feeds (feed:{id}, recent:{id}): their keys are left to
+    expire, and the first read rebuilds the packed feed from posts and follows."""
+    me = await sign_up(client, "upgraded")
+    author = await sign_up(client, "author")
+    await relate_ok(client, "follow", me, await user_id(client, "author"))
+    await fan_out(resources)
+    await publish(client, resources, author, "before the upgrade")
+    viewer = await User.get(username="upgraded")
+    writer = await User.get(username="author")
+    await flush_caches(resources.redis)
+    # What the old version left: a feed and recent list naming a post that is not there.
+    await resources.redis.zadd(f"feed:{{{viewer.id}}}", {"~": 0, "123456789": 123456789})
+    await resources.redis.zadd(f"recent:{{{writer.id}}}", {"~": 0, "123456789": 123456789})
+    captions, _ = await feed_captions(client, me)
+    assert captions == ["before the upgrade"]
+    stored = await FeedCache(resources.redis).stored_ids(keys.home_feed(viewer.id))
+    assert stored.complete and len(stored.ids) == 1

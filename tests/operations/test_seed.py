@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from pictograph.cache import keys
+from pictograph.cache.feeds import FeedCache
 from pictograph.ids import id_node, id_time_ms
 from pictograph.models import Follow, FollowState, MediaVariant, Post, PostStatus, Upload, User
 from pictograph.resources import Resources
@@ -27,7 +28,7 @@ async def test_seed_makes_a_consistent_network_a_demo_user_can_browse(
     resources: Resources, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(resources.settings, "celebrity_threshold", THRESHOLD)
-    await resources.redis.zadd(keys.home_feed(1), {"1": 1})  # a stale feed of an old run
+    await FeedCache(resources.redis).add([keys.home_feed(1)], [1])  # a stale feed of an old run
 
     report = await seed(resources, users=60, posts=200, celebrities=2, seed=7,
                         progress=False, photos=4)
