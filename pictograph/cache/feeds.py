@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 
-from pictograph.cache import keys
+from pictograph.cache import keys, raw
 from pictograph.cache.jitter import jittered
 from pictograph.cache.packed import (
     LUA,
@@ -24,6 +24,7 @@ from pictograph.cache.packed import (
     pack_newest_first,
     unpack,
 )
+from pictograph.cache.raw import PerUser, bulk, evalsha_head
 from pictograph.cache.responses import DROP_RESPONSES_LUA
 from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
 
@@ -166,21 +167,23 @@ class FeedCache:
 
     async def push(self, user_ids: Sequence[int], post_ids: Sequence[int],
                    message: bytes) -> int:
-        """A fan-out batch: one command per follower (see _PUSH), one round trip."""
+        """A fan-out batch: one command per follower (see _PUSH), one round trip, packed
+        by hand (cache/raw.py): only the follower's keys differ from one to the next."""
+        if not user_ids:
+            return 0
         # One new generation serves the batch: each follower's key gets it once.
         generation = new_version()
         packed = pack_newest_first(post_ids)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in user_ids:
-                await self._push(
-                    keys=[keys.home_feed(user_id), keys.home_feed_page(user_id),
-                          keys.home_feed_page_generation(user_id),
-                          keys.response_version(user_id)],
-                    args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message,
-                          generation, VERSION_TTL, *packed],
-                    client=pipe,
-                )
-            await pipe.execute()
+        per_user = PerUser(
+            evalsha_head(self._push.sha, 4, 6 + len(packed)),
+            [keys.home_feed, keys.home_feed_page, keys.home_feed_page_generation,
+             keys.response_version],
+            bulk(self.cap) + bulk(FEED_TTL),
+            [keys.live_viewer],
+            b"".join([bulk(message), bulk(generation), bulk(VERSION_TTL),
+                      *(bulk(post) for post in packed)]),
+        )
+        await raw.call_all(self.redis, _PUSH, [per_user.call(user_id) for user_id in user_ids])
         return len(user_ids)
 
     async def complete(self, key: str, post_ids: Sequence[int]) -> None:

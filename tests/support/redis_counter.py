@@ -1,4 +1,5 @@
-"""Counting Redis commands and round trips sent by redis-py (real or fake server)."""
+"""Counting Redis commands and round trips sent by redis-py (real or fake server), and
+script calls packed by hand (cache/raw.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 from redis.asyncio.client import Pipeline, Redis
+
+from pictograph.cache import raw
 
 
 @dataclass
@@ -34,7 +37,16 @@ def count_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCount]:
             count.round_trips += 1
         return await original_pipeline_execute(self, raise_on_error)
 
+    original_call_all = raw.call_all
+
+    async def call_all(redis, source, calls):  # packed by hand: one write, one read
+        if calls:
+            count.commands += len(calls)
+            count.round_trips += 1
+        return await original_call_all(redis, source, calls)
+
     with monkeypatch.context() as patch:
         patch.setattr(Redis, "execute_command", execute_command)
         patch.setattr(Pipeline, "execute", pipeline_execute)
+        patch.setattr(raw, "call_all", call_all)
         yield count
