@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import orjson
@@ -136,6 +137,21 @@ class CachedPage:
     celebrities: list[int]  # followed celebrities at build time, merged at read
 
 
+class FanOut:
+    """One fan-out under way (FeedCache.fanning_out): one command per follower (see
+    _PUSH), packed by hand (cache/raw.py): only the follower's keys differ."""
+
+    def __init__(self, per_user: PerUser,
+                 send: Callable[[Sequence[bytes]], Awaitable[None]]) -> None:
+        self._per_user = per_user
+        self._send = send
+
+    async def push(self, user_ids: Sequence[int]) -> int:
+        """Sends the followers' shares; returns how many (Redis answers at the end)."""
+        await self._send([self._per_user.call(user_id) for user_id in user_ids])
+        return len(user_ids)
+
+
 class FeedCache:
     def __init__(self, redis: Redis, cap: int = FEED_CAP) -> None:
         self.redis = redis
@@ -165,13 +181,12 @@ class FeedCache:
             sent += len(feed_keys[start:start + batch])
         return sent
 
-    async def push(self, user_ids: Sequence[int], post_ids: Sequence[int],
-                   message: bytes) -> int:
-        """A fan-out batch: one command per follower (see _PUSH), one round trip, packed
-        by hand (cache/raw.py): only the follower's keys differ from one to the next."""
-        if not user_ids:
-            return 0
-        # One new generation serves the batch: each follower's key gets it once.
+    @asynccontextmanager
+    async def fanning_out(self, post_ids: Sequence[int],
+                          message: bytes) -> AsyncIterator[FanOut]:
+        """A fan-out of the posts: FanOut.push sends a batch of followers' shares and
+        returns at once; Redis's replies are read when the block ends (raw.streaming)."""
+        # One new generation serves the fan-out: each follower's key gets it once.
         generation = new_version()
         packed = pack_newest_first(post_ids)
         per_user = PerUser(
@@ -183,8 +198,14 @@ class FeedCache:
             b"".join([bulk(message), bulk(generation), bulk(VERSION_TTL),
                       *(bulk(post) for post in packed)]),
         )
-        await raw.call_all(self.redis, _PUSH, [per_user.call(user_id) for user_id in user_ids])
-        return len(user_ids)
+        async with raw.streaming(self.redis, _PUSH, self._push.sha) as send:
+            yield FanOut(per_user, send)
+
+    async def push(self, user_ids: Sequence[int], post_ids: Sequence[int],
+                   message: bytes) -> int:
+        """One batch of a fan-out, written and answered (see fanning_out)."""
+        async with self.fanning_out(post_ids, message) as fan_out:
+            return await fan_out.push(user_ids)
 
     async def complete(self, key: str, post_ids: Sequence[int]) -> None:
         """Merges ids read from the database and marks the list complete."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 
 def bulk(value: bytes | str | int) -> bytes:
@@ -62,33 +63,50 @@ class PerUser:
             value for fixed in self._lengths for value in (fixed + n, uid))
 
 
-async def call_all(redis: Redis, source: str, calls: Sequence[bytes]) -> None:
-    """Sends the packed calls of the script `source` in one write on one connection and
-    reads every reply. If Redis has lost the script (a restart, SCRIPT FLUSH), loads it
-    and sends them all again: the calls must be idempotent. Raises the first error any
-    call answered, after reading all of them (the connection stays in step)."""
-    for attempt in range(2):
-        pool = redis.connection_pool
-        connection = await pool.get_connection()
-        failed: ResponseError | None = None
-        try:
+@asynccontextmanager
+async def streaming(redis: Redis, source: str,
+                    sha: str) -> AsyncIterator[Callable[[Sequence[bytes]], Awaitable[None]]]:
+    """A `send` for batches of packed calls of the script `source` (its SHA1 `sha`),
+    written one after another on one connection; every reply is read when the block
+    ends. So Redis works through one batch while the caller prepares the next (the
+    fan-out reads the next page of followers from the database meanwhile). Raises the
+    first error any call answered, after reading all of them (the connection stays in
+    step); if the block raises, the connection is dropped with its replies unread.
+    The script is loaded first if Redis lacks it; one lost in between (a restart during
+    the fan-out) fails the calls with NOSCRIPT, and the caller's retry finds it loaded."""
+    if not (await redis.script_exists(sha))[0]:
+        await redis.script_load(source)
+    pool = redis.connection_pool
+    connection = await pool.get_connection()
+    sent = 0
+
+    async def send(calls: Sequence[bytes]) -> None:
+        nonlocal sent
+        if calls:
             await connection.send_packed_command(calls)
-            # One deadline for the batch instead of the socket timeout on every reply:
-            # setting up a timeout costs more than reading a reply already buffered.
-            async with asyncio.timeout(connection.socket_timeout):
-                for _ in calls:
-                    try:
-                        await connection.read_response(timeout=math.inf)
-                    except ResponseError as error:
-                        failed = failed or error
-        except BaseException:
-            await connection.disconnect()  # replies may be left unread
-            raise
-        finally:
-            await pool.release(connection)
-        if isinstance(failed, NoScriptError) and attempt == 0:
-            await redis.script_load(source)
-            continue
-        if failed is not None:
-            raise failed
-        return
+            sent += len(calls)
+
+    failed: ResponseError | None = None
+    try:
+        yield send
+        # One deadline for the replies instead of the socket timeout on every one:
+        # setting up a timeout costs more than reading a reply already buffered.
+        async with asyncio.timeout(connection.socket_timeout):
+            for _ in range(sent):
+                try:
+                    await connection.read_response(timeout=math.inf)
+                except ResponseError as error:
+                    failed = failed or error
+    except BaseException:
+        await connection.disconnect()  # replies may be left unread
+        raise
+    finally:
+        await pool.release(connection)
+    if failed is not None:
+        raise failed
+
+
+async def call_all(redis: Redis, source: str, sha: str, calls: Sequence[bytes]) -> None:
+    """The packed calls in one write on one connection (see streaming)."""
+    async with streaming(redis, source, sha) as send:
+        await send(calls)

@@ -83,9 +83,11 @@ class HomeFeed:
             written = 2
         else:
             written = 1
-            message = orjson.dumps(added)
-            async for batch in self._batches_of_followers(author_id):
-                written += await self.cache.push(batch, [post_id], message)
+            # Each batch is sent without waiting for Redis, which works through it while
+            # the next page of followers is read from the database.
+            async with self.cache.fanning_out([post_id], orjson.dumps(added)) as fan_out:
+                async for batch in self._batches_of_followers(author_id):
+                    written += await fan_out.push(batch)
         if not await store.is_shown(post_id):
             # Deleted while it was written: its post_deleted event may have been handled
             # before the lists held it, so take it out again here.

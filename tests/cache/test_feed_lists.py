@@ -76,7 +76,7 @@ async def test_add_keeps_ids_newest_first_once_each_whatever_the_order(
     with count_redis(monkeypatch) as sent:
         await feeds.push([7], ids(1, start=-1), b"{}")  # older than all: a rewrite
         await feeds.push([7], ids(1, start=400), b"{}")  # the newest: in place
-    assert sent.commands == 2
+    assert sent.commands == 4  # each: is the script loaded (SCRIPT EXISTS), then the call
 
 
 async def test_trim_keeps_the_newest_at_the_cap_and_says_older_ones_were_cut(

@@ -1,5 +1,6 @@
 """Script calls packed by hand (cache/raw.py): the same bytes redis-py would send, a
-script Redis lost is loaded again, and an error leaves the connection in step."""
+script Redis lost is loaded again, an error leaves the connection in step, and a block
+that fails drops its connection."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ async def test_every_call_runs_and_a_lost_script_is_loaded_again(
     per_user = PerUser(evalsha_head(script.sha, 2, 3), [keys.home_feed, keys.live_viewer],
                        bulk("a"), [keys.response_version], bulk("z"))
     await redis.script_flush()  # as after a restart: the first calls answer NOSCRIPT
-    await call_all(redis, ECHO, [per_user.call(u) for u in (1, 22, 333)])
+    await call_all(redis, ECHO, script.sha, [per_user.call(u) for u in (1, 22, 333)])
     assert await script(keys=["k:{1}", "j:{1}"], args=[1, 2, 3]) == ["k:{1}", "j:{1}", "1",
                                                                        "2", "3"]
 
@@ -49,3 +50,15 @@ async def test_an_error_is_raised_after_all_replies_are_read(resources: Resource
         assert (await feeds.stored_ids(keys.home_feed(user_id))).ids == [BASE]
     assert await redis.ping()  # and the connections are in step
     assert await redis.get(keys.home_feed(2)) == "not a feed"
+
+
+async def test_a_fan_out_that_fails_midway_drops_its_connection(resources: Resources) -> None:
+    feeds = FeedCache(resources.redis)
+    with pytest.raises(RuntimeError, match="the worker died"):
+        async with feeds.fanning_out([BASE], b"{}") as fan_out:
+            assert await fan_out.push([1, 2]) == 2
+            raise RuntimeError("the worker died")
+    # The batch sent before the failure was written; the pool's connections are sound.
+    assert await resources.redis.ping()
+    for user_id in (1, 2):
+        assert (await feeds.stored_ids(keys.home_feed(user_id))).ids == [BASE]

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pictograph.cache.feeds import FeedCache
+from pictograph.cache.feeds import FanOut, FeedCache
 from pictograph.feed import policy
 from pictograph.feed.policy import HomeFeed
 from pictograph.models import Follow, FollowState, Post, User
@@ -92,9 +92,9 @@ async def test_a_fan_out_killed_midway_is_finished_by_another_worker_exactly_onc
     await process_media(resources)
     # Worker A takes the event and dies after a few batches, never acknowledging it.
     calls = 0
-    original = FeedCache.push
+    original = FanOut.push
 
-    async def dies_midway(self: FeedCache, *args: object, **kwargs: object) -> int:
+    async def dies_midway(self: FanOut, *args: object, **kwargs: object) -> int:
         nonlocal calls
         calls += 1
         if calls == 4:  # the author, two batches of followers: then dead
@@ -105,11 +105,11 @@ async def test_a_fan_out_killed_midway_is_finished_by_another_worker_exactly_onc
     await follows_consumer.ensure_group()
     while await follows_consumer.step():
         pass
-    monkeypatch.setattr(FeedCache, "push", dies_midway)
+    monkeypatch.setattr(FanOut, "push", dies_midway)
     await posts_consumer.ensure_group()
     with pytest.raises(SystemExit):
         await posts_consumer.step()
-    monkeypatch.setattr(FeedCache, "push", original)
+    monkeypatch.setattr(FanOut, "push", original)
     assert calls == 4
     # Worker B claims the pending event and completes the fan-out.
     assert await fan_out(resources, claim_idle_ms=0) == 1

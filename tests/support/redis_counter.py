@@ -4,7 +4,7 @@ script calls packed by hand (cache/raw.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -37,16 +37,20 @@ def count_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCount]:
             count.round_trips += 1
         return await original_pipeline_execute(self, raise_on_error)
 
-    original_call_all = raw.call_all
+    original_streaming = raw.streaming
 
-    async def call_all(redis, source, calls):  # packed by hand: one write, one read
-        if calls:
-            count.commands += len(calls)
-            count.round_trips += 1
-        return await original_call_all(redis, source, calls)
+    @asynccontextmanager
+    async def streaming(*args, **options):  # packed by hand: its writes, one read
+        async with original_streaming(*args, **options) as send:
+            async def counted_send(calls):
+                count.commands += len(calls)
+                return await send(calls)
+
+            yield counted_send
+        count.round_trips += 1
 
     with monkeypatch.context() as patch:
         patch.setattr(Redis, "execute_command", execute_command)
         patch.setattr(Pipeline, "execute", pipeline_execute)
-        patch.setattr(raw, "call_all", call_all)
+        patch.setattr(raw, "streaming", streaming)
         yield count
