@@ -46,6 +46,29 @@ add_all(KEYS[1], ARGV, 4, tonumber(ARGV[1]), tonumber(ARGV[2]), complete and 1 o
 return 1
 """
 
+# Fills. A list is filled from the database by merging into what is there, so a post
+# added while the fill was reading is kept. That holds only while Redis keeps what it was
+# told: a Redis that comes back older, or purged (cache/trust.py), loses such an add, and
+# a fill that read the database before it would then mark the list complete without it.
+# So each fill carries the list's fill epoch, a random token taken before the database
+# was read: a purge or a rollback takes the token too, and the late fill is refused.
+
+# KEYS[1]: the list's fill epoch. ARGV: a fresh epoch, its ttl. The epoch, made if missing.
+_FILL_EPOCH = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch then return epoch end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return ARGV[1]
+"""
+
+# KEYS: a recent list, its fill epoch. ARGV: cap, ttl, the epoch the fill took, post ids.
+# Merges and marks the list complete, unless the epoch moved.
+_COMPLETE = LUA + """
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+add_all(KEYS[1], ARGV, 4, tonumber(ARGV[1]), tonumber(ARGV[2]), 1, true)
+return 1
+"""
+
 # KEYS[1]: a feed or recent list. ARGV: cap, ttl, post ids. A missing list stays missing.
 _REMOVE = LUA + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -102,16 +125,18 @@ end
 return 1
 """
 
-# A home feed rebuilt from the database: KEYS: feed, follows-applied hash. ARGV: cap,
-# ttl, the sequence number of the follower's graph the rebuild read, then (post, author)
-# pairs, newest post first. A post is left out if its author was unfollowed by a change
+# A home feed rebuilt from the database: KEYS: feed, follows-applied hash, fill epoch.
+# ARGV: cap, ttl, the sequence number of the follower's graph the rebuild read, then
+# (post, author) pairs, newest post first, then the fill epoch it took (refused if that
+# moved: see _FILL_EPOCH). A post is left out if its author was unfollowed by a change
 # newer than that graph, applied meanwhile; the rest is merged with what fan-out added
 # since, the feed is marked complete, and changes the graph held are from now on skipped
 # by _FOLLOW_WRITE.
 _REBUILT = LUA + """
+if redis.call('GET', KEYS[3]) ~= ARGV[#ARGV] then return 0 end
 local cap, ttl, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local adds = {}
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV - 1, 2 do
   local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[i + 1]) or '0')
   if not (applied < 0 and -applied > floor) then adds[#adds + 1] = ARGV[i] end
 end
@@ -161,6 +186,8 @@ class FeedCache:
         self._push = redis.register_script(_PUSH)
         self._follow_write = redis.register_script(_FOLLOW_WRITE)
         self._rebuilt = redis.register_script(_REBUILT)
+        self._fill_epoch = redis.register_script(_FILL_EPOCH)
+        self._complete = redis.register_script(_COMPLETE)
         self.versions = Versions(redis)
         self._unlock = redis.register_script(_UNLOCK)
         self._drop_responses = redis.register_script(_DROP_RESPONSES)
@@ -207,21 +234,31 @@ class FeedCache:
         async with self.fanning_out(post_ids, message) as fan_out:
             return await fan_out.push(user_ids)
 
-    async def complete(self, key: str, post_ids: Sequence[int]) -> None:
-        """Merges ids read from the database and marks the list complete."""
-        await self._add(keys=[key], args=[self.cap, FEED_TTL, "1",
-                                          *pack_newest_first(post_ids)])
+    async def fill_epoch(self, key: str) -> str:
+        """The list's fill epoch: take it before reading the database to fill the list."""
+        return str(await self._fill_epoch(keys=[keys.list_fill_epoch(key)],
+                                          args=[secrets.token_hex(8), FEED_TTL]))
+
+    async def complete(self, key: str, post_ids: Sequence[int], epoch: str) -> bool:
+        """Merges ids read from the database, after `epoch` was taken, and marks the list
+        complete; False (nothing written) if the epoch moved meanwhile."""
+        return bool(await self._complete(
+            keys=[key, keys.list_fill_epoch(key)],
+            args=[self.cap, FEED_TTL, epoch, *pack_newest_first(post_ids)]))
 
     async def rebuilt(self, user_id: int, floor: int,
-                      posts: Sequence[tuple[int, int]]) -> None:
-        """Stores a home feed rebuilt from the database: (post, author) pairs read with
-        the user's graph at sequence number `floor` (see _REBUILT)."""
+                      posts: Sequence[tuple[int, int]], epoch: str) -> bool:
+        """Stores a home feed rebuilt from the database, read after `epoch` was taken:
+        (post, author) pairs read with the user's graph at sequence number `floor` (see
+        _REBUILT). False (nothing written) if the epoch moved meanwhile."""
         newest_first = sorted(dict(posts).items(), reverse=True)
-        await self._rebuilt(
-            keys=[keys.home_feed(user_id), keys.home_feed_follows(user_id)],
+        feed = keys.home_feed(user_id)
+        return bool(await self._rebuilt(
+            keys=[feed, keys.home_feed_follows(user_id), keys.list_fill_epoch(feed)],
             args=[self.cap, FEED_TTL, floor,
-                  *(item for post, author in newest_first for item in (pack(post), author))],
-        )
+                  *(item for post, author in newest_first for item in (pack(post), author)),
+                  epoch],
+        ))
 
     async def follow_write(self, user_id: int, author_id: int, seq: int, merge: bool,
                            post_ids: Sequence[int]) -> bool:

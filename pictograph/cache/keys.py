@@ -141,6 +141,11 @@ def recent_posts(author_id: int) -> str:
     return f"recent:v2:{{{author_id}}}"
 
 
+def list_fill_epoch(list_key: str) -> str:
+    """A home feed's or recent list's fill epoch (cache/feeds.py), on the list's slot."""
+    return f"{list_key}:fill"
+
+
 def celebrities() -> str:
     """Authors whose posts are merged at read time instead of fanned out."""
     return "celebrities"

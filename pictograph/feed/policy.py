@@ -200,8 +200,9 @@ class HomeFeed:
         self, author_id: int, found: IdRange, before: int | None, limit: int
     ) -> list[int]:
         if not found.complete:
+            epoch = await self.cache.fill_epoch(keys.recent_posts(author_id))
             newest = await store.shown_post_ids([author_id], None, FEED_CAP)
-            await self.cache.complete(keys.recent_posts(author_id), newest)
+            await self.cache.complete(keys.recent_posts(author_id), newest, epoch)
             found = IdRange([i for i in newest if before is None or i < before][:limit],
                             True, len(newest) == FEED_CAP)
         if found.trimmed and len(found.ids) < limit:
@@ -365,10 +366,12 @@ class HomeFeed:
         """Rebuilds a missing feed from posts and follows, the durable truth. The follows
         come from the database with their sequence number, so the follow writes already
         in the rebuilt feed are told apart from those still to come (see _REBUILT)."""
+        epoch = await self.cache.fill_epoch(keys.home_feed(viewer_id))
         snapshot = await graph.database_snapshot(viewer_id)
         authors = [viewer_id, *snapshot.following]
         newest_with_authors = await store.shown_posts(authors, None, FEED_CAP)
-        await self.cache.rebuilt(viewer_id, snapshot.floor, newest_with_authors)
+        await checkpoint("feed.rebuild_read")
+        await self.cache.rebuilt(viewer_id, snapshot.floor, newest_with_authors, epoch)
         newest = [post for post, _ in newest_with_authors]
         older = [i for i in newest if before is None or i < before]
         if len(older) < want and len(newest) == FEED_CAP:

@@ -53,7 +53,8 @@ async def test_an_800_entry_feed_takes_at_most_16_kb(resources: Resources) -> No
     assert used is not None and used <= MEMORY_BOUND, used
     # A rebuilt feed (one rewrite) is held to the same bound.
     await resources.redis.delete(FEED)
-    await feeds.rebuilt(7, 1, [(post_id, 1) for post_id in ids(FEED_CAP)])
+    await feeds.rebuilt(7, 1, [(post_id, 1) for post_id in ids(FEED_CAP)],
+                        await feeds.fill_epoch(FEED))
     rebuilt = await resources.redis.memory_usage(FEED)
     assert rebuilt is not None and rebuilt <= MEMORY_BOUND, rebuilt
 
@@ -83,7 +84,7 @@ async def test_trim_keeps_the_newest_at_the_cap_and_says_older_ones_were_cut(
     resources: Resources,
 ) -> None:
     feeds = FeedCache(resources.redis, cap=50)
-    await feeds.complete(FEED, ids(30))
+    await feeds.complete(FEED, ids(30), await feeds.fill_epoch(FEED))
     for post_id in ids(40, start=30):  # the ring fills, grows, then overwrites its oldest
         await feeds.add([FEED], [post_id])
     older = ids(5, start=-5)
@@ -99,7 +100,7 @@ async def test_remove_takes_out_only_those_ids_and_creates_no_list(
     resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feeds = await loaded(FeedCache(resources.redis))
-    await feeds.complete(FEED, ids(20))
+    await feeds.complete(FEED, ids(20), await feeds.fill_epoch(FEED))
     gone = [*ids(3, start=4), BASE - 1]  # one it never held
     with count_redis(monkeypatch) as sent:
         await feeds.remove(FEED, gone)
@@ -133,7 +134,7 @@ async def test_unmerge_on_unfollow_takes_all_the_authors_ids_in_one_step(
     feeds = await loaded(FeedCache(resources.redis))
     theirs = ids(300, step=2 * 4096)
     others = [i + 4096 for i in theirs]
-    await feeds.complete(FEED, theirs + others[:100])
+    await feeds.complete(FEED, theirs + others[:100], await feeds.fill_epoch(FEED))
     seen: list[set[int]] = []
 
     async def read() -> None:
@@ -158,12 +159,12 @@ async def test_fan_out_keeps_the_ttl_and_a_completion_renews_it(
     resources: Resources,
 ) -> None:
     feeds = FeedCache(resources.redis)
-    await feeds.complete(FEED, ids(20))
+    await feeds.complete(FEED, ids(20), await feeds.fill_epoch(FEED))
     await resources.redis.expire(FEED, 100)
     await feeds.push([7], ids(1, start=50), b"{}")  # the in-place path
     await feeds.add([FEED], ids(1, start=10, step=4096 * 3))  # a rewrite
     assert 0 < await resources.redis.ttl(FEED) <= 100
-    await feeds.complete(FEED, ids(3))
+    await feeds.complete(FEED, ids(3), await feeds.fill_epoch(FEED))
     assert await resources.redis.ttl(FEED) > FEED_TTL - 60
 
 
@@ -195,3 +196,22 @@ async def test_random_writes_agree_with_a_sorted_list_model(resources: Resources
             before = expected[len(expected) // 2]
             [page] = await feeds.ranges([FEED], before, 7)
             assert page.ids == [i for i in expected if i < before][:7]
+
+
+async def test_a_fill_whose_epoch_moved_writes_nothing(resources: Resources) -> None:
+    """A fill that read the database before a purge (or a Redis that came back older)
+    is refused after it: what fan-out added meanwhile was lost with the purge, and the
+    fill would mark the list complete without it."""
+    feeds = FeedCache(resources.redis)
+    recent = keys.recent_posts(9)
+    for key, fill in (
+        (recent, lambda epoch: feeds.complete(recent, ids(3), epoch)),
+        (FEED, lambda epoch: feeds.rebuilt(7, 1, [(i, 1) for i in ids(3)], epoch)),
+    ):
+        epoch = await feeds.fill_epoch(key)
+        assert await feeds.fill_epoch(key) == epoch  # one epoch, shared by every filler
+        await resources.redis.delete(keys.list_fill_epoch(key))  # what a purge does
+        assert not await fill(epoch)
+        assert await resources.redis.exists(key) == 0
+        assert await fill(await feeds.fill_epoch(key))  # a fill that starts afresh lands
+        assert (await feeds.ranges([key], None, 10))[0].complete

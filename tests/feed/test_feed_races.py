@@ -22,6 +22,7 @@ from pictograph.workers.fanout import apply_event
 from tests.support.feeds import consumers, fan_out, feed_captions, publish
 from tests.support.graphql import gql, relate_ok, sign_up, user_id
 from tests.support.photos import jpeg, post_photo, process_media
+from tests.support.redis_state import flush_caches
 from tests.support.relations import follower_of
 
 
@@ -126,3 +127,23 @@ async def test_a_page_cached_before_an_author_became_a_celebrity_shows_their_nex
     monkeypatch.setattr(policy, "CELEBRITY_GRACE", 0)
     await publish(client, resources, author, "celebrated")
     assert (await feed_captions(client, fan))[0] == ["celebrated", "crossing", "before"]
+
+
+async def test_a_rebuild_that_read_the_database_before_redis_lost_a_delivery_is_refused(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    """A rebuild merges into what fan-out added while it read, so nothing is lost, as
+    long as Redis keeps those adds. A Redis purged (cache/trust.py) or come back older
+    loses them; the rebuild, landing after, must not mark the feed complete without them."""
+    fan, author = await follower_of(client, "fan", "author")
+    await publish(client, resources, author, "first")
+    await flush_caches(resources.redis)  # the fan's next read rebuilds the feed
+    async with holding("feed.rebuild_read") as hold:
+        read = asyncio.create_task(feed_captions(client, fan))
+        async with asyncio.timeout(10):
+            await hold.wait_reached()  # it has read the database: "first" only
+        await publish(client, resources, author, "second")  # fanned out into the feed
+        await flush_caches(resources.redis)  # ... and lost, as by a purge
+        hold.release()
+        assert (await read)[0] == ["first"]  # what it read
+    assert (await feed_captions(client, fan))[0] == ["second", "first"]
