@@ -8,7 +8,8 @@ revocation and then checks the token cannot miss a revocation in between.
 
 If Redis goes away the hub reconnects and subscribes everything again, so sockets stay
 open through a Redis restart. Messages published meanwhile are lost, so every listener
-then receives RESYNC and re-checks what it relies on (its token, its channels)."""
+then receives RESYNC and re-checks what it relies on (its token, its channels). So does a
+listener that falls QUEUE_SIZE messages behind: its backlog is dropped for one RESYNC."""
 
 from __future__ import annotations
 
@@ -257,5 +258,13 @@ class LiveHub:
         try:
             listener.queue.put_nowait(message)
         except asyncio.QueueFull:
-            # A stalled client must not hold the hub up; it misses this one.
-            log.warning("live: a subscriber's queue is full; dropping a message")
+            # A stalled client must neither hold the hub up nor grow without bound, and
+            # must not miss anything silently: what it has not taken is dropped for one
+            # RESYNC, which makes it re-check everything those messages could have said
+            # (its token, what it announced, what entered the feed).
+            dropped = listener.queue.qsize() + 1
+            while not listener.queue.empty():
+                listener.queue.get_nowait()
+            listener.queue.put_nowait({"kind": RESYNC})
+            log.warning("live: a subscriber fell %d messages behind; told to resync",
+                        dropped)

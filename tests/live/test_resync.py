@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 
+from pictograph.cache.pubsub import QUEUE_SIZE, RESYNC
 from pictograph.checkpoints import Hold, holding
 from pictograph.resources import Resources
 from pictograph.schema.node import decode_id_of
@@ -99,3 +101,25 @@ async def test_a_post_that_entered_the_feed_during_the_drop_is_announced_once(
         {"kind": "POST_ADDED", "postId": heard, "post": {"caption": "heard live"}},
         {"kind": "POST_ADDED", "postId": missed, "post": {"caption": "missed"}},
     ]
+
+
+def test_a_listener_that_falls_behind_is_told_to_resync_instead_of_missing_messages(
+    resources: Resources
+) -> None:
+    """A client that stops reading cannot grow the server's memory, and what it could not
+    take is not lost without a word: its backlog is dropped for one RESYNC (which the
+    tests above show a subscription acting on), and what comes after queues behind it."""
+    hub = resources.live
+    listener = hub.listener()
+    listener.channels.add("live:{1}")
+    hub._listeners["live:{1}"].add(listener)
+    try:
+        for post_id in range(QUEUE_SIZE):
+            hub._dispatch("live:{1}", orjson.dumps({"kind": "post_added", "post_id": post_id}))
+        assert listener.queue.full()
+        hub._dispatch("live:{1}", orjson.dumps({"kind": "author_gone", "author_id": 2}))
+        hub._dispatch("live:{1}", orjson.dumps({"kind": "post_added", "post_id": 7}))
+        taken = [listener.queue.get_nowait() for _ in range(listener.queue.qsize())]
+        assert taken == [{"kind": RESYNC}, {"kind": "post_added", "post_id": 7}]
+    finally:
+        hub._listeners.pop("live:{1}", None)
