@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from pictograph.cache import keys
 from pictograph.cache.feeds import FeedCache
 from pictograph.cache.posts import PostCache
 from pictograph.cache.responses import Fence, ResponseCache
@@ -47,8 +48,8 @@ class Effects:
     posts: set[int] = field(default_factory=set)  # posts to drop (status, deletion)
     first_pages: set[int] = field(default_factory=set)  # cached first feed pages to drop
     live: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (viewer, message)
-    # Rendered responses to drop (cache/responses.py): these users' own, and those of
-    # everyone who was shown these users or posts.
+    # Rendered responses to drop (cache/responses.py): these users' own, and, by moving
+    # their epochs, every response that showed these users or posts.
     shown_users: set[int] = field(default_factory=set)
     shown_posts: set[int] = field(default_factory=set)
 
@@ -138,16 +139,27 @@ async def after_commit(resources: Resources, changes: Iterable[Event],
                     type(error).__name__)
 
 
-async def account_changed(resources: Resources, user_id: int, quietly: bool = False) -> None:
+async def account_changed(resources: Resources, user_id: int) -> None:
     """After a change to what is shown of one account, recorded by no event (its profile
-    fields, a post it just created): its cached profile and every response showing it.
-    Nothing is revoked, so `quietly` lets a caller succeed through a Redis outage (the
-    caches then age out)."""
+    fields, a post it just created): its cached profile and every response showing it
+    (one epoch: a few commands, however many were shown it). Nothing is revoked, so it
+    never fails the change, which has committed: through a Redis outage the caches
+    age out (profiles in minutes, responses within their lifetime)."""
     try:
         await ProfileCache(resources.redis).forget([user_id])
         await ResponseCache(resources.redis).changed([user_id])
     except RedisError as error:
         log.warning("account change not applied to caches: redis unavailable (%s)",
                     type(error).__name__)
-        if not quietly:
-            raise
+
+
+async def now_shown(resources: Resources, user_ids: Iterable[int] = (),
+                    post_ids: Iterable[int] = ()) -> None:
+    """A new user or post: its epoch made now, so that the first answer showing it can
+    be cached (one that finds an epoch missing is not). Nothing depends on it yet, so an
+    outage only costs that answer."""
+    epoch_keys = [keys.user_shown(u) for u in user_ids] + [keys.post_shown(p) for p in post_ids]
+    try:
+        await ResponseCache(resources.redis).make_epochs(epoch_keys)
+    except RedisError as error:
+        log.warning("new epochs not made: redis unavailable (%s)", type(error).__name__)

@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
-from pictograph.cache.responses import DROP_RESPONSES_LUA
 from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
 
 # Entries a home feed or an author's recent list holds; older ones come from the database.
@@ -50,9 +49,10 @@ return 1
 """
 
 # One follower's share of a fan-out, in one command: add, trim, drop the cached first
-# page (a new generation: see versioned.py) and rendered responses (cache/responses.py),
-# and tell the follower's live subscriptions.
-# KEYS: feed, page, generation, response version (one hash slot). ARGV: cap, ttl, channel,
+# page (a new generation: see versioned.py) and the feed version of the follower's
+# rendered responses (cache/responses.py: only those that read the feed), and tell the
+# follower's live subscriptions.
+# KEYS: feed, page, generation, feed version (one hash slot). ARGV: cap, ttl, channel,
 # message, a new generation and its ttl, post ids.
 _PUSH = """
 local key = KEYS[1]
@@ -62,13 +62,10 @@ for i = 7, #ARGV do redis.call('ZADD', key, ARGV[i], ARGV[i]) end
 if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
 redis.call('SET', KEYS[3], ARGV[5], 'EX', tonumber(ARGV[6]))
 redis.call('DEL', KEYS[2])
-""" + DROP_RESPONSES_LUA.format(n=4) + """
+redis.call('DEL', KEYS[4])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
-
-# KEYS: a user's response version.
-_DROP_RESPONSES = DROP_RESPONSES_LUA.format(n=1) + "return 1"
 
 # A follow's (or an ended follow's) effect on the follower's feed, in the pair's order:
 # KEYS: feed, follows-applied hash (one hash slot). ARGV: author, the follower's sequence
@@ -148,7 +145,6 @@ class FeedCache:
         self._rebuilt = redis.register_script(_REBUILT)
         self.versions = Versions(redis)
         self._unlock = redis.register_script(_UNLOCK)
-        self._drop_responses = redis.register_script(_DROP_RESPONSES)
 
     async def add(self, feed_keys: Iterable[str], post_ids: Sequence[int],
                   batch: int = 1000) -> int:
@@ -175,7 +171,7 @@ class FeedCache:
                 await self._push(
                     keys=[keys.home_feed(user_id), keys.home_feed_page(user_id),
                           keys.home_feed_page_generation(user_id),
-                          keys.response_version(user_id)],
+                          keys.response_feed_version(user_id)],
                     args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message,
                           generation, VERSION_TTL, *post_ids],
                     client=pipe,
@@ -270,13 +266,13 @@ class FeedCache:
             await pipe.execute()
 
     async def drop_pages(self, user_ids: Iterable[int]) -> None:
-        """The first pages, and the rendered responses built on them (fences kept)."""
+        """The first pages, and the rendered responses that read them (by their feed
+        version: the users' other responses stay)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 bump_and_drop(pipe, keys.home_feed_page(user_id),
                               keys.home_feed_page_generation(user_id))
-                await self._drop_responses(keys=[keys.response_version(user_id)],
-                                           client=pipe)
+                pipe.delete(keys.response_feed_version(user_id))
             await pipe.execute()
 
     async def lock_page(self, user_id: int) -> str | None:
