@@ -241,6 +241,13 @@ def user_shown(user_id: int) -> str:
     return f"user:{{{user_id}}}:shown"
 
 
+def user_follows_shown(user_id: int) -> str:
+    """The epoch of the user's follower and following counts and lists, moved by every
+    change of a pair the user is in. Apart from user_shown, because only what reads them
+    records it: a celebrity's new follower leaves the feeds that show its posts cached."""
+    return f"user:{{{user_id}}}:shown:follows"
+
+
 def post_shown(post_id: int) -> str:
     """The post's shown epoch (as user_shown): moved when it finishes or is deleted."""
     return f"post:{{{post_id}}}:shown"

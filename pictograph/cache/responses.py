@@ -10,7 +10,12 @@ A cached response depends on three things, each checked when it is served:
 - the shown epoch of every user and post the response showed (keys.user_shown,
   keys.post_shown), read before the user or post was (loaders.py, feed/policy.py) and
   recorded in the response: a change moves the one epoch, and every response that
-  recorded the old one is refused when next asked for.
+  recorded the old one is refused when next asked for; and, for a response that showed
+  a user's follower or following counts or lists, that user's follows epoch
+  (keys.user_follows_shown), read with the user and recorded when those fields are
+  resolved (Recording.use), which a follow, block or removal moves instead of the
+  shown epoch: a celebrity's new follower ends the answers that show its counts, not
+  its followers' feeds.
 
 So a change costs the same few commands however many viewers were shown what changed:
 a celebrity's post, profile edit, deletion or new follower moves its epoch, never its
@@ -188,12 +193,13 @@ def response_lifetime(response_ttl: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """One change's fence: its token, and the users and posts it fenced. The change's move
-    after its commit ends it on all of them, whatever the move itself names."""
+    """One change's fence: its token, and the users, posts and users' follows it fenced.
+    The change's move after its commit ends it on all of them, whatever the move names."""
 
     token: str
     users: frozenset[int] = frozenset()
     posts: frozenset[int] = frozenset()
+    follows: frozenset[int] = frozenset()
 
     @staticmethod
     def new() -> Fence:
@@ -361,28 +367,30 @@ class ResponseCache:
             await pipe.execute()
 
     async def fence(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
-                    also: Fence | None = None) -> Fence:
-        """Before a commit that takes something away from viewers of these users or posts.
-        The change passes the Fence back to changed() after its commit, which ends it; a
-        change that fences more than once (a retried transaction) passes its first as
-        `also`, so that all are one fence, ended by one move. A few commands whoever
-        was shown these users or posts."""
+                    also: Fence | None = None, follows: Iterable[int] = ()) -> Fence:
+        """Before a commit that takes something away from viewers of these users or posts
+        (or from these users, whose pair changes: `follows`). The change passes the Fence
+        back to changed() after its commit, which ends it; a change that fences more than
+        once (a retried transaction) passes its first as `also`, so that all are one
+        fence, ended by one move. A few commands whoever was shown these users or posts."""
         first = also or Fence.new()
         fence = Fence(first.token, first.users | frozenset(user_ids),
-                      first.posts | frozenset(post_ids))
-        await self._apply("fence", fence.users, fence.posts, fence.token)
+                      first.posts | frozenset(post_ids), first.follows | frozenset(follows))
+        await self._apply("fence", fence.users, fence.posts, fence.follows, fence.token)
         return fence
 
     async def changed(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
-                      fence: Fence | None = None) -> None:
-        """After a commit that changed these users or posts: their own responses and every
-        response that showed them are stale. `fence`, the change's own, ends on all it
-        fenced."""
-        users, posts = set(user_ids), set(post_ids)
+                      fence: Fence | None = None, follows: Iterable[int] = ()) -> None:
+        """After a commit that changed these users or posts, or a pair these users
+        (`follows`) are in: their own responses and every response that showed them (or,
+        for `follows`, their counts and lists) are stale. `fence`, the change's own, ends
+        on all it fenced."""
+        users, posts, pairs = set(user_ids), set(post_ids), set(follows)
         if fence is not None:
             users |= fence.users
             posts |= fence.posts
-        await self._apply("move", users, posts, fence.token if fence else "")
+            pairs |= fence.follows
+        await self._apply("move", users, posts, pairs, fence.token if fence else "")
 
     async def feeds_changed(self, viewer_ids: Iterable[int]) -> None:
         """These viewers' feed responses are stale (what their feeds merge changed); their
@@ -392,19 +400,20 @@ class ResponseCache:
                 pipe.delete(keys.response_feed_version(viewer_id))
             await pipe.execute()
 
-    async def _apply(self, mode: str, users: set[int], posts: set[int], token: str) -> None:
-        if not users and not posts:
+    async def _apply(self, mode: str, users: set[int], posts: set[int], follows: set[int],
+                     token: str) -> None:
+        # The users' own responses (what they see may have changed), then the epochs.
+        version_keys = [(keys.response_version(user_id), keys.response_fences(user_id))
+                        for user_id in sorted(users | follows)]
+        epoch_keys = ([keys.user_shown(user_id) for user_id in sorted(users)]
+                      + [keys.user_follows_shown(user_id) for user_id in sorted(follows)]
+                      + [keys.post_shown(post_id) for post_id in sorted(posts)])
+        version_keys += [(key, keys.epoch_fences(key)) for key in epoch_keys]
+        if not version_keys:
             return
-        pairs = []
-        for user_id in sorted(users):
-            # The user's own responses (their relations changed), and what shows them.
-            pairs.append((keys.response_version(user_id), keys.response_fences(user_id)))
-            pairs.append((keys.user_shown(user_id), keys.epoch_fences(keys.user_shown(user_id))))
-        pairs += [(keys.post_shown(post_id), keys.epoch_fences(keys.post_shown(post_id)))
-                  for post_id in sorted(posts)]
         now = now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for version_key, fences_key in pairs:
+            for version_key, fences_key in version_keys:
                 await self._move(keys=[version_key, fences_key],
                                  args=[mode, new_version(), now, token], client=pipe)
             await pipe.execute()
@@ -426,13 +435,24 @@ class Recording:
     reads_feed: bool = False
     epochs: dict[str, str] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)  # epochs to make after the render
+    # Epochs read before what they guard, recorded only if a field resolves from it
+    # (use): a user's follows epoch, for its counts and lists.
+    aside: dict[str, str | None] = field(default_factory=dict)
 
-    def depend(self, pipe: Pipeline, epoch_keys: Sequence[str]) -> Callable[[list[Any]], None]:
-        """Queues a read of each epoch ahead of the reads that follow in the same pipeline
-        (each epoch shares its slot with what it guards, so a cluster keeps the order
-        too); the function returned takes the epochs out of the pipeline's replies."""
-        taken = queue_reads(pipe, epoch_keys)
-        return lambda replies: self.note(epoch_keys, taken(replies))
+    def depend(self, pipe: Pipeline, epoch_keys: Sequence[str],
+               aside_keys: Sequence[str] = ()) -> Callable[[list[Any]], None]:
+        """Queues a read of each epoch (and each aside) ahead of the reads that follow in
+        the same pipeline (each epoch shares its slot with what it guards, so a cluster
+        keeps the order too); the function returned takes them out of the replies."""
+        taken = queue_reads(pipe, [*epoch_keys, *aside_keys])
+
+        def note(replies: list[Any]) -> None:
+            values = taken(replies)
+            self.note(epoch_keys, values[:len(epoch_keys)])
+            for key, value in zip(aside_keys, values[len(epoch_keys):], strict=True):
+                self.aside.setdefault(key, None if value is None else _text(value))
+
+        return note
 
     async def depend_now(self, redis: Redis, epoch_keys: Sequence[str]) -> None:
         if epoch_keys:
@@ -451,6 +471,14 @@ class Recording:
             epoch = _text(value)
             if epoch.startswith("!") or self.epochs.setdefault(key, epoch) != epoch:
                 self.cacheable = False
+
+    def use(self, epoch_key: str) -> None:
+        """The response shows what `epoch_key` guards, read after the epoch was read
+        aside; one read without it (nothing read it first) is not stored."""
+        if epoch_key not in self.aside:
+            self.cacheable = False
+            return
+        self.note([epoch_key], [self.aside[epoch_key]])
 
     def lifetime(self) -> int:
         """How long the response may be stored."""

@@ -144,3 +144,31 @@ async def test_a_celebritys_post_is_in_every_followers_next_read_at_a_cost_that_
         for fan in fans:
             assert (await feed_captions(client, fan))[0] == [f"{star} news", f"{star} first"]
     assert costs[0] == costs[1], costs
+
+
+@pytest.mark.parametrize("celebrity", [False, True], ids=["ordinary", "celebrity"])
+async def test_a_new_follower_ends_the_answers_showing_counts_not_the_feeds_showing_posts(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch,
+    celebrity: bool,
+) -> None:
+    """A follow moves the pair's follows epochs, which only answers that show their
+    follower or following counts or lists recorded: a fan's cached feed of the author's
+    posts stays a hit, a stranger's cached profile of the author shows the new count."""
+    if celebrity:
+        celebrities(resources, monkeypatch)
+    author = await sign_up(client, "author")
+    fan = await sign_up(client, "fan")
+    stranger = await sign_up(client, "stranger")
+    newcomer = await sign_up(client, "newcomer")
+    author_id = await user_id(client, "author")
+    await relate_ok(client, "follow", fan, author_id)
+    await publish(client, resources, author, "shown")
+    feed = await cached(client, resources, FEED, fan, {"first": 10})
+    assert '"followerCount":1' in await cached(client, resources, PROFILE, stranger,
+                                               {"name": "author"})
+    await relate_ok(client, "follow", newcomer, author_id)
+    await fan_out(resources)  # the follow's merge writes the newcomer's feed alone
+    before = hits(resources)
+    assert await read(client, FEED, fan, {"first": 10}) == feed
+    assert hits(resources) == before + 1
+    assert '"followerCount":2' in await read(client, PROFILE, stranger, {"name": "author"})
