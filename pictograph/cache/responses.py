@@ -224,10 +224,15 @@ class Lookup:
 @dataclass(frozen=True, slots=True)
 class Cached:
     """A stored response whose viewer's versions matched: served if every epoch it
-    recorded (key → epoch, as bytes) is unchanged."""
+    recorded is unchanged. The keys and the epochs are each one line, space-separated in
+    the same order, so a hit compares them without taking them apart."""
 
     body: bytes
-    epochs: dict[bytes, bytes]
+    epoch_keys: bytes  # b"" when it recorded none
+    epochs: bytes
+
+    def keys(self) -> tuple[bytes, ...]:
+        return tuple(self.epoch_keys.split())
 
 
 def judge(viewer_id: int, token: bytes | None, version: bytes | None,
@@ -242,24 +247,26 @@ def judge(viewer_id: int, token: bytes | None, version: bytes | None,
     if owner != str(viewer_id).encode() or not expires.isdigit() or (
             int(expires) * 1000 <= now):
         return None
-    parts = stored.split(b"\n", 3)
-    if len(parts) != 4 or parts[0] != version:
+    parts = stored.split(b"\n", 4)
+    if len(parts) != 5 or parts[0] != version:
         return None
-    built_feed, recorded, body = parts[1], parts[2], parts[3]
-    if built_feed and built_feed != feed_version:
+    if parts[1] and parts[1] != feed_version:
         return None
-    epochs: dict[bytes, bytes] = {}
-    for item in recorded.split():
-        key, _, epoch = item.partition(b"=")
-        epochs[key] = epoch
-    return Cached(body, epochs)
+    return Cached(parts[4], parts[2], parts[3])
+
+
+def unchanged(cached: Cached, current: Sequence[bytes | None]) -> bool:
+    """Whether the epochs read now (in the order of cached.epoch_keys) are those the
+    response recorded. A missing one never is."""
+    return None not in current and b" ".join(current) == cached.epochs  # type: ignore[arg-type]
 
 
 def stored_value(version: str, feed_version: str, epochs: dict[str, str],
                  body: bytes) -> bytes:
     """What store() keeps: the versions and epochs a hit compares, then the bytes."""
-    recorded = " ".join(f"{key}={epoch}" for key, epoch in sorted(epochs.items()))
-    return f"{version}\n{feed_version}\n{recorded}\n".encode() + body
+    ordered = sorted(epochs)
+    return (f"{version}\n{feed_version}\n{' '.join(ordered)}\n"
+            f"{' '.join(epochs[key] for key in ordered)}\n").encode() + body
 
 
 class ResponseCache:
@@ -274,7 +281,9 @@ class ResponseCache:
         self._make_epoch = redis.register_script(_MAKE_EPOCH)
         # A cluster refuses an MGET across slots: there the epochs are read on their own.
         self._joined = not isinstance(redis, RedisCluster)
-        self._expected: OrderedDict[tuple[int, str], tuple[bytes, ...]] = OrderedDict()
+        # (viewer, digest) -> the epoch keys' line as stored, and the keys.
+        self._expected: OrderedDict[tuple[int, str], tuple[bytes, tuple[bytes, ...]]] = (
+            OrderedDict())
 
     async def lookup(self, viewer_id: int, token_key: str, digest: str) -> Lookup:
         """A hit in one round trip, and one command Redis answers without a script: an
@@ -287,23 +296,24 @@ class ResponseCache:
         the fill. (Redis spent two to three times the CPU on a script as on the MGET,
         on a core it shares with the servers: bench/load.py.) Replies are left
         undecoded: the bytes go to the client as they are."""
-        expected = self._expected.get((viewer_id, digest), ()) if self._joined else ()
+        expected = self._expected.get((viewer_id, digest)) if self._joined else None
         replies = await self.redis.execute_command(
             "MGET", token_key, keys.response_version(viewer_id),
             keys.response_feed_version(viewer_id), keys.response(viewer_id, digest),
-            *expected, **{NEVER_DECODE: True})
+            *(expected[1] if expected else ()), **{NEVER_DECODE: True})
         now = now_ms()
         cached = judge(viewer_id, *replies[:4], now)
         if cached is not None:
-            if not cached.epochs:
+            if not cached.epoch_keys:
                 return Lookup(body=cached.body)
-            current = dict(zip(expected, replies[4:], strict=True))
-            unread = [key for key in cached.epochs if key not in current]
-            if unread:
-                current.update(zip(unread, await self._read_epochs(unread), strict=True))
-            if unread or len(expected) != len(cached.epochs):
-                self._expect(viewer_id, digest, tuple(cached.epochs))
-            if all(current[key] == epoch for key, epoch in cached.epochs.items()):
+            if expected is not None and expected[0] == cached.epoch_keys:
+                current = replies[4:]
+            else:
+                epoch_keys = cached.keys()
+                current = await self._read_epochs(epoch_keys)
+                if self._joined:
+                    self._expect(viewer_id, digest, cached.epoch_keys, epoch_keys)
+            if unchanged(cached, current):
                 return Lookup(body=cached.body)
         command = ("EVALSHA", self._miss.sha, 5, token_key, keys.response_version(viewer_id),
                    keys.response_feed_version(viewer_id),
@@ -326,8 +336,9 @@ class ResponseCache:
             values = taken(await pipe.execute())
         return [value.encode() if isinstance(value, str) else value for value in values]
 
-    def _expect(self, viewer_id: int, digest: str, epoch_keys: tuple[bytes, ...]) -> None:
-        self._expected[(viewer_id, digest)] = epoch_keys
+    def _expect(self, viewer_id: int, digest: str, line: bytes,
+                epoch_keys: tuple[bytes, ...]) -> None:
+        self._expected[(viewer_id, digest)] = (line, epoch_keys)
         self._expected.move_to_end((viewer_id, digest))
         while len(self._expected) > EXPECTED_EPOCHS:
             self._expected.popitem(last=False)
@@ -347,9 +358,9 @@ class ResponseCache:
                   stored_value(lookup.version, feed_version, recording.epochs, body),
                   ttl, now_ms(), digest, keys.response(viewer_id, "")],
         ))
-        if stored and self._joined:
-            self._expect(viewer_id, digest,
-                         tuple(key.encode() for key in sorted(recording.epochs)))
+        if stored and self._joined and recording.epochs:
+            epoch_keys = tuple(key.encode() for key in sorted(recording.epochs))
+            self._expect(viewer_id, digest, b" ".join(epoch_keys), epoch_keys)
         return stored
 
     async def release(self, viewer_id: int, digest: str) -> None:

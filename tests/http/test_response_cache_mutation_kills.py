@@ -40,16 +40,16 @@ async def stored_at_current_version(cache: ResponseCache, token: str, digest: st
 def test_a_token_is_expired_from_its_expirys_first_millisecond() -> None:
     expires = int(time.time()) + 60
     token = f"{VIEWER}:{expires}".encode()
-    found = judge(VIEWER, token, b"v1", None, b"v1\n\n\n{}", expires * 1000 - 1)
+    found = judge(VIEWER, token, b"v1", None, b"v1\n\n\n\n{}", expires * 1000 - 1)
     assert found is not None and found.body == b"{}"
-    assert judge(VIEWER, token, b"v1", None, b"v1\n\n\n{}", expires * 1000) is None
+    assert judge(VIEWER, token, b"v1", None, b"v1\n\n\n\n{}", expires * 1000) is None
 
 
 def test_a_hit_is_the_bytes_after_the_version_whatever_its_length() -> None:
     later = f"{int(time.time()) + 60}".encode()
     now = int(time.time() * 1000)
     for version in (b"v", b"v1", b"v12", b"v123"):
-        stored = version + b"\n\n\n" + b'{"data": 1}'
+        stored = version + b"\n\n\n\n" + b'{"data": 1}'
         found = judge(VIEWER, str(VIEWER).encode() + b":" + later, version, None, stored, now)
         assert found is not None and found.body == b'{"data": 1}', version
 
@@ -58,7 +58,7 @@ def test_a_token_of_a_smaller_id_is_not_the_viewers() -> None:
     later = f"{int(time.time()) + 60}".encode()
     now = int(time.time() * 1000)
     for owner in (b"800", b"8000", b"1", b"80011", b"9"):
-        assert judge(VIEWER, owner + b":" + later, b"v1", None, b"v1\n\n\n{}",
+        assert judge(VIEWER, owner + b":" + later, b"v1", None, b"v1\n\n\n\n{}",
                      now) is None, owner
 
 
