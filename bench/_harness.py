@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +117,33 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     print("-" * (width + 24))
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+@contextmanager
+def private_redis_server(prefix: str) -> Iterator[int | None]:
+    """A redis-server of the bench's own on a free loopback port (None: not installed),
+    with no persistence, killed afterwards: nothing another user of Redis keeps is
+    touched, whatever the bench configures or flushes."""
+    server = shutil.which("redis-server")
+    if server is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(  # noqa: S603 - our own arguments
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        break
+                except OSError:
+                    time.sleep(0.05)
+            yield port
+        finally:
+            process.kill()
+            process.wait()

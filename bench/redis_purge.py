@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from redis.asyncio import Redis
 from tqdm import tqdm
 
-from bench._harness import print_table
+from bench._harness import print_table, private_redis_server
 from pictograph.cache import keys
 from pictograph.cache.trust import purge
 
@@ -69,29 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=200_000)
     args = parser.parse_args(argv)
-    server = shutil.which("redis-server")
-    if server is None:
-        print("redis-server is not installed", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="pictograph-purge-") as directory:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        process = subprocess.Popen(  # noqa: S603 - our own arguments
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(100):
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    time.sleep(0.05)
-            rows = asyncio.run(run(port, args.keys))
-        finally:
-            process.kill()
-            process.wait()
+    with private_redis_server("pictograph-purge-") as port:
+        if port is None:
+            print("redis-server is not installed", file=sys.stderr)
+            return 2
+        rows = asyncio.run(run(port, args.keys))
     print_table(f"Purging an untrusted Redis of {args.keys:,} cache keys", rows)
     return 0
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from pictograph.cache import keys
 from pictograph.cache.feeds import FeedCache
 from pictograph.cache.posts import PostCache
 from pictograph.cache.responses import Fence, ResponseCache
@@ -47,26 +48,32 @@ class Effects:
     posts: set[int] = field(default_factory=set)  # posts to drop (status, deletion)
     first_pages: set[int] = field(default_factory=set)  # cached first feed pages to drop
     live: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (viewer, message)
-    # Rendered responses to drop (cache/responses.py): these users' own, and those of
-    # everyone who was shown these users or posts.
+    # Rendered responses to drop (cache/responses.py): these users' own, and, by moving
+    # their epochs, every response that showed these users or posts.
     shown_users: set[int] = field(default_factory=set)
     shown_posts: set[int] = field(default_factory=set)
+    # These users' own responses, and every response that showed their follower or
+    # following counts or lists (a pair they are in changed).
+    shown_follows: set[int] = field(default_factory=set)
 
     def __or__(self, other: Effects) -> Effects:
         return Effects(self.profiles | other.profiles, self.posts | other.posts,
                        self.first_pages | other.first_pages, self.live + other.live,
                        self.shown_users | other.shown_users,
-                       self.shown_posts | other.shown_posts)
+                       self.shown_posts | other.shown_posts,
+                       self.shown_follows | other.shown_follows)
 
 
 def effects_of(event: Event) -> Effects:
     """The table: what the event changes, then what any change of a pair or a post
-    changes in rendered responses (every field of a user or post shown may depend on it:
-    counts, follow status, followsViewer, what is visible)."""
+    changes in rendered responses. A pair change changes what its two users see (follow
+    status, followsViewer, what is visible: their own responses) and, for everyone
+    else, only their counts and lists: a celebrity's new follower leaves the answers
+    that show the celebrity's posts. Privacy, posts and profiles may change any field."""
     changed = _effects_of(event)
     match event:
         case PairChange(a=a, b=b):
-            changed.shown_users |= {a, b}
+            changed.shown_follows |= {a, b}
         case PrivacyChanged(user=user):
             changed.shown_users.add(user)
         case PostChange(post_id=post, author_id=author):
@@ -130,7 +137,8 @@ async def after_commit(resources: Resources, changes: Iterable[Event],
         for viewer, message in effects.live:
             await live.to_viewers(redis, [viewer], message)
         # Last: a response rendered after this reads the caches dropped above.
-        await ResponseCache(redis).changed(effects.shown_users, effects.shown_posts, fence)
+        await ResponseCache(redis).changed(effects.shown_users, effects.shown_posts, fence,
+                                           follows=effects.shown_follows)
     except RedisError as error:
         # What was fenced stays fenced until its fence expires; the rest is a cache that
         # ages out (profiles in minutes, pages in a minute).
@@ -138,16 +146,29 @@ async def after_commit(resources: Resources, changes: Iterable[Event],
                     type(error).__name__)
 
 
-async def account_changed(resources: Resources, user_id: int, quietly: bool = False) -> None:
+async def account_changed(resources: Resources, user_id: int) -> None:
     """After a change to what is shown of one account, recorded by no event (its profile
-    fields, a post it just created): its cached profile and every response showing it.
-    Nothing is revoked, so `quietly` lets a caller succeed through a Redis outage (the
-    caches then age out)."""
+    fields, a post it just created): its cached profile and every response showing it
+    (one epoch: a few commands, however many were shown it). Nothing is revoked, so it
+    never fails the change, which has committed: through a Redis outage the caches
+    age out (profiles in minutes, responses within their lifetime)."""
     try:
         await ProfileCache(resources.redis).forget([user_id])
         await ResponseCache(resources.redis).changed([user_id])
     except RedisError as error:
         log.warning("account change not applied to caches: redis unavailable (%s)",
                     type(error).__name__)
-        if not quietly:
-            raise
+
+
+async def now_shown(resources: Resources, user_ids: Iterable[int] = (),
+                    post_ids: Iterable[int] = ()) -> None:
+    """A new user or post: its epoch made now, so that the first answer showing it can
+    be cached (one that finds an epoch missing is not). Nothing depends on it yet, so an
+    outage only costs that answer."""
+    epoch_keys = ([key for u in user_ids for key in (keys.user_shown(u),
+                                                     keys.user_follows_shown(u))]
+                  + [keys.post_shown(p) for p in post_ids])
+    try:
+        await ResponseCache(resources.redis).make_epochs(epoch_keys)
+    except RedisError as error:
+        log.warning("new epochs not made: redis unavailable (%s)", type(error).__name__)

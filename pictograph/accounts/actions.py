@@ -51,6 +51,7 @@ async def sign_up(
         # Lost a race with another sign-up for the same name.
         raise Conflict("that username is taken", field="username") from None
     await remember_new_token(resources.redis, token, user.id, ttl)
+    await effects.now_shown(resources, [user.id])
     # The address the account was made from is its owner's first known one.
     await resources.rate_limits.logged_in(client, username)
     return token, UserRecord.from_model(user)

@@ -26,7 +26,6 @@ from pictograph.cache.packed import (
     unpack,
 )
 from pictograph.cache.raw import PerUser, bulk, evalsha_head
-from pictograph.cache.responses import DROP_RESPONSES_LUA
 from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
 
 # Entries a home feed or an author's recent list holds; older ones come from the database.
@@ -82,21 +81,19 @@ return 1
 """
 
 # One follower's share of a fan-out, in one command: add, trim, drop the cached first
-# page (a new generation: see versioned.py) and rendered responses (cache/responses.py),
-# and tell the follower's live subscriptions.
-# KEYS: feed, page, generation, response version (one hash slot). ARGV: cap, ttl, channel,
+# page (a new generation: see versioned.py) and the feed version of the follower's
+# rendered responses (cache/responses.py: only those that read the feed), and tell the
+# follower's live subscriptions.
+# KEYS: feed, page, generation, feed version (one hash slot). ARGV: cap, ttl, channel,
 # message, a new generation and its ttl, post ids.
 _PUSH = LUA + """
 add_all(KEYS[1], ARGV, 7, tonumber(ARGV[1]), tonumber(ARGV[2]), 0, false)
 redis.call('SET', KEYS[3], ARGV[5], 'EX', tonumber(ARGV[6]))
 redis.call('DEL', KEYS[2])
-""" + DROP_RESPONSES_LUA.format(n=4) + """
+redis.call('DEL', KEYS[4])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
-
-# KEYS: a user's response version.
-_DROP_RESPONSES = DROP_RESPONSES_LUA.format(n=1) + "return 1"
 
 # A follow's (or an ended follow's) effect on the follower's feed, in the pair's order:
 # KEYS: feed, follows-applied hash (one hash slot). ARGV: author, the follower's sequence
@@ -190,7 +187,6 @@ class FeedCache:
         self._complete = redis.register_script(_COMPLETE)
         self.versions = Versions(redis)
         self._unlock = redis.register_script(_UNLOCK)
-        self._drop_responses = redis.register_script(_DROP_RESPONSES)
 
     async def add(self, feed_keys: Iterable[str], post_ids: Sequence[int],
                   batch: int = 1000) -> int:
@@ -219,7 +215,7 @@ class FeedCache:
         per_user = PerUser(
             evalsha_head(self._push.sha, 4, 6 + len(packed)),
             [keys.home_feed, keys.home_feed_page, keys.home_feed_page_generation,
-             keys.response_version],
+             keys.response_feed_version],
             bulk(self.cap) + bulk(FEED_TTL),
             [keys.live_viewer],
             b"".join([bulk(message), bulk(generation), bulk(VERSION_TTL),
@@ -335,13 +331,13 @@ class FeedCache:
             await pipe.execute()
 
     async def drop_pages(self, user_ids: Iterable[int]) -> None:
-        """The first pages, and the rendered responses built on them (fences kept)."""
+        """The first pages, and the rendered responses that read them (by their feed
+        version: the users' other responses stay)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 bump_and_drop(pipe, keys.home_feed_page(user_id),
                               keys.home_feed_page_generation(user_id))
-                await self._drop_responses(keys=[keys.response_version(user_id)],
-                                           client=pipe)
+                pipe.delete(keys.response_feed_version(user_id))
             await pipe.execute()
 
     async def lock_page(self, user_id: int) -> str | None:

@@ -199,12 +199,14 @@ def known_log_in_address(username_digest: str, address: str) -> str:
 
 
 # Rendered responses (http/response_cache.py). All of a viewer's share their hash tag with
-# the viewer's token key, so one script checks the token, the version and reads the bytes.
+# the viewer's token key, so one script checks the token and the versions; the epochs of
+# what a response showed live on each user's or post's own slot (cache/responses.py).
 def response(viewer_id: int, digest: str) -> str:
-    """One rendered response of the viewer's: "<the version it was built at>\n<its
-    bytes>", a string, so that a hit is one MGET (cache/responses.py). (The prefix was
-    "resp:" while it was a hash of the two: those keys are left to expire.)"""
-    return f"rendered:{{{viewer_id}}}:{digest}"
+    """One rendered response of the viewer's: "<the version it was built at>\n<the feed
+    version, or nothing>\n<the epochs it recorded>\n<its bytes>", a string, so that a hit
+    is one MGET (cache/responses.py). (Older layouts, "resp:" as a hash of the version and
+    the bytes, then "rendered:" without the feed version and epochs, are left to expire.)"""
+    return f"answer:{{{viewer_id}}}:{digest}"
 
 
 def response_fill(viewer_id: int, digest: str) -> str:
@@ -213,9 +215,17 @@ def response_fill(viewer_id: int, digest: str) -> str:
 
 
 def response_version(viewer_id: int) -> str:
-    """What the viewer's cached responses were built at: moved by every change to what
-    the viewer may see (their feed, their graph, anything they were shown)."""
+    """What the viewer's cached responses were built at: moved by every change to the
+    viewer's own account or graph (their follows, requests, blocks and privacy, or
+    anyone's toward them). Fenced by revocations (response_fences)."""
     return f"resp:{{{viewer_id}}}:ver"
+
+
+def response_feed_version(viewer_id: int) -> str:
+    """What the viewer's cached responses that read their home feed were built at:
+    dropped by every write to that feed (a delivery, a follow's merge), which leaves
+    the viewer's other responses (profiles, lists) alone."""
+    return f"resp:{{{viewer_id}}}:feed"
 
 
 def response_index(viewer_id: int) -> str:
@@ -230,15 +240,30 @@ def response_fences(viewer_id: int) -> str:
     return f"resp:{{{viewer_id}}}:fences"
 
 
-def user_readers(user_id: int) -> str:
-    """Viewers whose cached responses show something of this user (registered before the
-    read): a change to the user moves each one's response version."""
-    return f"user:{{{user_id}}}:readers"
+def user_shown(user_id: int) -> str:
+    """The user's shown epoch: a random token moved by every change to what any response
+    may show of the user (profile, counts, privacy, lists, posts). A response records the
+    epochs of the users it showed, read before it read them, and is served only while
+    each is unchanged: a change costs one command, whoever holds such a response."""
+    return f"user:{{{user_id}}}:shown"
 
 
-def post_readers(post_id: int) -> str:
-    """Viewers whose cached responses show this post (registered before the read)."""
-    return f"post:{{{post_id}}}:readers"
+def user_follows_shown(user_id: int) -> str:
+    """The epoch of the user's follower and following counts and lists, moved by every
+    change of a pair the user is in. Apart from user_shown, because only what reads them
+    records it: a celebrity's new follower leaves the feeds that show its posts cached."""
+    return f"user:{{{user_id}}}:shown:follows"
+
+
+def post_shown(post_id: int) -> str:
+    """The post's shown epoch (as user_shown): moved when it finishes or is deleted."""
+    return f"post:{{{post_id}}}:shown"
+
+
+def epoch_fences(epoch_key: str) -> str:
+    """The changes fencing a user's or post's shown epoch (as response_fences does a
+    viewer's version): on the epoch's slot."""
+    return f"{epoch_key}:fences"
 
 
 def persisted_query(sha256: str) -> str:

@@ -27,9 +27,9 @@ class PostCache:
         self, post_ids: Sequence[int], recording: Recording | None = None
     ) -> list[tuple[PostRecord | None, str]]:
         """Each cached post (or None) and the version to fill it at; a response being
-        recorded registers with each post first (cache/responses.py)."""
+        recorded reads each post's shown epoch first (cache/responses.py)."""
         before = None if recording is None else functools.partial(
-            recording.register, readers_keys=[keys.post_readers(i) for i in post_ids])
+            recording.depend, epoch_keys=[keys.post_shown(i) for i in post_ids])
         found = await self.versions.read(
             [keys.post(i) for i in post_ids], [keys.post_version(i) for i in post_ids], before
         )

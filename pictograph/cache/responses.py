@@ -1,51 +1,65 @@
-"""Rendered GraphQL responses per viewer, and the versions that keep them honest.
+"""Rendered GraphQL responses per viewer, and what keeps them honest.
 
-A viewer's cached responses all carry the viewer's response version (keys.response_version)
-from when they were built; a response is served only while that version is unchanged.
-Everything that can change what a viewer may see moves it:
-- a write to the viewer's home feed (fan-out, a follow's merge or unmerge: cache/feeds.py);
-- a change to the viewer's own account or graph (effects.py, after the commit);
-- a change to a user or post the viewer was shown: a reader registers with the user or
-  post (keys.user_readers, keys.post_readers) *before* it reads them, and a change moves
-  the version of every registered reader after it commits.
+A cached response depends on three things, each checked when it is served:
+- the viewer's own response version (keys.response_version): moved by a change to the
+  viewer's account or graph (their follows, requests, blocks, privacy, or anyone's
+  toward them), effects.py after the commit;
+- the viewer's feed version (keys.response_feed_version), for a response that read the
+  home feed only: dropped by every write to that feed (a delivery, a follow's merge), so
+  a new post in the feed leaves the viewer's profiles and lists cached;
+- the shown epoch of every user and post the response showed (keys.user_shown,
+  keys.post_shown), read before the user or post was (loaders.py, feed/policy.py) and
+  recorded in the response: a change moves the one epoch, and every response that
+  recorded the old one is refused when next asked for; and, for a response that showed
+  a user's follower or following counts or lists, that user's follows epoch
+  (keys.user_follows_shown), read with the user and recorded when those fields are
+  resolved (Recording.use), which a follow, block or removal moves instead of the
+  shown epoch: a celebrity's new follower ends the answers that show its counts, not
+  its followers' feeds.
 
-Why registration comes first: a change commits, then collects the readers. A reader that
-read the old data registered before that read, so it is collected; its response is then
-refused when stored (the version moved) or dropped afterwards. A reader that registered
-too late read the new data.
+So a change costs the same few commands however many viewers were shown what changed:
+a celebrity's post, profile edit, deletion or new follower moves its epoch, never its
+readers' versions (the fan-out the hybrid feed exists to avoid).
 
-A change that takes something away also fences first (as versioned.py does): before its
-commit, the versions of the user's readers (and the user's own) become pending, under
-which nothing is served or stored. Each fence carries its change's token, kept in the
-viewer's set of fences until the change's own move after its commit (or FENCE_TTL): a
-move ends only its own fence, so another change landing meanwhile cannot end it. If the
-change's move fails, its fence stays until it expires, and until then those viewers are
-answered fresh.
+Why an epoch is read first: a change commits, then moves the epoch. A reader that read
+the old data read the epoch before it, so it recorded the epoch the change moves; its
+response is refused from the move on. Epochs are random tokens, never counters, so a
+flushed and re-made epoch is never one a response recorded.
 
-Every script touches one hash slot: the viewer's (token, response, version, fill lock) or
-the changed user's or post's (its readers).
+A change that takes something away also fences first, before its commit: the viewer
+versions and epochs it names become pending ("!..."), which no response recorded (a
+render that reads one is not stored), so from the fence on nothing that shows them is
+served. Each fence carries its change's token, kept in the key's set of fences until the
+change's own move after its commit (or FENCE_TTL): a move ends only its own fence. If
+the move fails, the fence stays until it expires; then the key is gone, and a missing
+version or epoch is never one a response recorded either. Nothing here can serve an old
+answer because a key is missing: it can only refuse.
+
+Every script touches one hash slot: the viewer's (token, response, versions, fill lock)
+or one user's or post's (its epoch and fences). On one node a hit reads the viewer's
+keys and the epochs it expects in one MGET; on a cluster the epochs take one more round
+trip, in parallel, and only for responses that recorded some.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from pictograph.cache import keys
+from pictograph.cache.connection import queue_reads
 from pictograph.cache.jitter import jittered_below
 from pictograph.cache.versioned import FENCE_TTL, VERSION_TTL, new_version
 
-# How long registrations outlive the longest response that relies on them. A response is
-# stored at most READERS_MARGIN seconds after its recording began (a slower render is not
-# stored) and lives at most its TTL; every registration is made after the recording
-# began and lives TTL + READERS_MARGIN, so it is still there when the response is gone.
-READERS_MARGIN = 120
 # Response TTLs are spread downward by up to this much, so that responses filled together
 # do not expire together and the setting stays an "at most".
 RESPONSE_JITTER = 0.2
@@ -53,112 +67,116 @@ FILL_MS = 3000
 # Responses one viewer can hold at once: the store script drops the first to expire past
 # it, so variables or documents a client invents cannot multiply the viewer's keys.
 MAX_RESPONSES_PER_VIEWER = 100
+# Per process, the epoch keys last seen recorded in a response (by viewer and digest), so
+# that the next hit reads them in its one MGET. A guess only: a response that recorded
+# others is checked in a second round trip. Bounded: about 2 KB an entry for a feed page.
+EXPECTED_EPOCHS = 20_000
 
 # One clock: the application's. Every script that judges an expiry gets `now` (Unix ms,
-# time.time() on the server) in ARGV, as hit_body judges the MGET by the same clock; none
+# time.time() on the server) in ARGV, as judge() judges the MGET by the same clock; none
 # calls Redis TIME, which may differ from the server's or step back. Versions are random
 # (versioned.new_version), never built from a clock.
 
-# KEYS: token, response, version, fill lock, fences (the viewer's slot).
-# ARGV: viewer id, now (ms), a fresh version.
-# {1, bytes}: a hit. {0}: the token is not cached as this viewer's, live: the full path
-# decides. {2, version, filling}: a miss, the version to build at (read before anything
-# else is) and whether this request holds the fill; a pending version is never filled.
-# A missing version is made from ARGV's fresh one, pending while a fence is unexpired.
-_HIT = """
+# KEYS: token, version, feed version, fill lock, fences (the viewer's slot).
+# ARGV: viewer id, now (ms), a fresh version, a fresh feed version.
+# {0}: the token is not cached as this viewer's, live: the full path decides.
+# {2, version, feed version, filling}: a miss, the versions to build at (read before
+# anything else is) and whether this request holds the fill; a pending version is never
+# filled. A missing version is made from ARGV's fresh one, pending while a fence is
+# unexpired; a missing feed version is made fresh (feed writes never fence).
+_MISS = """
 local token = redis.call('GET', KEYS[1])
 if not token then return {0} end
 local now = tonumber(ARGV[2])
 local owner, expires = string.match(token, '^(%d+):(%d+)$')
 if owner ~= ARGV[1] or tonumber(expires) * 1000 <= now then return {0} end
-local version = redis.call('GET', KEYS[3])
-if version then
-  local cached = redis.call('GET', KEYS[2])
-  if cached and string.sub(cached, 1, #version + 1) == version .. '\\n' then
-    return {1, string.sub(cached, #version + 2)}
-  end
-else
+local version = redis.call('GET', KEYS[2])
+if not version then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
   if redis.call('ZCARD', KEYS[5]) > 0 then
     version = '!' .. ARGV[3]
-    redis.call('SET', KEYS[3], version, 'EX', FENCE_TTL)
+    redis.call('SET', KEYS[2], version, 'EX', FENCE_TTL)
   else
     version = ARGV[3]
-    redis.call('SET', KEYS[3], version, 'EX', VERSION_TTL)
+    redis.call('SET', KEYS[2], version, 'EX', VERSION_TTL)
   end
 end
-if string.sub(version, 1, 1) == '!' then return {2, version, 0} end
+if string.sub(version, 1, 1) == '!' then return {2, version, '', 0} end
+local feed = redis.call('GET', KEYS[3])
+if not feed then
+  feed = ARGV[4]
+  redis.call('SET', KEYS[3], feed, 'EX', VERSION_TTL)
+end
 local filling = redis.call('SET', KEYS[4], '1', 'NX', 'PX', FILL_MS)
-return {2, version, filling and 1 or 0}
+return {2, version, feed, filling and 1 or 0}
 """.replace("VERSION_TTL", str(VERSION_TTL)).replace("FILL_MS", str(FILL_MS)).replace(
     "FENCE_TTL", str(FENCE_TTL))
 
-# KEYS: response, version, fill lock, index (the viewer's slot). ARGV: the version built
-# at, bytes, ttl, now (ms), the response's digest, the viewer's response key prefix.
+# KEYS: response, version, feed version, fill lock, index (the viewer's slot). ARGV: the
+# version built at, the feed version built at ('' for a response that read no feed), the
+# stored value, ttl, now (ms), the response's digest, the viewer's response key prefix.
 # The responses the trim drops are named from the prefix (keys.response): they share the
 # viewer's hash tag, so every key this script touches is on the viewer's slot.
 _STORE = """
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[4])
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local ttl, now = tonumber(ARGV[3]), tonumber(ARGV[4])
-redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[2], 'EX', ttl)
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-redis.call('ZADD', KEYS[4], now + ttl * 1000, ARGV[5])
-local over = redis.call('ZCARD', KEYS[4]) - MAX_RESPONSES
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
+local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+redis.call('ZADD', KEYS[5], now + ttl * 1000, ARGV[6])
+local over = redis.call('ZCARD', KEYS[5]) - MAX_RESPONSES
 if over > 0 then
-  for _, digest in ipairs(redis.call('ZRANGE', KEYS[4], 0, over - 1)) do
-    redis.call('DEL', ARGV[6] .. digest)
+  for _, digest in ipairs(redis.call('ZRANGE', KEYS[5], 0, over - 1)) do
+    redis.call('DEL', ARGV[7] .. digest)
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, over - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1)
 end
-if redis.call('TTL', KEYS[4]) < ttl then redis.call('EXPIRE', KEYS[4], ttl) end
+if redis.call('TTL', KEYS[5]) < ttl then redis.call('EXPIRE', KEYS[5], ttl) end
 return 1
 """.replace("MAX_RESPONSES", str(MAX_RESPONSES_PER_VIEWER))
 
-# KEYS: a user's or post's readers. ARGV: '1' to take the set (after a commit: these
-# readers are moved now, later ones register anew) or '0' to leave it (a fence).
-_READERS = """
-local readers = redis.call('SMEMBERS', KEYS[1])
-if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) end
-return readers
-"""
-
-# A viewer's response version dropped unless fenced, inside any script on the viewer's
-# slot (here and cache/feeds.py): KEYS[n] is the version.
-DROP_RESPONSES_LUA = """
-local response_version = redis.call('GET', KEYS[{n}])
-if not response_version or string.sub(response_version, 1, 1) ~= '!' then
-  redis.call('DEL', KEYS[{n}])
+# The pending value a version or epoch takes while fences remain (KEYS[2]), for as long
+# as the last of them: KEYS[1] is set from ARGV[2], the fresh token, at `now`.
+_PENDING_OR_FRESH = """
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if #last == 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', VERSION_TTL)
+else
+  local left = math.ceil((tonumber(last[2]) - now) / 1000)
+  redis.call('SET', KEYS[1], '!' .. ARGV[2], 'EX', math.max(1, left))
 end
-"""
+""".replace("VERSION_TTL", str(VERSION_TTL))
 
-# KEYS: a viewer's response version, the viewer's fences. ARGV: mode, a fresh version,
-# now (ms), the change's token ('' for a change that fenced nothing).
+# KEYS: a version or epoch, its fences (one slot: a viewer's, a user's or a post's).
+# ARGV: mode, a fresh token, now (ms), the change's token ('' for a change that fenced
+# nothing).
 # 'fence': the change's token joins the fences (expiring FENCE_TTL from now) and the
-# version becomes pending. 'move' (after a commit): ends the change's own fence (and any
-# expired one), then a fresh version if no other change's fence remains, else a fresh
+# key becomes pending. 'move' (after a commit): ends the change's own fence (and any
+# expired one), then a fresh token if no other change's fence remains, else a fresh
 # pending one until the last of them expires: a change ends no other change's fence.
-# 'drop': a fresh version unless fenced, for writes that are not a change's (fan-out).
 _MOVE = """
 local now = tonumber(ARGV[3])
 if ARGV[1] == 'fence' then
   redis.call('ZADD', KEYS[2], now + FENCE_TTL * 1000, ARGV[4])
   redis.call('EXPIRE', KEYS[2], FENCE_TTL)
   redis.call('SET', KEYS[1], '!' .. ARGV[2], 'EX', FENCE_TTL)
-elseif ARGV[1] == 'move' then
-  if ARGV[4] ~= '' then redis.call('ZREM', KEYS[2], ARGV[4]) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  if #last == 0 then
-    redis.call('SET', KEYS[1], ARGV[2], 'EX', VERSION_TTL)
-  else
-    local left = math.ceil((tonumber(last[2]) - now) / 1000)
-    redis.call('SET', KEYS[1], '!' .. ARGV[2], 'EX', math.max(1, left))
-  end
-else
-""".replace("FENCE_TTL", str(FENCE_TTL)).replace("VERSION_TTL", str(VERSION_TTL)) + (
-    DROP_RESPONSES_LUA.format(n=1)) + """
+  return 1
 end
+if ARGV[4] ~= '' then redis.call('ZREM', KEYS[2], ARGV[4]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+""".replace("FENCE_TTL", str(FENCE_TTL)) + _PENDING_OR_FRESH + """
+return 1
+"""
+
+# KEYS: an epoch, its fences. ARGV: now (ms), a fresh token. Makes a missing epoch (a
+# render found it missing, so recorded nothing it could be compared with), pending while
+# a fence is unexpired: a fence outlives the epoch it made pending only by eviction.
+_MAKE_EPOCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+""" + _PENDING_OR_FRESH + """
 return 1
 """
 
@@ -168,26 +186,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def readers_ttl(response_ttl: int) -> int:
-    """How long a registration lives: past the end of any response relying on it."""
-    return response_ttl + READERS_MARGIN
-
-
-def response_lifetime(response_ttl: int, elapsed: float) -> int | None:
-    """How long a response whose recording began `elapsed` seconds ago may be stored:
-    at most its TTL, and only while its registrations outlive it (None: not stored)."""
-    if elapsed > READERS_MARGIN:
-        return None
+def response_lifetime(response_ttl: int) -> int:
+    """How long a response may be stored: at most its TTL, spread downward."""
     return jittered_below(response_ttl, RESPONSE_JITTER)
 
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """One change's fence: its token, and the viewers it fenced. The change's move after
-    its commit ends it for them (and moves them, registered or not by then)."""
+    """One change's fence: its token, and the users, posts and users' follows it fenced.
+    The change's move after its commit ends it on all of them, whatever the move names."""
 
     token: str
-    viewers: frozenset[int] = frozenset()
+    users: frozenset[int] = frozenset()
+    posts: frozenset[int] = frozenset()
+    follows: frozenset[int] = frozenset()
 
     @staticmethod
     def new() -> Fence:
@@ -202,163 +214,283 @@ class Lookup:
     version: str | None = None  # on a miss: the version to build at
     filling: bool = False  # on a miss: this request renders and stores it
     token_known: bool = True  # False: the token is not cached as this viewer's
+    feed_version: str = ""  # on a miss: the feed version to build at
 
     @property
     def hit(self) -> bool:
         return self.body is not None
 
 
-class ResponseCache:
-    """The scripts, registered once per client."""
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """A stored response whose viewer's versions matched: served if every epoch it
+    recorded is unchanged. The keys and the epochs are each one line, space-separated in
+    the same order, so a hit compares them without taking them apart."""
 
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-        self._hit = redis.register_script(_HIT)
-        self._store = redis.register_script(_STORE)
-        self._readers = redis.register_script(_READERS)
-        self._move = redis.register_script(_MOVE)
+    body: bytes
+    epoch_keys: bytes  # b"" when it recorded none
+    epochs: bytes
 
-    async def lookup(self, viewer_id: int, token_key: str, digest: str) -> Lookup:
-        """A hit in one round trip, and one command Redis answers without a script: an
-        MGET of the token, the viewer's version and the response (all on the viewer's
-        slot, so read at one instant even on a cluster), judged here as _HIT judges them.
-        Anything else takes a second round trip, to _HIT itself, which makes a missing
-        version and takes the fill. (Redis spent two to three times the CPU on the
-        script as on the MGET, on a core it shares with the servers: bench/load.py.)
-        Replies are left undecoded: the bytes go to the client as they are."""
-        token, version, stored = await self.redis.execute_command(
-            "MGET", token_key, keys.response_version(viewer_id),
-            keys.response(viewer_id, digest), **{NEVER_DECODE: True})
-        now = now_ms()
-        body = hit_body(viewer_id, token, version, stored, now)
-        if body is not None:
-            return Lookup(body=body)
-        command = ("EVALSHA", self._hit.sha, 5, token_key, keys.response(viewer_id, digest),
-                   keys.response_version(viewer_id), keys.response_fill(viewer_id, digest),
-                   keys.response_fences(viewer_id), viewer_id, now, new_version())
-        try:
-            found = await self.redis.execute_command(*command, **{NEVER_DECODE: True})
-        except NoScriptError:  # a new or flushed server: load it, once
-            self._hit.sha = await self.redis.script_load(self._hit.script)
-            found = await self.redis.execute_command(*command[:1], self._hit.sha,
-                                                     *command[2:], **{NEVER_DECODE: True})
-        if found[0] == 0:
-            return Lookup(token_known=False)
-        if found[0] == 1:
-            body = found[1]
-            return Lookup(body=body.encode() if isinstance(body, str) else body)
-        version = found[1].decode() if isinstance(found[1], bytes) else found[1]
-        return Lookup(version=version, filling=bool(found[2]))
-
-    async def store(self, viewer_id: int, digest: str, version: str, body: bytes,
-                    ttl: int) -> bool:
-        """Stores the bytes if nothing moved the viewer's version since `version` was read,
-        within the viewer's MAX_RESPONSES_PER_VIEWER; releases the fill either way."""
-        return bool(await self._store(
-            keys=[keys.response(viewer_id, digest), keys.response_version(viewer_id),
-                  keys.response_fill(viewer_id, digest), keys.response_index(viewer_id)],
-            args=[version, body, ttl, now_ms(), digest, keys.response(viewer_id, "")],
-        ))
-
-    async def release(self, viewer_id: int, digest: str) -> None:
-        """Gives up a fill without storing (the response had errors, or was not a query)."""
-        await self.redis.delete(keys.response_fill(viewer_id, digest))
-
-    async def fence(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
-                    also: Fence | None = None) -> Fence:
-        """Before a commit that takes something away from viewers of these users or posts.
-        The change passes the Fence back to changed() after its commit, which ends it; a
-        change that fences more than once (a retried transaction) passes its first as
-        `also`, so that all are one fence, ended by one move."""
-        fence = also or Fence.new()
-        viewers = await self._change(user_ids, post_ids, "fence", fence.token)
-        return Fence(fence.token, fence.viewers | viewers)
-
-    async def changed(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
-                      fence: Fence | None = None) -> None:
-        """After a commit that changed these users or posts: their own responses and every
-        registered reader's are stale. `fence`, the change's own, ends for its viewers."""
-        await self._change(user_ids, post_ids, "move", fence.token if fence else "",
-                           fence.viewers if fence else frozenset())
-
-    async def changed_viewers(self, viewer_ids: Iterable[int]) -> None:
-        """These viewers' responses are stale (their feeds changed), fences kept."""
-        await self._move_versions(set(viewer_ids), "drop", "")
-
-    async def _change(self, user_ids: Iterable[int], post_ids: Iterable[int], mode: str,
-                      token: str, also: frozenset[int] = frozenset()) -> frozenset[int]:
-        users, posts = sorted(set(user_ids)), sorted(set(post_ids))
-        if not users and not posts and not also:
-            return frozenset()
-        take = "1" if mode == "move" else "0"
-        # A pipeline, not one script: each readers set lives on its own slot.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id in users:
-                await self._readers(keys=[keys.user_readers(user_id)], args=[take], client=pipe)
-            for post_id in posts:
-                await self._readers(keys=[keys.post_readers(post_id)], args=[take], client=pipe)
-            found = await pipe.execute()
-        viewers = set(users) | also
-        for readers in found:
-            viewers.update(int(reader) for reader in readers)
-        await self._move_versions(viewers, mode, token)
-        return frozenset(viewers)
-
-    async def _move_versions(self, viewer_ids: set[int], mode: str, token: str) -> None:
-        if not viewer_ids:
-            return
-        now = now_ms()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for viewer_id in sorted(viewer_ids):
-                await self._move(
-                    keys=[keys.response_version(viewer_id), keys.response_fences(viewer_id)],
-                    args=[mode, new_version(), now, token], client=pipe)
-            await pipe.execute()
+    def keys(self) -> tuple[bytes, ...]:
+        return tuple(self.epoch_keys.split())
 
 
-def hit_body(viewer_id: int, token: bytes | None, version: bytes | None,
-             stored: bytes | None, now: int) -> bytes | None:
-    """The response's bytes when the MGET found a hit: the token cached as the viewer's
-    and live at `now` (Unix ms, the clock _HIT is given too), and the response built at
-    the viewer's current version (a pending version, "!...", is never one a response was
-    stored at). Otherwise None, and _HIT decides."""
+def judge(viewer_id: int, token: bytes | None, version: bytes | None,
+          feed_version: bytes | None, stored: bytes | None, now: int) -> Cached | None:
+    """The stored response, when the MGET found the token cached as the viewer's and live
+    at `now` (Unix ms, the clock the scripts are given too), and the response built at the
+    viewer's current version (a pending version, "!...", is never one a response was
+    stored at) and, if it read the feed, the current feed version. Otherwise None."""
     if token is None or version is None or stored is None or version.startswith(b"!"):
         return None
     owner, _, expires = token.partition(b":")
     if owner != str(viewer_id).encode() or not expires.isdigit() or (
             int(expires) * 1000 <= now):
         return None
-    if not stored.startswith(version + b"\n"):
+    parts = stored.split(b"\n", 4)
+    if len(parts) != 5 or parts[0] != version:
         return None
-    return stored[len(version) + 1:]
+    if parts[1] and parts[1] != feed_version:
+        return None
+    return Cached(parts[4], parts[2], parts[3])
+
+
+def unchanged(cached: Cached, current: Sequence[bytes | None]) -> bool:
+    """Whether the epochs read now (in the order of cached.epoch_keys) are those the
+    response recorded. A missing one never is."""
+    return None not in current and b" ".join(current) == cached.epochs  # type: ignore[arg-type]
+
+
+def stored_value(version: str, feed_version: str, epochs: dict[str, str],
+                 body: bytes) -> bytes:
+    """What store() keeps: the versions and epochs a hit compares, then the bytes."""
+    ordered = sorted(epochs)
+    return (f"{version}\n{feed_version}\n{' '.join(ordered)}\n"
+            f"{' '.join(epochs[key] for key in ordered)}\n").encode() + body
+
+
+class ResponseCache:
+    """The scripts, registered once per client, and this process's guesses of the epochs
+    each response recorded."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._miss = redis.register_script(_MISS)
+        self._store = redis.register_script(_STORE)
+        self._move = redis.register_script(_MOVE)
+        self._make_epoch = redis.register_script(_MAKE_EPOCH)
+        # A cluster refuses an MGET across slots: there the epochs are read on their own.
+        self._joined = not isinstance(redis, RedisCluster)
+        # (viewer, digest) -> the epoch keys' line as stored, and the keys.
+        self._expected: OrderedDict[tuple[int, str], tuple[bytes, tuple[bytes, ...]]] = (
+            OrderedDict())
+
+    async def lookup(self, viewer_id: int, token_key: str, digest: str) -> Lookup:
+        """A hit in one round trip, and one command Redis answers without a script: an
+        MGET of the token, the viewer's versions and the response (all on the viewer's
+        slot, so read at one instant even on a cluster) and, on one node, the epochs this
+        process expects the response to have recorded, judged here. Epochs it did not
+        expect are read in a second round trip: read after the request began, like the
+        first, so no change that returned before it began is missed. Anything else
+        takes a second round trip, to _MISS, which makes a missing version and takes
+        the fill. (Redis spent two to three times the CPU on a script as on the MGET,
+        on a core it shares with the servers: bench/load.py.) Replies are left
+        undecoded: the bytes go to the client as they are."""
+        expected = self._expected.get((viewer_id, digest)) if self._joined else None
+        replies = await self.redis.execute_command(
+            "MGET", token_key, keys.response_version(viewer_id),
+            keys.response_feed_version(viewer_id), keys.response(viewer_id, digest),
+            *(expected[1] if expected else ()), **{NEVER_DECODE: True})
+        now = now_ms()
+        cached = judge(viewer_id, *replies[:4], now)
+        if cached is not None:
+            if not cached.epoch_keys:
+                return Lookup(body=cached.body)
+            if expected is not None and expected[0] == cached.epoch_keys:
+                current = replies[4:]
+            else:
+                epoch_keys = cached.keys()
+                current = await self._read_epochs(epoch_keys)
+                if self._joined:
+                    self._expect(viewer_id, digest, cached.epoch_keys, epoch_keys)
+            if unchanged(cached, current):
+                return Lookup(body=cached.body)
+        command = ("EVALSHA", self._miss.sha, 5, token_key, keys.response_version(viewer_id),
+                   keys.response_feed_version(viewer_id),
+                   keys.response_fill(viewer_id, digest), keys.response_fences(viewer_id),
+                   viewer_id, now, new_version(), new_version())
+        try:
+            found = await self.redis.execute_command(*command, **{NEVER_DECODE: True})
+        except NoScriptError:  # a new or flushed server: load it, once
+            self._miss.sha = await self.redis.script_load(self._miss.script)
+            found = await self.redis.execute_command(*command[:1], self._miss.sha,
+                                                     *command[2:], **{NEVER_DECODE: True})
+        if found[0] == 0:
+            return Lookup(token_known=False)
+        return Lookup(version=_text(found[1]), feed_version=_text(found[2]),
+                      filling=bool(found[3]))
+
+    async def _read_epochs(self, epoch_keys: Sequence[bytes]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            taken = queue_reads(pipe, [key.decode() for key in epoch_keys])
+            values = taken(await pipe.execute())
+        return [value.encode() if isinstance(value, str) else value for value in values]
+
+    def _expect(self, viewer_id: int, digest: str, line: bytes,
+                epoch_keys: tuple[bytes, ...]) -> None:
+        self._expected[(viewer_id, digest)] = (line, epoch_keys)
+        self._expected.move_to_end((viewer_id, digest))
+        while len(self._expected) > EXPECTED_EPOCHS:
+            self._expected.popitem(last=False)
+
+    async def store(self, viewer_id: int, digest: str, lookup: Lookup, recording: Recording,
+                    body: bytes, ttl: int) -> bool:
+        """Stores the bytes with the epochs the recording read, if nothing moved the
+        viewer's versions since the lookup read them, within the viewer's
+        MAX_RESPONSES_PER_VIEWER; releases the fill either way."""
+        assert lookup.version is not None
+        feed_version = lookup.feed_version if recording.reads_feed else ""
+        stored = bool(await self._store(
+            keys=[keys.response(viewer_id, digest), keys.response_version(viewer_id),
+                  keys.response_feed_version(viewer_id),
+                  keys.response_fill(viewer_id, digest), keys.response_index(viewer_id)],
+            args=[lookup.version, feed_version,
+                  stored_value(lookup.version, feed_version, recording.epochs, body),
+                  ttl, now_ms(), digest, keys.response(viewer_id, "")],
+        ))
+        if stored and self._joined and recording.epochs:
+            epoch_keys = tuple(key.encode() for key in sorted(recording.epochs))
+            self._expect(viewer_id, digest, b" ".join(epoch_keys), epoch_keys)
+        return stored
+
+    async def release(self, viewer_id: int, digest: str) -> None:
+        """Gives up a fill without storing (the response had errors, or was not a query)."""
+        await self.redis.delete(keys.response_fill(viewer_id, digest))
+
+    async def make_epochs(self, epoch_keys: Iterable[str]) -> None:
+        """Makes the epochs a render found missing, so that the next render can record
+        them (this one was not stored: it recorded nothing a hit could compare)."""
+        now = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in sorted(set(epoch_keys)):
+                await self._make_epoch(keys=[key, keys.epoch_fences(key)],
+                                       args=[now, new_version()], client=pipe)
+            await pipe.execute()
+
+    async def fence(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
+                    also: Fence | None = None, follows: Iterable[int] = ()) -> Fence:
+        """Before a commit that takes something away from viewers of these users or posts
+        (or from these users, whose pair changes: `follows`). The change passes the Fence
+        back to changed() after its commit, which ends it; a change that fences more than
+        once (a retried transaction) passes its first as `also`, so that all are one
+        fence, ended by one move. A few commands whoever was shown these users or posts."""
+        first = also or Fence.new()
+        fence = Fence(first.token, first.users | frozenset(user_ids),
+                      first.posts | frozenset(post_ids), first.follows | frozenset(follows))
+        await self._apply("fence", fence.users, fence.posts, fence.follows, fence.token)
+        return fence
+
+    async def changed(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
+                      fence: Fence | None = None, follows: Iterable[int] = ()) -> None:
+        """After a commit that changed these users or posts, or a pair these users
+        (`follows`) are in: their own responses and every response that showed them (or,
+        for `follows`, their counts and lists) are stale. `fence`, the change's own, ends
+        on all it fenced."""
+        users, posts, pairs = set(user_ids), set(post_ids), set(follows)
+        if fence is not None:
+            users |= fence.users
+            posts |= fence.posts
+            pairs |= fence.follows
+        await self._apply("move", users, posts, pairs, fence.token if fence else "")
+
+    async def feeds_changed(self, viewer_ids: Iterable[int]) -> None:
+        """These viewers' feed responses are stale (what their feeds merge changed); their
+        other responses and their fences stay."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for viewer_id in viewer_ids:
+                pipe.delete(keys.response_feed_version(viewer_id))
+            await pipe.execute()
+
+    async def _apply(self, mode: str, users: set[int], posts: set[int], follows: set[int],
+                     token: str) -> None:
+        # The users' own responses (what they see may have changed), then the epochs.
+        version_keys = [(keys.response_version(user_id), keys.response_fences(user_id))
+                        for user_id in sorted(users | follows)]
+        epoch_keys = ([keys.user_shown(user_id) for user_id in sorted(users)]
+                      + [keys.user_follows_shown(user_id) for user_id in sorted(follows)]
+                      + [keys.post_shown(post_id) for post_id in sorted(posts)])
+        version_keys += [(key, keys.epoch_fences(key)) for key in epoch_keys]
+        if not version_keys:
+            return
+        now = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for version_key, fences_key in version_keys:
+                await self._move(keys=[version_key, fences_key],
+                                 args=[mode, new_version(), now, token], client=pipe)
+            await pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(slots=True)
 class Recording:
-    """One operation rendering a response to cache: whose it is, and whether it still may
-    be cached. Readers (loaders.py, feed/policy.py) register through it before they read,
-    and mark it uncacheable when they read something no version guards. It notes when it
-    began, before any registration: see READERS_MARGIN."""
+    """One operation rendering a response to cache: whose it is, whether it still may be
+    cached, whether it read the viewer's home feed, and the epoch of every user and post
+    it showed, each read before the user or post (loaders.py, feed/policy.py)."""
 
     viewer_id: int
     ttl: int
     cacheable: bool = True
-    began: float = field(default_factory=lambda: time.monotonic())
+    reads_feed: bool = False
+    epochs: dict[str, str] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)  # epochs to make after the render
+    # Epochs read before what they guard, recorded only if a field resolves from it
+    # (use): a user's follows epoch, for its counts and lists.
+    aside: dict[str, str | None] = field(default_factory=dict)
 
-    def register(self, pipe: Pipeline, readers_keys: Sequence[str]) -> None:
-        """Queues the viewer's registration with each user or post, ahead of the reads
-        that follow in the same pipeline (each registration shares its slot with what it
-        guards, so a cluster keeps the order too)."""
-        for key in readers_keys:
-            pipe.sadd(key, self.viewer_id)
-            pipe.expire(key, readers_ttl(self.ttl))
+    def depend(self, pipe: Pipeline, epoch_keys: Sequence[str],
+               aside_keys: Sequence[str] = ()) -> Callable[[list[Any]], None]:
+        """Queues a read of each epoch (and each aside) ahead of the reads that follow in
+        the same pipeline (each epoch shares its slot with what it guards, so a cluster
+        keeps the order too); the function returned takes them out of the replies."""
+        taken = queue_reads(pipe, [*epoch_keys, *aside_keys])
 
-    async def register_now(self, redis: Redis, readers_keys: Sequence[str]) -> None:
-        if readers_keys:
+        def note(replies: list[Any]) -> None:
+            values = taken(replies)
+            self.note(epoch_keys, values[:len(epoch_keys)])
+            for key, value in zip(aside_keys, values[len(epoch_keys):], strict=True):
+                self.aside.setdefault(key, None if value is None else _text(value))
+
+        return note
+
+    async def depend_now(self, redis: Redis, epoch_keys: Sequence[str]) -> None:
+        if epoch_keys:
             async with redis.pipeline(transaction=False) as pipe:
-                self.register(pipe, readers_keys)
-                await pipe.execute()
+                note = self.depend(pipe, epoch_keys)
+                note(await pipe.execute())
 
-    def lifetime(self) -> int | None:
-        """How long the response may be stored now (None: not at all)."""
-        return response_lifetime(self.ttl, time.monotonic() - self.began)
+    def note(self, epoch_keys: Sequence[str], values: Sequence[str | bytes | None]) -> None:
+        """Records the epochs read. A missing or pending one, or one that moved between
+        two reads of this render, makes the response one nothing could check: not stored."""
+        for key, value in zip(epoch_keys, values, strict=True):
+            if value is None:
+                self.cacheable = False
+                self.missing.add(key)
+                continue
+            epoch = _text(value)
+            if epoch.startswith("!") or self.epochs.setdefault(key, epoch) != epoch:
+                self.cacheable = False
+
+    def use(self, epoch_key: str) -> None:
+        """The response shows what `epoch_key` guards, read after the epoch was read
+        aside; one read without it (nothing read it first) is not stored."""
+        if epoch_key not in self.aside:
+            self.cacheable = False
+            return
+        self.note([epoch_key], [self.aside[epoch_key]])
+
+    def lifetime(self) -> int:
+        """How long the response may be stored."""
+        return response_lifetime(self.ttl)

@@ -22,7 +22,7 @@ Redis can notice. What notices must live where it cannot roll back: the database
   marker. Until then every connection is refused with RedisNotTrusted, which a request
   answers as "temporarily unavailable".
 - An evicting maxmemory-policy is refused the same way (and at start-up, loudly): an
-  eviction can drop a fence or a readers set while what relies on it stays.
+  eviction can drop a fence (with the key it made pending) while what relies on it stays.
 
 A restart that lost nothing is purged too: the cost of a cold cache, never of a leak.
 """
@@ -99,8 +99,8 @@ def instance_facts(info: str) -> dict[str, str]:
 def policy_problem(policy: str | None) -> str | None:
     if policy in (None, "", SAFE_POLICY):
         return None
-    return (f"Redis evicts keys (maxmemory-policy {policy}): an evicted fence or readers "
-            f"set could serve revoked content. Set maxmemory-policy {SAFE_POLICY} "
+    return (f"Redis evicts keys (maxmemory-policy {policy}): an evicted fence could serve "
+            f"revoked content. Set maxmemory-policy {SAFE_POLICY} "
             "(CONFIG SET maxmemory-policy noeviction, and in redis.conf) and size "
             "maxmemory for the data, or leave maxmemory at 0.")
 

@@ -28,9 +28,11 @@ class ProfileCache:
         self, user_ids: Sequence[int], recording: Recording | None = None
     ) -> list[tuple[UserRecord | None, str]]:
         """Each user's cached profile (or None) and the version to fill it at; a response
-        being recorded registers with each user first (cache/responses.py)."""
+        being recorded reads each user's shown epoch first, and the follows epoch for
+        the counts and lists it may show (cache/responses.py)."""
         before = None if recording is None else functools.partial(
-            recording.register, readers_keys=[keys.user_readers(i) for i in user_ids])
+            recording.depend, epoch_keys=[keys.user_shown(i) for i in user_ids],
+            aside_keys=[keys.user_follows_shown(i) for i in user_ids])
         found = await self.versions.read([keys.user_profile(i) for i in user_ids],
                                          [keys.user_version(i) for i in user_ids], before)
         return [(UserRecord.from_json(orjson.loads(raw)) if raw else None, version)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -64,20 +65,23 @@ class Versions:
 
     async def read(
         self, value_keys: Sequence[str], version_keys: Sequence[str],
-        before: Callable[[Pipeline], None] | None = None,
+        before: Callable[[Pipeline], Callable[[list[Any]], None]] | None = None,
     ) -> list[tuple[str | None, str]]:
         """Each cached value (or None) and, for a miss, the version to fill it at.
 
         Only the misses' versions are read, in a second round trip after the values: a
         warm read sends half the commands, and a fill stays guarded, because its version
         is still read before the database is. `before` queues commands ahead of the
-        reads, in the same round trip (a rendered response's registrations)."""
+        reads, in the same round trip (a rendered response's epochs), and returns what
+        takes their replies."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            if before is not None:
-                before(pipe)
+            after = before(pipe) if before is not None else None
             taken = queue_reads(pipe, value_keys)
-            values = taken(await pipe.execute())
-        await checkpoint("versions.values_read")  # read, and registered before it
+            replies = await pipe.execute()
+            if after is not None:
+                after(replies)
+            values = taken(replies)
+        await checkpoint("versions.values_read")  # read, and the epochs before them
         missing = [i for i, value in enumerate(values) if value is None]
         versions = [""] * len(values)
         if missing:

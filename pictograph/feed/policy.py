@@ -76,7 +76,8 @@ class HomeFeed:
             # Followers merge it at read time; only the author's own feed holds it.
             await self.cache.add([keys.home_feed(author_id)], [post_id])
             await self.cache.drop_pages([author_id])
-            # Followers' rendered feeds registered with the author (see page).
+            # Followers' rendered feeds recorded the author's epoch (see page): one move
+            # ends them all, however many there are.
             await ResponseCache(self.redis).changed([author_id])
             await live.to_author_followers(self.redis, author_id, added)
             await live.to_viewers(self.redis, [author_id], added)
@@ -178,7 +179,7 @@ class HomeFeed:
         changed = {"kind": live.GRAPH_CHANGED, "author_id": author_id}
         async for batch in self._batches_of_followers(author_id):
             await live.to_viewers(self.redis, batch, changed)
-            await ResponseCache(self.redis).changed_viewers(batch)
+            await ResponseCache(self.redis).feeds_changed(batch)
 
     async def _celebrities(self) -> set[int]:
         found = await self.cache.celebrity_ids()
@@ -226,13 +227,14 @@ class HomeFeed:
         recording: Recording | None = None, page_read: Sequence[str | None] | None = None,
     ) -> FeedPage:
         """Up to `first` visible posts older than `before`, newest first. A page rendered
-        for the response cache registers with the celebrities it merges first: their new
-        posts reach no feed of the viewer's, so nothing else would move its version.
-        `page_read`: the cached first page's keys (FeedCache.page_keys), read already."""
+        for the response cache depends on the viewer's feed version, and records the
+        epochs of the celebrities it merges first: their new posts reach no feed of the
+        viewer's, so nothing else would tell it. `page_read`: the cached first page's keys
+        (FeedCache.page_keys), read already."""
         if recording is not None:
+            recording.reads_feed = True
             celebrities = await self.followed_celebrities(viewer_id, graph)
-            await recording.register_now(self.redis,
-                                         [keys.user_readers(c) for c in celebrities])
+            await recording.depend_now(self.redis, [keys.user_shown(c) for c in celebrities])
         shown: list[PostRecord] = []
         authors: dict[int, UserRecord] = {}
         cursor = before

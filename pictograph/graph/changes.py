@@ -193,7 +193,9 @@ class GraphChanges:
                 # "public" once this commits (see cache/versioned.py). Going public is
                 # fenced the same way, for one rule instead of two.
                 await self.profiles.fence([owner])
-                fence = await self.responses.fence([owner, *asking])
+                # The owner's answers, and every one that showed the owner. (Requesters
+                # who become followers lose nothing: their answers move after the commit.)
+                fence = await self.responses.fence([owner])
                 await checkpoint("privacy.fenced")
                 break
         else:
@@ -237,7 +239,7 @@ class GraphChanges:
                     # Last, just before the commit: if Redis cannot take the fence, the
                     # change rolls back (see cache/graph.py, "Fences").
                     await self.cache.fence(after, sequences)
-                    fence = await self.responses.fence([a, b], also=fence)
+                    fence = await self.responses.fence(follows=[a, b], also=fence)
                     await checkpoint("graph.fenced")
                 return after, sequences, changes, outbox, fence
             except Exception as error:
@@ -285,7 +287,7 @@ class GraphChanges:
             pair, sequences, _, _, fence = await self._commit(event.a, event.b, unchanged)
             await self.cache.apply(pair, sequences)
             await self.profiles.forget([event.a, event.b])
-            await self.responses.changed([event.a, event.b], fence=fence)
+            await self.responses.changed(follows=[event.a, event.b], fence=fence)
 
 
 async def _end_follow(follower: int, followee: int, follow: int | None,

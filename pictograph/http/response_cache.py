@@ -1,11 +1,12 @@
 """Rendered responses for signed-in queries, answered before any GraphQL machinery runs.
 
 POST /graphql (or a GET that names a persisted query) with a token that names its user
-(accounts/sessions.py) is looked up with one Redis command (cache/responses.py): the
-script checks the token, compares the viewer's response version and returns the bytes.
-Only a miss reaches Strawberry, with a Recording in the request's state: the loaders and
-the feed register the viewer with everything they read, and the bytes are stored if the
-answer is a query's, has no errors, and nothing moved the viewer's version meanwhile.
+(accounts/sessions.py) is looked up with one Redis command (cache/responses.py): an MGET
+of the token, the viewer's versions, the response and the epochs it is expected to have
+recorded, judged here. Only a miss reaches Strawberry, with a Recording in the request's
+state: the loaders and the feed record the epoch of every user and post they read, and
+the bytes are stored with them if the answer is a query's, has no errors, and nothing
+moved the viewer's versions meanwhile.
 
 One request per (viewer, document, variables) renders a missing response; the others
 ask again for a moment and then render their own, uncached.
@@ -237,17 +238,15 @@ class ResponseCacheMiddleware:
         cache = self._cache(resources)
         await checkpoint("responses.rendered")  # read everything, not stored yet
         try:
-            # Taken after the render: a render slower than the registrations' margin
-            # is not stored (see cache/responses.py, READERS_MARGIN).
-            lifetime = recording.lifetime()
-            if recording.cacheable and lifetime is not None and captured.cacheable():
-                assert lookup.version is not None
-                stored = await cache.store(viewer_id, digest, lookup.version,
-                                           captured.body(), lifetime)
+            if recording.cacheable and captured.cacheable():
+                stored = await cache.store(viewer_id, digest, lookup, recording,
+                                           captured.body(), recording.lifetime())
                 resources.metrics.response_cache.labels("stored" if stored else "miss").inc()
             else:
                 await cache.release(viewer_id, digest)
                 resources.metrics.response_cache.labels("miss").inc()
+            if recording.missing:
+                await cache.make_epochs(recording.missing)
         except RedisError as error:
             log.warning("rendered response not stored: redis unavailable (%s)",
                         type(error).__name__)

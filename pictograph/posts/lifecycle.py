@@ -69,7 +69,8 @@ async def create_post(
         outbox = await events.record([ProcessPost(post_id=post.id)])
     await _publish_quietly(resources, outbox)
     # The author's own list of posts shows it at once, PROCESSING.
-    await effects.account_changed(resources, author_id, quietly=True)
+    await effects.account_changed(resources, author_id)
+    await effects.now_shown(resources, post_ids=[post.id])
     return post.id
 
 

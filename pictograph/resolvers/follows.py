@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pictograph import visibility
+from pictograph.cache import keys
 from pictograph.context import Context
 from pictograph.errors import BadUserInput, NotFound
 from pictograph.graph.changes import GraphChanges
@@ -55,10 +56,28 @@ async def change_relation(
     return record, status
 
 
+def follows_shown(context: Context, user: UserRecord) -> None:
+    """The answer shows the user's follower or following counts or lists: a cached one
+    depends on the user's follows epoch, read when the user was (cache/responses.py)."""
+    if context.recording is not None:
+        context.recording.use(keys.user_follows_shown(user.id))
+
+
+def follower_count(context: Context, user: UserRecord) -> int:
+    follows_shown(context, user)
+    return user.follower_count
+
+
+def following_count(context: Context, user: UserRecord) -> int:
+    follows_shown(context, user)
+    return user.following_count
+
+
 async def user_list(
     context: Context, owner: UserRecord, part: str, first: int, before: int | None
 ) -> UserPage:
     """One page of a user's followers or following (or the viewer's follow requests)."""
+    follows_shown(context, owner)
     viewer_id = await context.viewer_id()
     # Both graphs in one batch, so a cold page costs a fixed number of queries.
     await context.graph.ensure_loaded([owner.id] if viewer_id is None else [owner.id, viewer_id])

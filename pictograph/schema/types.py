@@ -22,22 +22,32 @@ from pictograph.schema.pagination import PageInfo, decode_cursor, encode_cursor,
 FollowStatusEnum = strawberry.enum(FollowStatus, name="FollowStatus")
 
 
+def _follower_count(root: UserType, info: Info[Context, None]) -> int:
+    return follows.follower_count(info.context, root.record)
+
+
+def _following_count(root: UserType, info: Info[Context, None]) -> int:
+    return follows.following_count(info.context, root.record)
+
+
 @strawberry.type(name="User")
 class UserType(Node):
     username: str
     display_name: str
     bio: str
     is_private: bool
-    follower_count: int
-    following_count: int
+    follower_count: int = strawberry.field(resolver=_follower_count)
+    following_count: int = strawberry.field(resolver=_following_count)
     post_count: int
     created_at: datetime
     record: strawberry.Private[UserRecord]
 
     @classmethod
     def from_record(cls, record: UserRecord) -> UserType:
-        # The record's fields are the type's fields; only the id is re-encoded.
-        fields = {name: getattr(record, name) for name in UserRecord.__slots__ if name != "id"}
+        # The record's fields are the type's fields, but for those a resolver answers;
+        # only the id is re-encoded.
+        fields = {name: getattr(record, name) for name in UserRecord.__slots__
+                  if name not in _RESOLVED}
         return cls(id=encode_global_id("User", record.id), record=record, **fields)
 
     @strawberry.field(description="The viewer's relation to this user.")
@@ -75,6 +85,10 @@ class UserType(Node):
             info.context, self.record, "following", page_size(first), decode_cursor(after)
         )
         return UserConnection.from_page(page, after)
+
+
+# Record fields a resolver answers (a cached answer that shows them depends on more).
+_RESOLVED = {"id", "follower_count", "following_count"}
 
 
 def user_or_none(record: UserRecord | None) -> UserType | None:

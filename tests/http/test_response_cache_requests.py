@@ -25,7 +25,7 @@ TWO = "query A { viewer { username } } query B { viewer { id } }"
 
 
 async def stored_responses(resources: Resources) -> int:
-    return len([key async for key in resources.redis.scan_iter("rendered:*")])
+    return len([key async for key in resources.redis.scan_iter("answer:*")])
 
 
 def refusal(response: httpx.Response, message: str) -> None:
