@@ -1,0 +1,105 @@
+"""cache/trust.py's check on a Redis Cluster: each master is vouched for on its own.
+
+A cluster's shards roll back one by one (a master restarted from its snapshot, a replica
+promoted before it caught up), so each master node has its own database row (named by
+its node id, which a restart keeps and a promoted replica does not share) and its own
+marker, tagged to the lowest slot it serves so that it lives on that master and is
+replicated with its data. A replica promoted over its master is a node no row vouches
+for (or one whose row holds an older epoch than the marker it copied), so it is purged
+before anything is read from it. Replicas themselves are never read from: the client
+sends them nothing, and a connection to one is left unchecked.
+
+Every new connection costs one more round trip than on a single Redis (CLUSTER NODES,
+to learn whether the node is a master now and which slots it serves)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from tortoise.context import TortoiseContext
+
+from pictograph.cache import keys
+from pictograph.cache.trust import CheckedConnection, RedisTrust
+from pictograph.outages import RedisNotTrusted
+
+
+class ClusterTrust:
+    """One per cluster client: a RedisTrust per master node, made when the first
+    connection to it opens."""
+
+    def __init__(self, database: TortoiseContext) -> None:
+        self.database = database
+        self._nodes: dict[tuple[str, str], RedisTrust] = {}  # (node id, tag): its trust
+        self._plain_class: type[AbstractConnection] | None = None
+        self._options: dict[str, Any] = {}
+
+    def bind(self, cluster: RedisCluster) -> None:
+        """Makes every connection the client opens, to any node, check it first. (The
+        nodes the client discovers later are built from the same options.)"""
+        options = cluster.connection_kwargs
+        plain_class = options["connection_class"]
+        checked = type(f"Checked{plain_class.__name__}", (CheckedConnection, plain_class), {})
+        self._plain_class = plain_class
+        self._options = {name: value for name, value in options.items()
+                         if name not in ("connection_class", "max_connections",
+                                         "response_callbacks")}
+        options["connection_class"] = checked
+        options["trust"] = self
+        for node in cluster.nodes_manager.startup_nodes.values():
+            node.connection_class = checked
+            node.connection_kwargs["trust"] = self
+
+    async def close(self) -> None:
+        await asyncio.gather(*(trust.close() for trust in self._nodes.values()))
+
+    async def check(self, connection: AbstractConnection) -> None:
+        node_id, master, slots = await _read_node(connection)
+        if not master or not slots:
+            return  # a replica or a master without slots: nothing is read from it
+        tag = keys.shard_tag(min(slots))
+        trust = self._nodes.get((node_id, tag))
+        if trust is None:
+            trust = self._nodes[(node_id, tag)] = self._node_trust(connection, node_id, tag)
+        await trust.check(connection)
+
+    def _node_trust(self, connection: AbstractConnection, node_id: str, tag: str) -> RedisTrust:
+        assert self._plain_class is not None
+        trust = RedisTrust(self.database, name=f"node:{node_id}", tag=tag)
+        host, port = connection.host, connection.port  # type: ignore[attr-defined]
+        options = {**self._options, "host": host, "port": port}
+        trust.recover_with(Redis(connection_pool=ConnectionPool(
+            connection_class=self._plain_class, max_connections=2, **options)))
+        return trust
+
+
+async def _read_node(connection: AbstractConnection) -> tuple[str, bool, list[int]]:
+    """The node's id, whether it is a master, and the slots it serves (CLUSTER NODES's
+    line flagged `myself`)."""
+    await connection.send_command("CLUSTER", "NODES")
+    reply = await connection.read_response()
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and "myself" in fields[2].split(","):
+            return fields[0], "master" in fields[2].split(","), _slots(fields[8:])
+    raise RedisNotTrusted("redis did not say which cluster node it is (CLUSTER NODES)")
+
+
+def _slots(ranges: list[str]) -> list[int]:
+    """The first and last slot of each of CLUSTER NODES's ranges ("0-5460", "5461"):
+    enough for the lowest. Slots being imported or migrated ("[...]") are not yet, or no
+    longer, the node's own."""
+    slots = []
+    for part in ranges:
+        if part.startswith("["):
+            continue
+        first, _, last = part.partition("-")
+        slots.append(int(first))
+        if last:
+            slots.append(int(last))
+    return slots
+
