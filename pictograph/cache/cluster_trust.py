@@ -36,6 +36,10 @@ class ClusterTrust:
         self._nodes: dict[tuple[str, str], RedisTrust] = {}  # (node id, tag): its trust
         self._plain_class: type[AbstractConnection] | None = None
         self._options: dict[str, Any] = {}
+        # The first check of each node reads the database; one at a time, so that the
+        # masters' first connections, opened together, take one database connection and
+        # not one each (each a connection that a database outage then leaves dead).
+        self._first_checks = asyncio.Lock()
 
     def bind(self, cluster: RedisCluster) -> None:
         """Makes every connection the client opens, to any node, check it first. (The
@@ -64,7 +68,11 @@ class ClusterTrust:
         trust = self._nodes.get((node_id, tag))
         if trust is None:
             trust = self._nodes[(node_id, tag)] = self._node_trust(connection, node_id, tag)
-        await trust.check(connection)
+        if trust.vouched:
+            await trust.check(connection)
+            return
+        async with self._first_checks:
+            await trust.check(connection)
 
     def _node_trust(self, connection: AbstractConnection, node_id: str, tag: str) -> RedisTrust:
         assert self._plain_class is not None

@@ -148,6 +148,11 @@ class RedisTrust:
         self._plain = plain
         self.key_by_key = True
 
+    @property
+    def vouched(self) -> bool:
+        """Whether this process has found the instance vouched for (since it started)."""
+        return self._trusted is not None
+
     async def close(self) -> None:
         if self._recovery is not None and not self._recovery.done():
             self._recovery.cancel()
