@@ -7,7 +7,7 @@ marker, tagged to the lowest slot it serves so that it lives on that master and 
 replicated with its data. A replica promoted over its master is a node no row vouches
 for (or one whose row holds an older epoch than the marker it copied), so it is purged
 before anything is read from it. Replicas themselves are never read from: the client
-sends them nothing, and a connection to one is left unchecked.
+asks them for the slot map only, on a connection closed after it.
 
 Every new connection costs one more round trip than on a single Redis (CLUSTER NODES,
 to learn whether the node is a master now and which slots it serves)."""
@@ -63,7 +63,12 @@ class ClusterTrust:
     async def check(self, connection: AbstractConnection) -> None:
         node_id, master, slots = await _read_node(connection)
         if not master or not slots:
-            return  # a replica or a master without slots: nothing is read from it
+            # A replica (or a master without slots): the client only asks it for the
+            # slot map. Closed once that is answered, so that it is never used after
+            # a failover promotes the node, unchecked: whatever a promoted replica
+            # lacks of what its master acknowledged, the purge must come first.
+            connection.mark_for_reconnect()  # type: ignore[attr-defined]
+            return
         tag = keys.shard_tag(min(slots))
         trust = self._nodes.get((node_id, tag))
         if trust is None:
