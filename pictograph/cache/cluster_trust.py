@@ -20,6 +20,7 @@ from typing import Any
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.event import AsyncAfterSlotsCacheRefreshEvent, AsyncEventListenerInterface
 from tortoise.context import TortoiseContext
 
 from pictograph.cache import keys
@@ -56,6 +57,9 @@ class ClusterTrust:
         for node in cluster.nodes_manager.startup_nodes.values():
             node.connection_class = checked
             node.connection_kwargs["trust"] = self
+        # redis-py's own hook for a new slot map (its ClusterPubSub listens there too).
+        cluster.nodes_manager._event_dispatcher.register_listeners(
+            {AsyncAfterSlotsCacheRefreshEvent: [_MastersChanged(cluster)]})
 
     async def close(self) -> None:
         await asyncio.gather(*(trust.close() for trust in self._nodes.values()))
@@ -87,6 +91,36 @@ class ClusterTrust:
         trust.recover_with(Redis(connection_pool=ConnectionPool(
             connection_class=self._plain_class, max_connections=2, **options)))
         return trust
+
+
+class _MastersChanged(AsyncEventListenerInterface):
+    """Closes the connections of every node that became a master, or serves other slots,
+    since the last slot map. A master demoted by a failover keeps its clients'
+    connections, and the client would send it its shard's commands on them again once a
+    failback promoted it: unchecked, though it holds only what its replica had copied
+    of the writes acknowledged meanwhile."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self._masters: dict[str, int] = {}  # node name: the lowest slot it serves
+
+    async def listen(self, event: object) -> None:
+        masters: dict[str, int] = {}
+        for slot, nodes in self.cluster.nodes_manager.slots_cache.items():
+            if nodes:
+                name = nodes[0].name
+                masters[name] = min(slot, masters.get(name, slot))
+        changed = {name for name in masters.keys() | self._masters.keys()
+                   if masters.get(name) != self._masters.get(name)}
+        first = not self._masters
+        self._masters = masters
+        if first:
+            return  # the first map: every connection so far was checked against it
+        for name in changed:
+            node = self.cluster.get_node(node_name=name)
+            if node is not None:
+                node.update_active_connections_for_reconnect()  # closed once released
+                await node.disconnect_free_connections()  # checked again on their next use
 
 
 async def _read_node(connection: AbstractConnection) -> tuple[str, bool, list[int]]:
