@@ -24,7 +24,9 @@ from pictograph.settings import Settings
 
 async def with_backend(services: bool, work: Coroutine[Any, Any, None]) -> None:
     """Runs `work` on the embedded default, or on a throwaway PostgreSQL database and
-    Redis database 13 (PICTOGRAPH_BENCH_REDIS_URL) on 127.0.0.1."""
+    Redis database 13 (PICTOGRAPH_BENCH_REDIS_URL) on 127.0.0.1; with
+    PICTOGRAPH_REDIS_CLUSTER=true, PICTOGRAPH_BENCH_REDIS_URL names a node of a cluster,
+    which is flushed whole."""
     if not services:
         await work
         return
@@ -42,14 +44,14 @@ async def throwaway_services(redis_url: str) -> AsyncIterator[str]:
     """A new PostgreSQL database on 127.0.0.1 (PICTOGRAPH_BENCH_ADMIN_URL's server), its
     URL handed over, dropped afterwards; the Redis database flushed before and after."""
     import asyncpg
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
     admin_url = os.environ.get("PICTOGRAPH_BENCH_ADMIN_URL",
                                "postgres://postgres@127.0.0.1:5432/test")
     database = f"pictograph_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{database}"')
-    redis = Redis.from_url(redis_url)
+    redis = (RedisCluster if on_cluster() else Redis).from_url(redis_url)
     try:
         await redis.flushdb()
         yield admin_url.rsplit("/", 1)[0] + "/" + database
@@ -58,6 +60,11 @@ async def throwaway_services(redis_url: str) -> AsyncIterator[str]:
         await redis.aclose()
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+
+
+def on_cluster() -> bool:
+    """Whether the environment puts the services on a Redis Cluster (as Settings reads it)."""
+    return os.environ.get("PICTOGRAPH_REDIS_CLUSTER", "").lower() in ("1", "true", "yes", "on")
 
 
 @asynccontextmanager

@@ -32,7 +32,8 @@ def _backends(settings: Settings) -> str:
     database = "SQLite in " + str(settings.data_dir.resolve()) if settings.embedded_database else (
         "PostgreSQL" if not settings.resolved_database_url().startswith("sqlite") else "SQLite"
     )
-    redis = "in-process fakeredis" if settings.embedded_redis else "Redis"
+    redis = ("in-process fakeredis" if settings.embedded_redis else
+             "Redis Cluster" if settings.redis_cluster else "Redis")
     storage = (
         f"local disk in {(settings.data_dir / 'objects').resolve()}"
         if settings.embedded_storage

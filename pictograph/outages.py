@@ -9,9 +9,14 @@ import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as StorageConnectionError
 from botocore.exceptions import HTTPClientError as StorageHTTPError
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tortoise.exceptions import DBConnectionError
 
@@ -27,6 +32,10 @@ class RedisNotTrusted(RedisError):
 class RedisEvicts(RedisNotTrusted):
     """Redis is set to evict keys: a fence or a registration could vanish."""
 
+
+# A cluster with a shard down (CLUSTERDOWN, a slot nobody serves, a failover under way)
+# or no node reachable at all.
+CLUSTER_AWAY = ClusterDownError | SlotNotCoveredError | RedisClusterUnreachableError
 
 _DATABASE_DOWN = (
     asyncpg.PostgresConnectionError,  # lost in the middle of a statement, or refused
@@ -45,7 +54,7 @@ def unavailable_service(error: BaseException | None) -> str | None:
         if error is None:
             return None
         if isinstance(error, RedisConnectionError | RedisTimeoutError | RedisNotTrusted
-                      | RedisOutOfMemory):
+                      | RedisOutOfMemory | CLUSTER_AWAY):
             # Out of memory (maxmemory under noeviction): a write, a fence among them,
             # is refused, so whatever needed it fails before it changed anything.
             return "redis"

@@ -8,8 +8,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from tortoise.context import TortoiseContext
 
+from pictograph.cache.cluster_trust import ClusterTrust
 from pictograph.cache.connection import open_redis
 from pictograph.cache.pubsub import LiveHub
 from pictograph.cache.rate_limits import RateLimits
@@ -41,7 +43,8 @@ class Resources:
         database = "sqlite" if self.settings.resolved_database_url().startswith("sqlite") else (
             "postgresql"
         )
-        redis = "fakeredis (in-process)" if self.settings.embedded_redis else "redis"
+        redis = ("fakeredis (in-process)" if self.settings.embedded_redis else
+                 "redis cluster" if self.settings.redis_cluster else "redis")
         return (f"database={database} redis={redis} storage={self.storage.name} "
                 f"id_node={self.id_lease.node}")
 
@@ -59,8 +62,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         if not settings.embedded_redis:
             # Nothing is read from a Redis that may have rolled back (cache/trust.py);
             # an evicting one stops start-up here.
-            trust = RedisTrust(database)
-            trust.bind(redis.connection_pool)
+            trust: RedisTrust | ClusterTrust
+            if isinstance(redis, RedisCluster):
+                trust = ClusterTrust(database)
+                trust.bind(redis)
+            else:
+                trust = RedisTrust(database)
+                trust.bind(redis.connection_pool)
             stack.push_async_callback(trust.close)
             await ensure_trusted(redis)
         storage = await stack.enter_async_context(open_storage(settings))

@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import (
@@ -79,6 +80,8 @@ class Settings(BaseSettings):
     # None means the embedded default: SQLite in data_dir, fakeredis, local disk.
     database_url: str | None = None
     redis_url: str | None = None
+    # redis_url names any node of a Redis Cluster, which the client discovers from it.
+    redis_cluster: bool = False
     s3_endpoint_url: str | None = None
     s3_bucket: str = "pictograph"
     s3_region: str = "us-east-1"
@@ -215,6 +218,18 @@ class Settings(BaseSettings):
     def _known_redis(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_needs_a_node(cls, value: bool, info: ValidationInfo) -> bool:
+        url = info.data.get("redis_url")
+        if value and url is None:
+            raise ValueError("needs PICTOGRAPH_REDIS_URL, a node of the cluster")
+        if value and url is not None and url.startswith("unix://"):
+            raise ValueError("a cluster is reached over TCP: redis:// or rediss://")
+        if value and url is not None and urlsplit(url).path.strip("/") not in ("", "0"):
+            raise ValueError("a cluster has database 0 only: drop the /N from the URL")
         return value
 
     @field_validator("public_base_url")

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import _current_context
@@ -40,6 +41,17 @@ TEST_REDIS_URL = os.environ.get("PICTOGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:
 PROCESS_REDIS_URL = os.environ.get(
     "PICTOGRAPH_TEST_PROCESS_REDIS_URL", "redis://127.0.0.1:6379/14"
 )  # for tests that start server processes
+# PICTOGRAPH_TEST_REDIS_CLUSTER=1 runs the services backend, and the processes tests
+# start, on a Redis Cluster of the run's own (tests/support/redis_cluster.py, on ports
+# PICTOGRAPH_TEST_REDIS_CLUSTER_PORT to +5); a redis:// URL there names a running one.
+# A cluster has one database, so the app and the processes share it.
+_CLUSTER = os.environ.get("PICTOGRAPH_TEST_REDIS_CLUSTER", "")
+CLUSTER_FIRST_PORT = int(os.environ.get("PICTOGRAPH_TEST_REDIS_CLUSTER_PORT", "30001"))
+START_CLUSTER = _CLUSTER == "1"
+REDIS_CLUSTER = bool(_CLUSTER)
+if REDIS_CLUSTER:
+    TEST_REDIS_URL = PROCESS_REDIS_URL = (
+        f"redis://127.0.0.1:{CLUSTER_FIRST_PORT}/0" if START_CLUSTER else _CLUSTER)
 REQUIRE_SERVICES = os.environ.get("PICTOGRAPH_REQUIRE_SERVICES") == "1"
 
 # Cheap hashing: the suite signs up hundreds of users. Production keeps the defaults.
@@ -64,6 +76,23 @@ class Backend:
     settings: Settings
 
 
+def open_test_redis(url: str, **options: Any) -> Redis:
+    """A client of a test Redis: a cluster's when the run is on one (its FLUSHDB goes to
+    every master)."""
+    if REDIS_CLUSTER:
+        return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    return Redis.from_url(url, **options)
+
+
+@pytest.fixture(scope="session", autouse=START_CLUSTER)
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The run's own cluster, started once (PICTOGRAPH_TEST_REDIS_CLUSTER=1)."""
+    from tests.support.redis_cluster import redis_cluster as started
+
+    with started(tmp_path_factory.mktemp("redis-cluster"), CLUSTER_FIRST_PORT) as cluster:
+        yield cluster.url
+
+
 async def require_services() -> None:
     """Skips the test when PostgreSQL or Redis is unreachable; fails it under
     PICTOGRAPH_REQUIRE_SERVICES=1 (CI), so a service down is never a silent skip."""
@@ -80,7 +109,7 @@ async def _services_unreachable() -> str | None:
         await connection.close()
     except Exception as error:
         return f"PostgreSQL at {ADMIN_DATABASE_URL}: {error!r}"
-    redis = Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
+    redis = open_test_redis(TEST_REDIS_URL, socket_connect_timeout=3)
     try:
         await redis.ping()
     except Exception as error:
@@ -122,6 +151,7 @@ async def backend(
         data_dir=data_dir,
         database_url=_with_database(ADMIN_DATABASE_URL, database),
         redis_url=TEST_REDIS_URL,
+        redis_cluster=REDIS_CLUSTER,
         s3_endpoint_url=endpoint,
         s3_bucket=f"pictograph-test-{secrets.token_hex(4)}",
         secret_key=secrets.token_urlsafe(48),  # PostgreSQL refuses to start without one
@@ -129,7 +159,7 @@ async def backend(
         **FAST_HASHING,
         **GENEROUS_RATE_LIMITS,
     )
-    redis = Redis.from_url(TEST_REDIS_URL)
+    redis = open_test_redis(TEST_REDIS_URL)
     await redis.flushdb()
     try:
         await _migrate(settings)

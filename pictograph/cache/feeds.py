@@ -17,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 
 from pictograph.cache import keys, raw
+from pictograph.cache.connection import is_cluster
 from pictograph.cache.jitter import jittered
 from pictograph.cache.packed import (
     LUA,
@@ -163,14 +164,12 @@ class FanOut:
     """One fan-out under way (FeedCache.fanning_out): one command per follower (see
     _PUSH), packed by hand (cache/raw.py): only the follower's keys differ."""
 
-    def __init__(self, per_user: PerUser,
-                 send: Callable[[Sequence[bytes]], Awaitable[None]]) -> None:
-        self._per_user = per_user
-        self._send = send
+    def __init__(self, send: Callable[[Sequence[int]], Awaitable[None]]) -> None:
+        self._send = send  # the followers' shares, by their user ids
 
     async def push(self, user_ids: Sequence[int]) -> int:
         """Sends the followers' shares; returns how many (Redis answers at the end)."""
-        await self._send([self._per_user.call(user_id) for user_id in user_ids])
+        await self._send(user_ids)
         return len(user_ids)
 
 
@@ -221,8 +220,31 @@ class FeedCache:
             b"".join([bulk(message), bulk(generation), bulk(VERSION_TTL),
                       *(bulk(post) for post in packed)]),
         )
+        if is_cluster(self.redis):
+            # A cluster's followers live on many nodes: one connection cannot take
+            # their calls. redis-py's cluster pipeline splits them by node instead.
+            yield FanOut(self._pipelined_send(packed, message, generation))
+            return
         async with raw.streaming(self.redis, _PUSH, self._push.sha) as send:
-            yield FanOut(per_user, send)
+            async def send_users(user_ids: Sequence[int]) -> None:
+                await send([per_user.call(user_id) for user_id in user_ids])
+
+            yield FanOut(send_users)
+
+    def _pipelined_send(self, packed: Sequence[str], message: bytes, generation: str
+                        ) -> Callable[[Sequence[int]], Awaitable[None]]:
+        async def send(user_ids: Sequence[int]) -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user_id in user_ids:
+                    await self._push(
+                        keys=[keys.home_feed(user_id), keys.home_feed_page(user_id),
+                              keys.home_feed_page_generation(user_id),
+                              keys.response_feed_version(user_id)],
+                        args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message,
+                              generation, VERSION_TTL, *packed],
+                        client=pipe)
+                await pipe.execute()
+        return send
 
     async def push(self, user_ids: Sequence[int], post_ids: Sequence[int],
                    message: bytes) -> int:

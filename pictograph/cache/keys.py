@@ -6,6 +6,10 @@ together share it, so a cluster keeps them on one shard.
 
 from __future__ import annotations
 
+import functools
+
+from redis.crc import key_slot
+
 
 def auth_token(token_hash: str, user_id: int | None = None) -> str:
     """A cached bearer token. A token that names its user (accounts/sessions.py) shares
@@ -272,15 +276,26 @@ def persisted_query(sha256: str) -> str:
 
 
 # Trust in Redis itself (cache/trust.py). Per instance: no hash tag is shared with
-# anything else. (A cluster will hold one of each per shard, each tagged to its shard.)
-def redis_trust() -> str:
+# anything else. A cluster holds one of each per shard, tagged to a slot of the shard's
+# (shard_tag), so that the shard's master holds its own.
+def redis_trust(tag: str = "redis") -> str:
     """The epoch the database says this instance was last purged and vouched for at."""
-    return "trust:{redis}"
+    return f"trust:{{{tag}}}"
 
 
-def redis_trust_recovery() -> str:
+def redis_trust_recovery(tag: str = "redis") -> str:
     """Held by the one process that purges an untrusted instance."""
-    return "trust:{redis}:recovery"
+    return f"trust:{{{tag}}}:recovery"
+
+
+@functools.cache
+def shard_tag(slot: int) -> str:
+    """A hash tag that a Redis Cluster puts on `slot` (the first "redis-N" that hashes
+    there: about 16,000 tries, once per slot a process meets)."""
+    number = 0
+    while key_slot(f"redis-{number}".encode()) != slot:
+        number += 1
+    return f"redis-{number}"
 
 
 # What a purge of an untrusted instance keeps: the fan-out workers' queues (streams, their

@@ -28,9 +28,11 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from pictograph.cache import keys
@@ -64,17 +66,32 @@ class Limit:
     fail_closed: bool
 
 
+def _storage(redis: Redis) -> RedisStorage:
+    if not isinstance(redis, RedisCluster):
+        return RedisStorage("async+redis://", implementation="redispy",
+                            key_prefix=keys.RATE_LIMIT_PREFIX,
+                            connection_pool=redis.connection_pool)
+    # The library would open a cluster client of its own from a URL (one that never
+    # connects is made here); it is given the app's, whose connections are checked
+    # (cache/cluster_trust.py), and its scripts are registered on that. Each counter's
+    # two windows share a hash tag (keys.rate_limit), so its scripts touch one slot.
+    node = redis.startup_nodes[0]
+    storage = RedisClusterStorage(f"async+redis+cluster://{node.host}:{node.port}",
+                                  implementation="redispy", key_prefix=keys.RATE_LIMIT_PREFIX)
+    bridge = storage.bridge
+    assert isinstance(bridge, RedispyBridge)
+    bridge.storage = redis
+    bridge.connection_getter = lambda _readonly: redis
+    bridge.register_scripts()
+    return storage
+
+
 class RateLimits:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         # The app's own connection pool: no second set of connections to Redis. On the
         # embedded default that is the in-process fakeredis, whose Lua runs the library's
         # scripts, and one process is all there is to share the counts with.
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=keys.RATE_LIMIT_PREFIX,
-            connection_pool=redis.connection_pool,
-        )
+        storage = _storage(redis)
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._redis = redis
         self._known_address_ttl = settings.log_in_known_address_ttl

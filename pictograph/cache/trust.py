@@ -34,12 +34,13 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterUnreachableError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tortoise.context import TortoiseContext
 
@@ -82,6 +83,12 @@ return 1
 """
 
 
+class ClusterCheck(Protocol):
+    """What checks a cluster's new connections (cache/cluster_trust.ClusterTrust)."""
+
+    async def check(self, connection: AbstractConnection) -> None: ...
+
+
 class RedisUnfit(RuntimeError):
     """Redis is configured in a way that could grant what was revoked."""
 
@@ -106,12 +113,19 @@ def policy_problem(policy: str | None) -> str | None:
 
 
 class RedisTrust:
-    """One per Redis client: checks each new connection, and recovers an instance that
-    is not trusted. `name` keys the database row (one per Redis or shard)."""
+    """One per Redis client (per node of a cluster: cache/cluster_trust.py): checks each
+    new connection, and recovers an instance that is not trusted. `name` keys the
+    database row (one per Redis or cluster node); `tag` is the marker's hash tag."""
 
-    def __init__(self, database: TortoiseContext, name: str = "default") -> None:
+    def __init__(self, database: TortoiseContext, name: str = "default",
+                 tag: str = "redis") -> None:
         self.database = database
         self.name = name
+        self.marker = keys.redis_trust(tag)
+        self.recovery_lock = keys.redis_trust_recovery(tag)
+        # A cluster node refuses a multi-key command across slots: its purge deletes key
+        # by key (still one round trip per SCAN batch).
+        self.key_by_key = False
         self._trusted: tuple[str, str] | None = None  # (run_id, epoch) last found in the db
         self._recovery: asyncio.Task[None] | None = None
         self._plain: Redis | None = None  # a client whose connections skip the check
@@ -121,12 +135,23 @@ class RedisTrust:
         client beside it for the recovery itself."""
         plain_class = pool.connection_class
         pool.connection_class = type(f"Checked{plain_class.__name__}",
-                                     (_CheckedConnection, plain_class), {})
+                                     (CheckedConnection, plain_class), {})
         options = {name: value for name, value in pool.connection_kwargs.items()
                    if name != "trust"}
         self._plain = Redis(connection_pool=ConnectionPool(connection_class=plain_class,
                                                            max_connections=2, **options))
         pool.connection_kwargs["trust"] = self
+
+    def recover_with(self, plain: Redis) -> None:
+        """For a node of a cluster, checked by cache/cluster_trust.py: `plain` is a client
+        of that node alone, whose connections skip the check."""
+        self._plain = plain
+        self.key_by_key = True
+
+    @property
+    def vouched(self) -> bool:
+        """Whether this process has found the instance vouched for (since it started)."""
+        return self._trusted is not None
 
     async def close(self) -> None:
         if self._recovery is not None and not self._recovery.done():
@@ -140,7 +165,7 @@ class RedisTrust:
         raises RedisNotTrusted (or RedisUnfit's message in it) if not."""
         deadline = time.monotonic() + RECOVERY_WAIT
         while True:
-            run_id, policy, marker = await _read_instance(connection)
+            run_id, policy, marker = await _read_instance(connection, self.marker)
             problem = policy_problem(policy)
             if problem is not None:
                 log.error("%s", problem)
@@ -178,14 +203,14 @@ class RedisTrust:
         redis = self._plain
         holder = secrets.token_hex(16)
         try:
-            if not await redis.set(keys.redis_trust_recovery(), holder, nx=True,
+            if not await redis.set(self.recovery_lock, holder, nx=True,
                                    px=RECOVERY_LOCK_MS):
                 return  # another process purges it; the check waits for its marker
             if await self._vouched_now(redis, run_id):
                 # A purge ended between the check that found the marker wrong and this
                 # lock: the instance is vouched for, and purging it again would drop
                 # what trusted connections have written since.
-                await redis.eval(_RELEASE, 1, keys.redis_trust_recovery(), holder)
+                await redis.eval(_RELEASE, 1, self.recovery_lock, holder)
                 return
             epoch = secrets.token_hex(16)
             # First the database: from now on no process vouches for the old marker, nor
@@ -198,9 +223,9 @@ class RedisTrust:
                 "redis %s (run_id %s…) is not vouched for (%s): purging its caches",
                 self.name, run_id[:8],
                 "first start" if first else "a restart, a failover or a flush")
-            dropped = await purge(redis, holder)
-            if await redis.eval(_MARK, 2, keys.redis_trust_recovery(), keys.redis_trust(),
-                                holder, epoch):
+            dropped = await purge(redis, holder, lock=self.recovery_lock,
+                                  key_by_key=self.key_by_key)
+            if await redis.eval(_MARK, 2, self.recovery_lock, self.marker, holder, epoch):
                 said("redis %s purged (%d keys dropped, durable keys kept) and trusted "
                      "again", self.name, dropped)
             else:
@@ -213,32 +238,40 @@ class RedisTrust:
             log.exception("redis %s: purge failed; the next connection retries", self.name)
 
     async def _vouched_now(self, redis: Redis, run_id: str) -> bool:
-        marker = await redis.get(keys.redis_trust())
+        marker = await redis.get(self.marker)
         with using_database(self.database):
             row = await RedisEpoch.get_or_none(name=self.name)
         return row is not None and (row.run_id, row.epoch) == (run_id, marker)
 
 
 async def purge(redis: Redis, holder: str | None = None,
-                durable: Sequence[str] = keys.DURABLE_PREFIXES) -> int:
-    """Deletes every key but the durable ones; renews the recovery lock as it goes."""
+                durable: Sequence[str] = keys.DURABLE_PREFIXES, *,
+                lock: str = keys.redis_trust_recovery(), key_by_key: bool = False) -> int:
+    """Deletes every key but the durable ones; renews the recovery lock as it goes.
+    `key_by_key`: one UNLINK per key (pipelined), for a cluster node's many slots."""
     dropped, cursor = 0, 0
     while True:
         cursor, found = await redis.scan(cursor, count=SCAN_COUNT)
         doomed = [key for key in found if not key.startswith(tuple(durable))]
-        if doomed:
+        if doomed and key_by_key:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in doomed:
+                    pipe.unlink(key)
+                dropped += sum(await pipe.execute())
+        elif doomed:
             dropped += await redis.unlink(*doomed)
         if holder is not None and not await redis.eval(
-                _RENEW, 1, keys.redis_trust_recovery(), holder, RECOVERY_LOCK_MS):
+                _RENEW, 1, lock, holder, RECOVERY_LOCK_MS):
             raise RedisNotTrusted("recovery lock lost")
         if cursor == 0:
             return dropped
 
 
-async def _read_instance(connection: AbstractConnection) -> tuple[str, str | None, str | None]:
+async def _read_instance(connection: AbstractConnection,
+                         marker_key: str) -> tuple[str, str | None, str | None]:
     """(run_id, maxmemory-policy, marker) in one round trip on the new connection."""
     await connection.send_packed_command(
-        connection.pack_commands([("INFO",), ("GET", keys.redis_trust())]))
+        connection.pack_commands([("INFO",), ("GET", marker_key)]))
     info = _text(await connection.read_response())
     marker = await connection.read_response()
     facts = instance_facts(info)
@@ -252,11 +285,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class _CheckedConnection:
+class CheckedConnection:
     """Mixed in before redis-py's connection class: the instance is checked after the
     handshake (AUTH, SELECT) and before anything else is sent."""
 
-    def __init__(self, *args: Any, trust: RedisTrust, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, trust: RedisTrust | ClusterCheck, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._trust = trust
 
@@ -266,13 +299,24 @@ class _CheckedConnection:
 
 
 async def check_policy(redis: Redis) -> None:
-    """Raises RedisEvicts if the instance is set to evict now (readiness asks this, so an
-    operator sees a policy changed at run time before any new connection is refused)."""
+    """Raises RedisEvicts if the instance (every master of a cluster) is set to evict now
+    (readiness asks this, so an operator sees a policy changed at run time before any
+    new connection is refused)."""
+    if isinstance(redis, RedisCluster):
+        await redis.ping(target_nodes=RedisCluster.PRIMARIES)
+        found = await redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        for facts in found.values():
+            check_policy_facts(facts)
+        return
     await redis.ping()
     try:
         facts = await redis.info("memory")
     except ResponseError:  # the in-process fakeredis, which cannot evict
         return
+    check_policy_facts(facts)
+
+
+def check_policy_facts(facts: dict[str, Any]) -> None:
     problem = policy_problem(facts.get("maxmemory_policy"))
     if problem is not None:
         raise RedisEvicts(problem)
@@ -284,13 +328,15 @@ async def ensure_trusted(redis: Redis, within: float = 60.0) -> None:
     for an evicting policy, and RedisNotTrusted if the purge takes longer than `within`
     seconds."""
     deadline = time.monotonic() + within
+    # A cluster's masters are each checked (and purged) on their own connections.
+    targets = {"target_nodes": RedisCluster.PRIMARIES} if isinstance(redis, RedisCluster) else {}
     while True:
         try:
-            await redis.ping()
+            await redis.ping(**targets)
             return
         except RedisEvicts as error:
             raise RedisUnfit(str(error)) from None
-        except (RedisConnectionError, RedisTimeoutError) as error:
+        except (RedisConnectionError, RedisTimeoutError, RedisClusterUnreachableError) as error:
             # Down: the process starts anyway and answers "temporarily unavailable"; the
             # first connection that gets through is checked like any other.
             log.warning("redis unreachable at start-up (%s); checked when it answers",

@@ -21,7 +21,9 @@ async def to_viewers(redis: Redis, viewer_ids: Iterable[int], message: dict) -> 
     data = orjson.dumps(message)
     async with redis.pipeline(transaction=False) as pipe:
         for viewer_id in viewer_ids:
-            pipe.publish(keys.live_viewer(viewer_id), data)
+            # By name: a cluster's pipeline blocks publish(); PUBLISH reaches every
+            # node's subscribers from whichever node it is sent to.
+            pipe.execute_command("PUBLISH", keys.live_viewer(viewer_id), data)
         await pipe.execute()
 
 

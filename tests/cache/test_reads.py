@@ -7,6 +7,7 @@ import pytest
 
 from pictograph.cache.connection import queue_reads
 from pictograph.resources import Resources
+from tests.conftest import REDIS_CLUSTER
 from tests.support.redis_counter import count_redis
 
 
@@ -24,12 +25,13 @@ async def test_values_come_back_in_the_keys_order_in_one_command(
             replies = await pipe.execute()
     assert taken(replies) == ["3", None, "1", "3"]
     assert replies[-1] == "x"  # the commands around them keep their replies
-    assert (counted.commands, counted.round_trips) == (3, 1)
+    # On a cluster, one MGET per slot ({a}, {b} and {c} are three), side by side.
+    assert (counted.commands, counted.round_trips) == (5 if REDIS_CLUSTER else 3, 1)
 
 
 async def test_no_keys_queue_nothing(resources: Resources) -> None:
     async with resources.redis.pipeline(transaction=False) as pipe:
         taken = queue_reads(pipe, [])
         assert len(pipe) == 0
-        pipe.ping()
+        pipe.set("reads:{x}", "1")  # not PING: a cluster's pipeline refuses it
         assert taken(await pipe.execute()) == []

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
 
 from tests.conftest import (
     ADMIN_DATABASE_URL,
     PROCESS_REDIS_URL,
     _with_database,
+    open_test_redis,
     require_services,
 )
 from tests.faults.stack import TEST_CLIENT, Stack
-from tests.support.processes import process_env
+from tests.support.processes import process_env, process_redis_env
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = _with_database(ADMIN_DATABASE_URL, name)
-    redis = Redis.from_url(PROCESS_REDIS_URL, decode_responses=True, client_name=TEST_CLIENT)
+    redis = open_test_redis(PROCESS_REDIS_URL, decode_responses=True, client_name=TEST_CLIENT)
     await redis.flushdb()
     db: asyncpg.Connection | None = None
     try:
@@ -39,7 +39,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         env = process_env(
             tmp_path / "data",
             PICTOGRAPH_DATABASE_URL=url,
-            PICTOGRAPH_REDIS_URL=PROCESS_REDIS_URL,
+            **process_redis_env(),
             # A killed worker's jobs are taken over after a second, not thirty.
             PICTOGRAPH_WORKER_CLAIM_IDLE="1",
         )

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pictograph.settings import Settings
-from tests.conftest import FAST_HASHING, GENEROUS_RATE_LIMITS, PROCESS_REDIS_URL
+from tests.conftest import FAST_HASHING, GENEROUS_RATE_LIMITS, PROCESS_REDIS_URL, REDIS_CLUSTER
 from tests.faults.stack import Stack, through
 from tests.support.graphql import gql, sign_up
 from tests.support.outages import app_client, assert_unavailable
@@ -22,6 +22,7 @@ async def test_uploads_are_503_with_retry_after_while_the_database_is_away(
 ) -> None:
     with tcp_proxy("127.0.0.1", urlsplit(stack.database_url).port or 5432) as proxy:
         settings = Settings(data_dir=stack.data_dir, redis_url=PROCESS_REDIS_URL,
+                            redis_cluster=REDIS_CLUSTER,
                             database_url=through(proxy, stack.database_url),
                             secret_key=stack.env["PICTOGRAPH_SECRET_KEY"],
                             run_workers=False, **FAST_HASHING, **GENEROUS_RATE_LIMITS)

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tests.faults.stack import TEST_CLIENT, UNAVAILABLE, Api, Stack, api_for, wait_until
 from tests.support.graphql import PASSWORD
@@ -30,6 +31,15 @@ ROUNDS = 12
 async def kill_connections(redis: Redis) -> int:
     """Kills the server processes' connections to this database, one by one (CLIENT
     KILL TYPE would kill everyone's on a shared server), sparing the test's own."""
+    if isinstance(redis, RedisCluster):  # the run's own: every master's, but replication
+        killed = 0
+        for node in redis.get_primaries():
+            for client in await redis.client_list(target_nodes=node):
+                replication = {"S", "M"} & set(client["flags"])
+                if client["name"] != TEST_CLIENT and not replication:
+                    killed += int(await redis.client_kill_filter(_id=client["id"],
+                                                                 target_nodes=node))
+        return killed
     db = int(redis.connection_pool.connection_kwargs.get("db", 0))
     killed = 0
     for client in await redis.client_list():

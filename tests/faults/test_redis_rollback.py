@@ -32,6 +32,12 @@ SEEN = """query($id: ID!, $u: String!) {
 }"""
 
 
+def private(redis: RedisServer) -> dict[str, str]:
+    """The processes' Redis: the test's own redis-server, a single one even on a run
+    whose other tests are on a cluster."""
+    return {"PICTOGRAPH_REDIS_URL": redis.url, "PICTOGRAPH_REDIS_CLUSTER": "false"}
+
+
 async def ready(api: Api, token: str, post_id: str) -> None:
     async def is_ready() -> bool:
         data = await api.ok("query($id: ID!) { post(id: $id) { status } }", {"id": post_id},
@@ -68,7 +74,7 @@ async def log_in(api: Api, username: str) -> str:
 async def test_redis_back_from_an_older_snapshot_brings_back_nothing_revoked(
         stack: Stack, tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis") as redis:
-        env = {**stack.env, "PICTOGRAPH_REDIS_URL": redis.url}
+        env = {**stack.env, **private(redis)}
         with serve(env) as base:
             async with api_for(base) as api:
                 await _rollback_scenario(api, base, redis)
@@ -150,7 +156,7 @@ async def _rollback_scenario(api: Api, base: str, redis: RedisServer) -> None:
 async def test_a_revocation_on_a_full_redis_fails_loudly_and_changes_nothing(
         stack: Stack, tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis", "--maxmemory-policy", "noeviction") as redis:
-        env = {**stack.env, "PICTOGRAPH_REDIS_URL": redis.url}
+        env = {**stack.env, **private(redis)}
         with serve(env, workers=False) as base:
             async with api_for(base) as api:
                 fan = await api.sign_up("fan")
@@ -192,7 +198,7 @@ async def test_an_evicting_redis_stops_start_up_with_what_to_set(
         stack: Stack, tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis", "--maxmemory", "64mb",
                       "--maxmemory-policy", "allkeys-lru") as redis:
-        env = {**stack.env, "PICTOGRAPH_REDIS_URL": redis.url}
+        env = {**stack.env, **private(redis)}
         port = free_port()
         with _running([sys.executable, "-m", "pictograph", "serve", "--port", str(port),
                        "--no-workers"], env) as process:
@@ -222,7 +228,7 @@ async def test_media_jobs_lost_with_a_rollback_are_queued_again(
     drops it, and the workers queue every unfinished post again, where a stream rolled
     back would lack the newest jobs for good."""
     with redis_server(tmp_path / "redis") as redis:
-        env = {**stack.env, "PICTOGRAPH_REDIS_URL": redis.url}
+        env = {**stack.env, **private(redis)}
         with serve(env, workers=False) as base:
             async with api_for(base) as api:
                 author = await api.sign_up("author")

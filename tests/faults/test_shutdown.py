@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from pictograph.cache import keys
+from tests.conftest import REDIS_CLUSTER
 from tests.faults.stack import MEDIA_GROUP, MEDIA_STREAM, Stack, api_for, wait_until
 from tests.support.processes import output, read_until, serve, serve_process, worker
 from tests.support.proxy import tcp_proxy
@@ -106,6 +107,9 @@ async def test_sigterm_with_redis_away_ends_the_process_at_once(stack: Stack, aw
     """Nothing in flight, a socket open (its subscription listening through the live hub),
     and Redis refusing connections or accepting them and never answering: SIGTERM ends
     the process without waiting on Redis, in workers, sockets or the live hub."""
+    if REDIS_CLUSTER:
+        pytest.skip("a proxy before one node cannot take a cluster away: its client "
+                    "reaches the other nodes at the addresses they announce")
     redis_url = urlsplit(stack.env["PICTOGRAPH_REDIS_URL"])
     assert redis_url.hostname is not None and redis_url.port is not None
     with tcp_proxy(redis_url.hostname, redis_url.port) as proxy:

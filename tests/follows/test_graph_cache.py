@@ -16,7 +16,7 @@ from pictograph.resources import Resources
 from pictograph.workers.outbox_relay import relay_once
 from tests.support.counting import count_queries
 from tests.support.graphql import error_codes, gql, relate, relate_ok, sign_up, user_id
-from tests.support.redis_state import flush_caches
+from tests.support.redis_state import all_keys, flush_caches
 
 PAGE = """query($u: String!) {
   user(username: $u) {
@@ -53,7 +53,7 @@ async def test_a_page_of_followers_costs_constant_queries_and_none_when_warm(
         await relate_ok(client, "follow", token, await user_id(client, "hub"))
     await gql(client, "{ viewer { id } }", token=token)  # the session is warm, nothing else
     async with resources.redis.pipeline(transaction=False) as pipe:
-        for key in await resources.redis.keys("user*"):
+        for key in await all_keys(resources.redis, "user*"):
             pipe.delete(key)
         await pipe.execute()
     with count_queries() as cold:

@@ -23,9 +23,15 @@ def cache(resources: Resources) -> ResponseCache:
     return ResponseCache(resources.redis)
 
 
+def minted_form(user_id: int, secret: str) -> str:
+    """A token of the form sessions.mint_token gives, whose key is on its user's slot
+    (as the viewer's other keys: a cluster refuses a lookup across slots)."""
+    return f"{user_id}.{secret:x<43}"
+
+
 async def signed_in(resources: Resources, viewer_id: int = VIEWER) -> str:
     """The viewer's token cached as the full path caches it (owner:expiry): its key."""
-    key = token_key(f"{viewer_id}.secret")
+    key = token_key(minted_form(viewer_id, "secret"))
     await resources.redis.set(key, f"{viewer_id}:{int(time.time()) + 600}")
     return key
 
@@ -78,7 +84,7 @@ async def test_a_miss_is_filled_by_one_request_at_the_viewers_current_version(
 async def test_a_token_not_cached_as_the_viewers_takes_nothing(
     resources: Resources, cache: ResponseCache,
 ) -> None:
-    unknown = await cache.lookup(VIEWER, token_key(f"{VIEWER}.unknown"), "d")
+    unknown = await cache.lookup(VIEWER, token_key(minted_form(VIEWER, "unknown")), "d")
     assert (unknown.hit, unknown.filling, unknown.token_known, unknown.version) == (
         False, False, False, None)
 

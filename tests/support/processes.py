@@ -14,10 +14,16 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from redis.asyncio import Redis
 
 from pictograph.settings import Settings
-from tests.conftest import ADMIN_DATABASE_URL, PROCESS_REDIS_URL, _with_database, require_services
+from tests.conftest import (
+    ADMIN_DATABASE_URL,
+    PROCESS_REDIS_URL,
+    REDIS_CLUSTER,
+    _with_database,
+    open_test_redis,
+    require_services,
+)
 from tests.support.s3 import free_port
 
 
@@ -40,6 +46,12 @@ def process_env(data_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
+def process_redis_env() -> dict[str, str]:
+    """The processes' Redis: the process database, or the run's cluster."""
+    return {"PICTOGRAPH_REDIS_URL": PROCESS_REDIS_URL,
+            "PICTOGRAPH_REDIS_CLUSTER": "true" if REDIS_CLUSTER else "false"}
+
+
 @asynccontextmanager
 async def on_services(data_dir: Path, prefix: str) -> AsyncIterator[dict[str, str]]:
     """process_env for processes on PostgreSQL (a migrated database of their own, named
@@ -51,13 +63,12 @@ async def on_services(data_dir: Path, prefix: str) -> AsyncIterator[dict[str, st
     name = f"{prefix}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    redis = Redis.from_url(PROCESS_REDIS_URL)
+    redis = open_test_redis(PROCESS_REDIS_URL)
     await redis.flushdb()
     try:
         url = _with_database(ADMIN_DATABASE_URL, name)
         await apply_migrations(url)
-        yield process_env(data_dir, PICTOGRAPH_DATABASE_URL=url,
-                          PICTOGRAPH_REDIS_URL=PROCESS_REDIS_URL)
+        yield process_env(data_dir, PICTOGRAPH_DATABASE_URL=url, **process_redis_env())
     finally:
         await redis.flushdb()
         await redis.aclose()

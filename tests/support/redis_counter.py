@@ -1,5 +1,6 @@
-"""Counting Redis commands and round trips sent by redis-py (real or fake server), and
-script calls packed by hand (cache/raw.py)."""
+"""Counting Redis commands and round trips sent by redis-py (real or fake server, or a
+cluster, where a command is one per slot a pipeline reaches), and script calls packed by
+hand (cache/raw.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 from redis.asyncio.client import Pipeline, Redis
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from pictograph.cache import raw
 
@@ -49,8 +51,27 @@ def count_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCount]:
             yield counted_send
         count.round_trips += 1
 
+    # A cluster's client and pipeline: a pipeline sends to its nodes side by side, one
+    # round trip however many nodes it reaches.
+    original_cluster_command = RedisCluster.execute_command
+    original_cluster_execute = ClusterPipeline.execute
+
+    async def cluster_command(self, *args, **options):
+        count.commands += 1
+        count.round_trips += 1
+        return await original_cluster_command(self, *args, **options)
+
+    async def cluster_execute(self, raise_on_error: bool = True,
+                              allow_redirections: bool = True):
+        if len(self):
+            count.commands += len(self)
+            count.round_trips += 1
+        return await original_cluster_execute(self, raise_on_error, allow_redirections)
+
     with monkeypatch.context() as patch:
         patch.setattr(Redis, "execute_command", execute_command)
         patch.setattr(Pipeline, "execute", pipeline_execute)
         patch.setattr(raw, "streaming", streaming)
+        patch.setattr(RedisCluster, "execute_command", cluster_command)
+        patch.setattr(ClusterPipeline, "execute", cluster_execute)
         yield count

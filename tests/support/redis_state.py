@@ -9,11 +9,20 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from pictograph.cache import keys
-
 
 async def flush_caches(redis: Redis) -> None:
-    marker = await redis.get(keys.redis_trust())
+    """FLUSHDB, keeping the trust markers (one per master on a cluster, where FLUSHDB
+    goes to every master)."""
+    markers = {}
+    async for key in redis.scan_iter(match="trust:*", count=1000):
+        if not key.endswith(":recovery"):
+            markers[key] = await redis.get(key)
     await redis.flushdb()
-    if marker is not None:
-        await redis.set(keys.redis_trust(), marker)
+    for key, marker in markers.items():
+        if marker is not None:
+            await redis.set(key, marker)
+
+
+async def all_keys(redis: Redis, pattern: str) -> list[str]:
+    """KEYS on every master: a cluster's client sends KEYS to one node only."""
+    return [key async for key in redis.scan_iter(match=pattern, count=1000)]

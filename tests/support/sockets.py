@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -164,6 +165,14 @@ async def kill_pubsub_connections(redis: Any) -> int:
     """Kills the pub/sub connections subscribed in `redis`'s database, as a Redis restart
     would, and no one else's: CLIENT KILL TYPE pubsub would reach every suite sharing the
     server. (A connection that only subscribes reports the database it last selected.)"""
+    if isinstance(redis, RedisCluster):  # the run's own: every node's subscribers
+        killed = 0
+        for node in redis.get_nodes():
+            for client in await redis.client_list(target_nodes=node):
+                if int(client.get("sub", 0)) + int(client.get("psub", 0)):
+                    killed += int(await redis.client_kill_filter(_id=client["id"],
+                                                                 target_nodes=node))
+        return killed
     db = int(redis.connection_pool.connection_kwargs.get("db", 0))
     killed = 0
     for client in await redis.client_list():

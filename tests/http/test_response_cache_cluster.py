@@ -1,0 +1,56 @@
+"""On a Redis Cluster, a warm feed is still one round trip and no SQL: the rendered
+response's hit reads the viewer's token, version and response, all on the viewer's slot,
+in one command to one node. Runs when the suite is on a cluster
+(PICTOGRAPH_TEST_REDIS_CLUSTER, as CI's cluster subset runs it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from pictograph.cache import keys
+from pictograph.resources import Resources
+from tests.conftest import REDIS_CLUSTER
+from tests.support.counting import count_queries
+from tests.support.feeds import feed_captions, publish
+from tests.support.graphql import relate_ok, sign_up, user_id
+from tests.support.redis_counter import count_redis
+
+pytestmark = pytest.mark.skipif(not REDIS_CLUSTER,
+                                reason="needs a cluster: PICTOGRAPH_TEST_REDIS_CLUSTER=1")
+
+
+async def test_a_warm_feed_is_one_round_trip_to_the_viewers_slot_and_no_sql(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(resources.redis, RedisCluster):
+        pytest.skip("the embedded default is no cluster")
+    reader = await sign_up(client, "reader")
+    author = await sign_up(client, "author")
+    await relate_ok(client, "follow", reader, await user_id(client, "author"))
+    await publish(client, resources, author, "hello")
+    first, _ = await feed_captions(client, reader)  # renders and stores
+
+    sent: list[tuple[Any, ...]] = []
+    with count_redis(monkeypatch) as redis, count_queries() as sql:
+        counted = RedisCluster.execute_command
+
+        async def recorded(self: RedisCluster, *args: Any, **options: Any) -> Any:
+            sent.append(args)
+            return await counted(self, *args, **options)
+
+        # Undone before count_redis undoes its own patch, which this one wraps.
+        with monkeypatch.context() as patch:
+            patch.setattr(RedisCluster, "execute_command", recorded)
+            again, _ = await feed_captions(client, reader)
+    assert again == first == ["hello"]
+    assert (redis.round_trips, redis.commands, sql) == (1, 1, [])
+    [(command, *read)] = sent
+    viewer_id = int(reader.partition(".")[0])  # a token names its user
+    assert command == "MGET"
+    assert {key_slot(key.encode()) for key in read} == {
+        key_slot(keys.response_version(viewer_id).encode())}
