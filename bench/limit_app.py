@@ -32,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pictograph.app import create_app
+from pictograph.cache import raw
 from pictograph.context import bearer_token
 from pictograph.settings import load_settings
 
@@ -46,14 +47,15 @@ async def store_response(redis: Redis, token: str, body: bytes, response: bytes)
 
 
 class _Counts(logging.Handler):
-    """SQL from Tortoise's query log; Redis round trips by wrapping redis-py's two exits."""
+    """SQL from Tortoise's query log; Redis round trips by wrapping redis-py's two exits
+    and the commands packed by hand (cache/raw.call)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.sql = 0
         self.redis_round_trips = 0
         self.redis_commands = 0
-        self._originals: tuple[Any, Any] | None = None
+        self._originals: tuple[Any, Any, Any] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if not record.getMessage().startswith(("Created connection", "Closed connection")):
@@ -66,8 +68,8 @@ class _Counts(logging.Handler):
         logger = logging.getLogger("tortoise.db_client")
         logger.setLevel(logging.DEBUG)
         logger.addHandler(self)
-        execute_command, execute = Redis.execute_command, Pipeline.execute
-        self._originals = (execute_command, execute)
+        execute_command, execute, call = Redis.execute_command, Pipeline.execute, raw.call
+        self._originals = (execute_command, execute, call)
         counts = self
 
         async def counted_command(client: Redis, *args: Any, **options: Any) -> Any:
@@ -82,13 +84,20 @@ class _Counts(logging.Handler):
                 counts.redis_commands += len(pipe.command_stack)
             return await execute(pipe, raise_on_error)
 
+        async def counted_call(client: Redis, packed: bytes) -> Any:  # packed by hand
+            counts.redis_round_trips += 1
+            counts.redis_commands += 1
+            return await call(client, packed)
+
         Redis.execute_command = counted_command  # type: ignore[method-assign]
         Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+        raw.call = counted_call
 
     def stop(self) -> None:
         if self._originals is None:
             return
-        Redis.execute_command, Pipeline.execute = self._originals  # type: ignore[method-assign]
+        Redis.execute_command, Pipeline.execute, raw.call = (  # type: ignore[method-assign]
+            self._originals)
         self._originals = None
         logger = logging.getLogger("tortoise.db_client")
         logger.removeHandler(self)

@@ -2,6 +2,7 @@
 
     python bench/request_cost.py                 # PostgreSQL + Redis on 127.0.0.1
     python bench/request_cost.py --profile 25    # and cProfile's top 25 functions
+    python bench/request_cost.py --profile 25 --profile-hit   # ... of the hit path
 
 Seeds a small network with `pictograph seed` (a throwaway database and Redis db 13),
 then sends the frontend's warm feed query and the profile query straight into the ASGI
@@ -153,8 +154,9 @@ async def run(args: argparse.Namespace) -> None:
             if args.profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
+                profiled = app if args.profile_hit else uncached
                 for i in range(args.requests):
-                    await asgi_post(uncached, *feed[i % len(feed)])
+                    await asgi_post(profiled, *feed[i % len(feed)])
                 profiler.disable()
                 out = io.StringIO()
                 stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
@@ -174,6 +176,8 @@ if __name__ == "__main__":
                         help="the quietest round's median is the figure (default 5)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print cProfile's top N functions over uncached feed requests")
+    parser.add_argument("--profile-hit", action="store_true",
+                        help="profile the feed from the response cache (a hit) instead")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="the event loop (default uvloop: what `pictograph serve` runs "
                              "on, through uvicorn's loop=auto)")

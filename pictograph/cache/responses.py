@@ -55,7 +55,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
-from pictograph.cache import keys
+from pictograph.cache import keys, raw
 from pictograph.cache.connection import queue_reads
 from pictograph.cache.jitter import jittered_below
 from pictograph.cache.versioned import FENCE_TTL, VERSION_TTL, new_version
@@ -71,6 +71,8 @@ MAX_RESPONSES_PER_VIEWER = 100
 # that the next hit reads them in its one MGET. A guess only: a response that recorded
 # others is checked in a second round trip. Bounded: about 2 KB an entry for a feed page.
 EXPECTED_EPOCHS = 20_000
+
+_MGET = raw.bulk("MGET")
 
 # One clock: the application's. Every script that judges an expiry gets `now` (Unix ms,
 # time.time() on the server) in ARGV, as judge() judges the MGET by the same clock; none
@@ -281,9 +283,10 @@ class ResponseCache:
         self._make_epoch = redis.register_script(_MAKE_EPOCH)
         # A cluster refuses an MGET across slots: there the epochs are read on their own.
         self._joined = not isinstance(redis, RedisCluster)
-        # (viewer, digest) -> the epoch keys' line as stored, and the keys.
-        self._expected: OrderedDict[tuple[int, str], tuple[bytes, tuple[bytes, ...]]] = (
-            OrderedDict())
+        # (viewer, digest) -> the epoch keys' line as stored, the keys, and the MGET's
+        # keys after the token's, packed (the viewer's, then the epochs).
+        self._expected: OrderedDict[tuple[int, str],
+                                    tuple[bytes, tuple[bytes, ...], bytes]] = OrderedDict()
 
     async def lookup(self, viewer_id: int, token_key: str, digest: str) -> Lookup:
         """A hit in one round trip, and one command Redis answers without a script: an
@@ -294,13 +297,22 @@ class ResponseCache:
         first, so no change that returned before it began is missed. Anything else
         takes a second round trip, to _MISS, which makes a missing version and takes
         the fill. (Redis spent two to three times the CPU on a script as on the MGET,
-        on a core it shares with the servers: bench/load.py.) Replies are left
-        undecoded: the bytes go to the client as they are."""
-        expected = self._expected.get((viewer_id, digest)) if self._joined else None
-        replies = await self.redis.execute_command(
-            "MGET", token_key, keys.response_version(viewer_id),
-            keys.response_feed_version(viewer_id), keys.response(viewer_id, digest),
-            *(expected[1] if expected else ()), **{NEVER_DECODE: True})
+        on a core it shares with the servers: bench/load.py.) On one node the MGET is
+        packed by hand (cache/raw.py), all but the token's key packed when the response
+        was last stored or read. Replies are left undecoded: the bytes go to the client
+        as they are."""
+        if self._joined:
+            expected = self._expected.get((viewer_id, digest))
+            tail = expected[2] if expected else self._viewer_keys(viewer_id, digest)
+            count = 4 + (len(expected[1]) if expected else 0)
+            replies = await raw.call(self.redis, raw.command(
+                count + 1, _MGET, raw.bulk(token_key), tail))
+        else:
+            expected = None
+            replies = await self.redis.execute_command(
+                "MGET", token_key, keys.response_version(viewer_id),
+                keys.response_feed_version(viewer_id), keys.response(viewer_id, digest),
+                **{NEVER_DECODE: True})
         now = now_ms()
         cached = judge(viewer_id, *replies[:4], now)
         if cached is not None:
@@ -336,9 +348,18 @@ class ResponseCache:
             values = taken(await pipe.execute())
         return [value.encode() if isinstance(value, str) else value for value in values]
 
+    @staticmethod
+    def _viewer_keys(viewer_id: int, digest: str) -> bytes:
+        """The MGET's keys after the token's, packed: the viewer's versions, the response."""
+        return b"".join(raw.bulk(key) for key in (
+            keys.response_version(viewer_id), keys.response_feed_version(viewer_id),
+            keys.response(viewer_id, digest)))
+
     def _expect(self, viewer_id: int, digest: str, line: bytes,
                 epoch_keys: tuple[bytes, ...]) -> None:
-        self._expected[(viewer_id, digest)] = (line, epoch_keys)
+        packed = self._viewer_keys(viewer_id, digest) + b"".join(
+            raw.bulk(key) for key in epoch_keys)
+        self._expected[(viewer_id, digest)] = (line, epoch_keys, packed)
         self._expected.move_to_end((viewer_id, digest))
         while len(self._expected) > EXPECTED_EPOCHS:
             self._expected.popitem(last=False)

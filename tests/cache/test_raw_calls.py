@@ -1,16 +1,16 @@
-"""Script calls packed by hand (cache/raw.py): the same bytes redis-py would send, a
-script Redis lost is loaded again, an error leaves the connection in step, and a block
-that fails drops its connection."""
+"""Commands packed by hand (cache/raw.py): the same bytes redis-py would send, a
+script Redis lost is loaded again, an error leaves the connection in step, a block that
+fails drops its connection, and a single call survives a connection the server closed."""
 
 from __future__ import annotations
 
 import pytest
 from redis.asyncio import Connection
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
-from pictograph.cache import keys
+from pictograph.cache import keys, raw
 from pictograph.cache.feeds import FeedCache
-from pictograph.cache.raw import PerUser, bulk, call_all, evalsha_head
+from pictograph.cache.raw import PerUser, bulk, call_all, command, evalsha_head
 from pictograph.resources import Resources
 from tests.conftest import REDIS_CLUSTER
 
@@ -67,3 +67,66 @@ async def test_a_fan_out_that_fails_midway_drops_its_connection(resources: Resou
     assert await resources.redis.ping()
     for user_id in (1, 2):
         assert (await feeds.stored_ids(keys.home_feed(user_id))).ids == [BASE]
+
+
+def test_a_command_packed_by_hand_is_what_redis_py_would_send() -> None:
+    packed = command(4, bulk("MGET"), bulk("a"), bulk("b{1}") + bulk(b"c\r\n"))
+    assert packed == b"".join(Connection().pack_command("MGET", "a", "b{1}", b"c\r\n"))
+
+
+async def test_a_call_reads_its_reply_undecoded_and_keeps_the_connection_in_step(
+    resources: Resources,
+) -> None:
+    redis = resources.redis
+    await redis.set("raw:{1}", "é")
+    packed = command(3, bulk("MGET"), bulk("raw:{1}"), bulk("raw:{1}:missing"))
+    assert await raw.call(redis, packed) == ["é".encode(), None]
+    with pytest.raises(ResponseError):  # an error reply is raised, the connection kept
+        await raw.call(redis, command(2, bulk("LLEN"), bulk("raw:{1}")))
+    assert await raw.call(redis, packed) == ["é".encode(), None]
+    assert await redis.ping()
+
+
+async def test_a_call_on_a_connection_the_server_closed_is_sent_again_on_a_fresh_one(
+    resources: Resources,
+) -> None:
+    redis = resources.redis
+    await redis.set("raw:{2}", "kept")
+    pool = redis.connection_pool
+    connection = await pool.get_connection()
+    await pool.release(connection)
+    failed = 0
+
+    async def closed_by_the_server(*args, **options):  # as after a restart of Redis
+        nonlocal failed
+        failed += 1
+        del connection.send_packed_command  # the class's again, for the next send
+        raise ConnectionError("Connection closed by server.")
+
+    connection.send_packed_command = closed_by_the_server  # type: ignore[method-assign]
+    packed = command(2, bulk("GET"), bulk("raw:{2}"))
+    assert await raw.call(redis, packed) == b"kept"
+    assert failed == 1
+
+
+async def test_a_call_that_fails_twice_raises(resources: Resources,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    packed = command(2, bulk("GET"), bulk("raw:{3}"))
+    pool = resources.redis.connection_pool
+    connection = await pool.get_connection()
+    await pool.release(connection)
+    connection_class = type(connection)
+    original = connection_class.send_packed_command
+    sent = 0
+
+    async def refused(self, command, *args, **options):  # the handshake goes through
+        nonlocal sent
+        if command != packed:
+            return await original(self, command, *args, **options)
+        sent += 1
+        raise ConnectionError("Connection reset by peer.")
+
+    monkeypatch.setattr(connection_class, "send_packed_command", refused)
+    with pytest.raises(ConnectionError):
+        await raw.call(resources.redis, packed)
+    assert sent == 2

@@ -51,6 +51,13 @@ def count_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCount]:
             yield counted_send
         count.round_trips += 1
 
+    original_call = raw.call
+
+    async def call(*args, **options):  # one command packed by hand
+        count.commands += 1
+        count.round_trips += 1
+        return await original_call(*args, **options)
+
     # A cluster's client and pipeline: a pipeline sends to its nodes side by side, one
     # round trip however many nodes it reaches.
     original_cluster_command = RedisCluster.execute_command
@@ -72,6 +79,7 @@ def count_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCount]:
         patch.setattr(Redis, "execute_command", execute_command)
         patch.setattr(Pipeline, "execute", pipeline_execute)
         patch.setattr(raw, "streaming", streaming)
+        patch.setattr(raw, "call", call)
         patch.setattr(RedisCluster, "execute_command", cluster_command)
         patch.setattr(ClusterPipeline, "execute", cluster_execute)
         yield count
