@@ -179,8 +179,11 @@ class RateLimits:
                 "refusing those requests" if limit.fail_closed else "letting requests through",
             )
         if limit.fail_closed:
+            # Worded as every other outage is (errors.UNAVAILABLE_MESSAGE), so a client
+            # tells an outage from a refusal by the same words.
             raise ServiceUnavailable(
-                f"{limit.what} cannot be counted right now; try again shortly"
+                f"{limit.what} cannot be counted right now: the service is temporarily "
+                "unavailable; try again in a moment"
             ) from error
 
 

@@ -173,6 +173,7 @@ async def test_without_redis_log_in_and_sign_up_fail_closed_the_rest_open(
             assert refused["data"] is None
             assert error_codes(refused) == ["INTERNAL_SERVER_ERROR"]
             assert "cannot be counted" in refused["errors"][0]["message"]
+            assert "temporarily unavailable" in refused["errors"][0]["message"]  # as outages
         signed_up = await gql(client, SIGN_UP,
                               {"input": {"username": "bob", "password": PASSWORD}})
         assert error_codes(signed_up) == ["INTERNAL_SERVER_ERROR"]

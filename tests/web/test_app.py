@@ -71,7 +71,11 @@ async def site(request: pytest.FixtureRequest,
 
 
 async def axe_serious(page: Page) -> list[str]:
-    """axe-core's serious and critical findings on the page as it is now."""
+    """axe-core's serious and critical findings on the page as it is now, once its
+    animations ended (a post that just arrived fades in: mid-fade, its text is paler
+    than the page will show it, which axe would count against its contrast)."""
+    await page.evaluate(
+        "() => Promise.all(document.getAnimations().map(animation => animation.finished))")
     await page.evaluate(AXE)  # evaluated by the browser's debugger: the page's CSP allows none
     violations = await page.evaluate(
         "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
