@@ -111,6 +111,9 @@ async def run(args: argparse.Namespace) -> None:
                "PICTOGRAPH_DATA_DIR": str(data_dir),
                "PICTOGRAPH_SECRET_KEY": settings.secret_key.get_secret_value()}
         viewers = await viewers_of(env, 50, seed=5)
+        if not viewers:
+            raise SystemExit("no seeded user follows 20 others and someone with 12 posts: "
+                             "seed more (--users 150 --posts 1500 is about the least)")
         app = create_app(settings)
         # The same resources, the response cache off: one app's lifespan serves both
         # (a second would rebind Tortoise's models process-wide).
