@@ -76,6 +76,23 @@ async def on_services(data_dir: Path, prefix: str) -> AsyncIterator[dict[str, st
         await admin.close()
 
 
+async def on_s3(env: dict[str, str], endpoint: str) -> dict[str, str]:
+    """`env` with photos in a new bucket of the S3 server at `endpoint` (the run's moto,
+    whose credentials the s3_endpoint fixture put in os.environ), created here as
+    `pictograph migrate` would: processes on two machines share no disk."""
+    from pictograph.storage import open_storage
+
+    bucket = f"pictograph-processes-{secrets.token_hex(4)}"
+    settings = Settings(data_dir=Path(env["PICTOGRAPH_DATA_DIR"]), s3_endpoint_url=endpoint,
+                        s3_bucket=bucket)
+    async with open_storage(settings) as storage:
+        await storage.ensure_bucket()
+    credentials = {name: os.environ[name] for name in ("AWS_ACCESS_KEY_ID",
+                                                        "AWS_SECRET_ACCESS_KEY")}
+    return {**env, **credentials, "PICTOGRAPH_S3_ENDPOINT_URL": endpoint,
+            "PICTOGRAPH_S3_BUCKET": bucket}
+
+
 @contextmanager
 def serve(env: dict[str, str], *, workers: bool = True) -> Iterator[str]:
     """A server process; yields its base URL once /readyz answers 200."""
