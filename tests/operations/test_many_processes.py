@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from pictograph.schema.node import decode_id_of
 from tests.conftest import PROCESS_REDIS_URL, open_test_redis
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
-from tests.support.processes import on_s3, on_services, output, serve_process, worker
+from tests.support.processes import on_s3, on_services, output, servers_and_workers
 from tests.support.sockets import open_socket, until_subscribed
 
 SIGN_UP = """mutation($u: String!, $p: String!) {
@@ -91,28 +90,19 @@ class Server:
 @pytest.fixture
 async def stack(tmp_path: Path, request: pytest.FixtureRequest
                 ) -> AsyncIterator[tuple[Server, Server]]:
+    """Two servers of two processes each, without workers of their own, and two workers
+    beside them: every READY and every feed delivery is a worker process's doing."""
     async with on_services(tmp_path / "data", "pictograph_many") as env:
         env = await on_s3(env, request.getfixturevalue("s3_endpoint"))
-        with _servers_and_workers(env) as bases:
+        with servers_and_workers(env, servers=2, processes=2, workers=2) as (bases, workers):
             one, two = (Server(base) for base in bases)
             try:
                 yield one, two
             finally:
                 await one.http.aclose()
                 await two.http.aclose()
-
-
-@contextmanager
-def _servers_and_workers(env: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """Two servers of two processes each, without workers of their own, and two workers
-    beside them: every READY and every feed delivery is a worker process's doing."""
-    with ExitStack() as processes:
-        bases = [processes.enter_context(serve_process(env, workers=False, processes=2))[0]
-                 for _ in range(2)]
-        workers = [processes.enter_context(worker(env)) for _ in range(2)]
-        yield bases[0], bases[1]
-        for process in workers:  # neither died along the way
-            assert process.poll() is None, output(process)
+            for process in workers:  # neither died along the way
+                assert process.poll() is None, output(process)
 
 
 async def test_two_servers_and_two_workers_keep_one_network(
