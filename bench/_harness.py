@@ -67,6 +67,14 @@ def on_cluster() -> bool:
     return os.environ.get("PICTOGRAPH_REDIS_CLUSTER", "").lower() in ("1", "true", "yes", "on")
 
 
+def refuse_on_cluster(script: str, why: str, instead: str) -> None:
+    """Stops a benchmark that measures one Redis server before it starts anything, saying
+    so, when PICTOGRAPH_REDIS_CLUSTER asks for a cluster: a figure from one node of a
+    cluster, labelled as the cluster's, would be wrong without a word."""
+    if on_cluster():
+        raise SystemExit(f"{script} does not run on a Redis Cluster: {why}. {instead}")
+
+
 @asynccontextmanager
 async def bench_app() -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """The app on the backend the PICTOGRAPH_* environment names (embedded by default),

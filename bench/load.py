@@ -689,6 +689,13 @@ async def fanout_rate(settings: Any, author_id: int, posts: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
+    from bench._harness import refuse_on_cluster
+
+    refuse_on_cluster(
+        "bench/load.py", "its ceiling route, its Redis CPU per request and its fan-out "
+        "scenario each read one Redis server (PICTOGRAPH_BENCH_LOAD_REDIS_URL)",
+        "Unset PICTOGRAPH_REDIS_CLUSTER; on a cluster, bench/request_cost.py measures the "
+        "warm feed's CPU and bench/soak.py runs mixed traffic against API processes")
     if shutil.which("wrk") is None:
         raise SystemExit("bench/load.py needs wrk: apt-get install wrk (or brew install wrk)")
     from redis.asyncio import Redis

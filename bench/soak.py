@@ -5,11 +5,13 @@
     python bench/soak.py --users 40 --wait 0.1 0.5
 
 What runs, all on 127.0.0.1: a throwaway PostgreSQL database, Redis database 10
-(PICTOGRAPH_BENCH_SOAK_REDIS_URL), local-disk storage in one data dir shared by two
-`pictograph serve --no-workers` processes and one `pictograph worker`, with one secret
-key. The network is made by `pictograph seed`'s code (power-law follows, celebrities
-over a lowered threshold so the feed also merges at read time, real photos); the first
---users accounts by how many they follow get a password.
+(PICTOGRAPH_BENCH_SOAK_REDIS_URL; with PICTOGRAPH_REDIS_CLUSTER=true it names any node
+of a Redis Cluster, which is flushed whole and used by every process), local-disk
+storage in one data dir shared by two `pictograph serve --no-workers` processes and one
+`pictograph worker`, with one secret key. The network is made by `pictograph seed`'s
+code (power-law follows, celebrities over a lowered threshold so the feed also merges at
+read time, real photos); the first --users accounts by how many they follow get a
+password.
 
 The load is locust, headless, in a process of its own (bench/soak_locustfile.py): each
 locust user logs in as its own account, on the API processes in turn, and loops over
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm
 
-from bench._harness import print_table, throwaway_services
+from bench._harness import on_cluster, print_table, throwaway_services
 from bench._processes import (
     child,
     cpu_seconds,
@@ -97,8 +99,11 @@ def _environment(data_dir: Path, database_url: str, threshold: int) -> dict[str,
     """Every process's PICTOGRAPH_* settings (the seeding in this process uses the same)."""
     limits = {f"PICTOGRAPH_{name.upper()}": UNLIMITED
               for name in Settings.model_fields if name.startswith("rate_limit_")}
+    # process_env passes on no PICTOGRAPH_* of this environment: the cluster flag goes
+    # explicitly, or the processes would talk to one node of a cluster as to a whole Redis.
     return process_env(data_dir, PICTOGRAPH_DATABASE_URL=database_url,
                        PICTOGRAPH_REDIS_URL=REDIS_URL,
+                       PICTOGRAPH_REDIS_CLUSTER="true" if on_cluster() else "false",
                        PICTOGRAPH_SECRET_KEY=secrets.token_urlsafe(32),
                        PICTOGRAPH_CELEBRITY_THRESHOLD=str(threshold), **limits)
 
@@ -316,7 +321,8 @@ def _report(*, duration: int, users: int, wait: tuple[float, float], report: See
     passed = errors == 0 and total["requests"] > 0
 
     rows = [
-        ("backend", f"PostgreSQL + {REDIS_URL} + local disk; "
+        ("backend", f"PostgreSQL + {'the Redis Cluster at ' if on_cluster() else ''}"
+         f"{REDIS_URL} + local disk; "
          "2 x `serve --no-workers` + 1 `worker`"),
         ("network (pictograph seed)",
          f"{report.users:,} users, {report.follows:,} follows, {report.posts:,} posts, "

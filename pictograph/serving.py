@@ -112,6 +112,7 @@ def process_app() -> Starlette:
 def _server_options(settings: Settings) -> dict[str, Any]:
     return {
         "log_level": settings.log_level.lower(),
+        "access_log": settings.access_log,
         # Forwarded headers are the app's business (PICTOGRAPH_TRUSTED_PROXIES): uvicorn's
         # own handling would believe them from 127.0.0.1 or FORWARDED_ALLOW_IPS.
         "proxy_headers": False,

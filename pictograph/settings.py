@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from limits import parse_many
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -71,6 +72,12 @@ def _origins(value: str) -> str:
 
 # Web origins (scheme://host[:port]) separated by commas.
 OriginList = Annotated[str, AfterValidator(_origins)]
+
+# A level of Python's logging, in any case ("info" is INFO): anything else would stop
+# start-up later, with a traceback from logging instead of a message naming the setting.
+LogLevel = Annotated[Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"],
+                     BeforeValidator(lambda value: value.upper() if isinstance(value, str)
+                                     else value)]
 
 
 class Settings(BaseSettings):
@@ -153,7 +160,11 @@ class Settings(BaseSettings):
     # On SIGTERM, the longest requests in flight are waited for, then (as long again)
     # the jobs workers hold; whatever waits for neither stops at once.
     shutdown_grace: Annotated[int, Field(ge=1, le=3600)] = 10
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
+    # uvicorn's line per request (at INFO). Off unless asked for: formatting and writing
+    # it cost the warm feed read about a quarter of its throughput (README, Operators),
+    # and the proxy or load balancer in front of several processes logs requests anyway.
+    access_log: bool = False
     # Prometheus metrics on a listener of their own, never the API port; unset: none.
     # Loopback by default: only what runs beside the process (or is let in) scrapes it.
     metrics_port: Annotated[int | None, Field(ge=1, le=65_535)] = None

@@ -23,13 +23,18 @@ class Upload(Model):
     )
     content_type = fields.CharField(max_length=32)
     byte_size = fields.BigIntField()
-    object_key = fields.CharField(max_length=200, unique=True)
+    object_key = fields.CharField(max_length=200)
     expires_at = fields.DatetimeField(db_index=True)
-    post_id = fields.BigIntField(null=True, unique=True)
+    post_id = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "uploads"
+        # Unique per owner, the column the table is distributed by when it is sharded
+        # (docs/scaling.md): Citus enforces only constraints that include it. As
+        # strict as unique keys of one column: an object key starts with its owner's id,
+        # and a post claims only its author's upload.
+        unique_together = (("owner", "object_key"), ("owner", "post_id"))
 
 
 class Post(Model):
@@ -40,12 +45,14 @@ class Post(Model):
     caption = fields.TextField(default="")
     status = fields.CharEnumField(PostStatus, max_length=10, default=PostStatus.PROCESSING)
     failure_reason = fields.CharField(max_length=200, null=True)
-    upload_id = fields.BigIntField(unique=True)
+    upload_id = fields.BigIntField()
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "posts"
         indexes = (("author_id", "status", "id"),)
+        # Per author, as uploads' keys are (see Upload): an upload is its owner's alone.
+        unique_together = (("author", "upload_id"),)
 
 
 class MediaVariant(Model):

@@ -75,6 +75,9 @@ def test_serve_runs_a_complete_instance_with_nothing_configured(
     assert "http://127.0.0.1:" in output and "SQLite" in output and "fakeredis" in output
     assert "secret" not in output.lower().replace("secret_key", "")
     assert token not in output and PASSWORD not in output
+    # INFO by default, without a line per request (PICTOGRAPH_ACCESS_LOG).
+    assert "Application startup complete." in output
+    assert "POST /graphql" not in output
 
 
 def test_serve_hands_out_urls_on_its_own_port(served: tuple[str, subprocess.Popen[str]]) -> None:

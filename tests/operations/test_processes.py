@@ -46,7 +46,7 @@ def test_two_processes_answer_on_one_port_and_are_scraped_as_one(
 ) -> None:
     metrics_port = free_port()
     env = {**services, "PICTOGRAPH_METRICS_PORT": str(metrics_port),
-           "PICTOGRAPH_LOG_LEVEL": "INFO"}
+           "PICTOGRAPH_LOG_LEVEL": "INFO", "PICTOGRAPH_ACCESS_LOG": "true"}
     with serve_process(env, processes=2) as (base, supervisor):
         _wait_until_started(supervisor, 2)
         port = httpx.URL(base).port
@@ -61,6 +61,10 @@ def test_two_processes_answer_on_one_port_and_are_scraped_as_one(
                     assert client.get("/healthz").status_code == 200
                 assert _connections(server, port) == 1
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        # Asked for, the processes write uvicorn's line per request (the readiness polls
+        # are /readyz).
+        logged = output(supervisor)
+        assert logged.count('"GET /healthz HTTP/1.1" 200') == 5, logged
     # SIGTERM to the supervisor stopped its processes too.
     assert not [server for server in servers if _running(server)], output(supervisor)
     assert f"{HEALTHZ} 5.0" in scraped

@@ -18,6 +18,7 @@ from pictograph.settings import Settings, SettingsError, load_settings
         ("PICTOGRAPH_DATABASE_URL", "mysql://x"),
         ("PICTOGRAPH_REDIS_URL", "localhost:6379"),
         ("PICTOGRAPH_PUBLIC_BASE_URL", "example.com"),
+        ("PICTOGRAPH_LOG_LEVEL", "LOUD"),
     ],
 )
 def test_a_malformed_setting_stops_start_up_naming_it(

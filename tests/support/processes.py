@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -76,6 +76,23 @@ async def on_services(data_dir: Path, prefix: str) -> AsyncIterator[dict[str, st
         await admin.close()
 
 
+async def on_s3(env: dict[str, str], endpoint: str) -> dict[str, str]:
+    """`env` with photos in a new bucket of the S3 server at `endpoint` (the run's moto,
+    whose credentials the s3_endpoint fixture put in os.environ), created here as
+    `pictograph migrate` would: processes on two machines share no disk."""
+    from pictograph.storage import open_storage
+
+    bucket = f"pictograph-processes-{secrets.token_hex(4)}"
+    settings = Settings(data_dir=Path(env["PICTOGRAPH_DATA_DIR"]), s3_endpoint_url=endpoint,
+                        s3_bucket=bucket)
+    async with open_storage(settings) as storage:
+        await storage.ensure_bucket()
+    credentials = {name: os.environ[name] for name in ("AWS_ACCESS_KEY_ID",
+                                                        "AWS_SECRET_ACCESS_KEY")}
+    return {**env, **credentials, "PICTOGRAPH_S3_ENDPOINT_URL": endpoint,
+            "PICTOGRAPH_S3_BUCKET": bucket}
+
+
 @contextmanager
 def serve(env: dict[str, str], *, workers: bool = True) -> Iterator[str]:
     """A server process; yields its base URL once /readyz answers 200."""
@@ -98,6 +115,30 @@ def serve_process(env: dict[str, str], *, workers: bool = True, processes: int =
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, process)
         yield base, process
+
+
+@contextmanager
+def servers_and_workers(env: dict[str, str], *, servers: int, processes: int,
+                        workers: int) -> Iterator[tuple[list[str], list[subprocess.Popen[str]]]]:
+    """`servers` servers of `processes` processes each, without workers of their own, and
+    `workers` `pictograph worker` processes, all started at once (each start is mostly
+    imports and connecting: one after another they add up); yields the servers' base
+    URLs once every /readyz answers, and the workers."""
+    with ExitStack() as stack:
+        bases, started = [], []
+        for _ in range(servers):
+            port = free_port()
+            bases.append(f"http://127.0.0.1:{port}")
+            started.append(stack.enter_context(_running(
+                [sys.executable, "-m", "pictograph", "serve", "--port", str(port),
+                 "--processes", str(processes), "--no-workers"], env)))
+        running = [stack.enter_context(_running([sys.executable, "-m", "pictograph", "worker"],
+                                                env)) for _ in range(workers)]
+        for base, server in zip(bases, started, strict=True):
+            _wait_ready(base, server)
+        for process in running:
+            assert process.poll() is None, output(process)
+        yield bases, running
 
 
 @contextmanager
