@@ -106,6 +106,13 @@ class ReplicaWait:
                 info = await redis.info("replication")
             else:
                 info = await redis.execute_command("INFO", "replication", target_nodes=node)
+            if info.get("role") != "master":
+                # A slot map from before a failover: the writes would be redirected to
+                # the new master, where this WAIT would not go. Unavailable, once: the
+                # client learns the new map for the retry.
+                if isinstance(redis, RedisCluster):
+                    await redis.nodes_manager.initialize()
+                raise ReplicasBehind(f"{name} is no longer a master")
             known = self._online[name] = (online_replicas(info), time.monotonic())
         return known[0] > 0
 

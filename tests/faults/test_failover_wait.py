@@ -5,6 +5,7 @@ embedded one have no replica and never wait."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -13,10 +14,15 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 
 from pictograph.cache import keys
-from pictograph.cache.replicas import ReplicasBehind, ReplicaWait, replica_wait
+from pictograph.cache.replicas import (
+    ReplicasBehind,
+    ReplicaWait,
+    online_replicas,
+    replica_wait,
+)
 from pictograph.models import AuthToken, Follow
 from pictograph.resources import Resources
 from tests.conftest import REDIS_CLUSTER, TEST_REDIS_URL
@@ -116,10 +122,28 @@ async def replicas_stopped(resources: Resources) -> AsyncIterator[list[int]]:
     connected, and WAIT finds nobody acknowledging. Continued afterwards, whatever
     happened."""
     redis = cluster_of(resources)
+    # Every replica online first (one still resyncing after an earlier test is one its
+    # master does not wait for), and asked about afresh by the next revocation.
+    deadline = asyncio.get_running_loop().time() + 30
+    replicas: list[int] = []  # ports: every replica a master counts (the client's map
+    # may lack one another node still flags as failed, after a node came back)
+    for master in redis.get_primaries():
+        plain = Redis(host=master.host, port=master.port, decode_responses=True)
+        try:
+            while online_replicas(info := await plain.info("replication")) < 1:
+                assert asyncio.get_running_loop().time() < deadline, "a replica stays away"
+                await asyncio.sleep(0.05)
+        finally:
+            await plain.aclose()
+        replicas += [int(value["port"]) for name, value in info.items()
+                     if name.startswith("slave") and isinstance(value, dict)]
+    waiter = replica_wait(redis)
+    assert waiter is not None
+    waiter.forget()
     stopped: list[int] = []
     try:
-        for replica in redis.get_replicas():
-            stopped.append(await process_id(replica))
+        for port in replicas:
+            stopped.append(await process_id(port))
             os.kill(stopped[-1], signal.SIGSTOP)
         yield stopped
     finally:
@@ -127,8 +151,8 @@ async def replicas_stopped(resources: Resources) -> AsyncIterator[list[int]]:
             os.kill(pid, signal.SIGCONT)
 
 
-async def process_id(node: ClusterNode) -> int:
-    plain = Redis(host=node.host, port=node.port)
+async def process_id(port: int) -> int:
+    plain = Redis(port=port)
     try:
         return int((await plain.info("server"))["process_id"])
     finally:
