@@ -54,6 +54,11 @@ async def waits(redis: RedisCluster) -> dict[str, int]:
             for name, stats in found.items()}
 
 
+async def node_waits(node: Redis) -> int:
+    stats = await node.info("commandstats")
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
 async def waited(redis: RedisCluster, before: dict[str, int]) -> dict[str, int]:
     after = await waits(redis)
     return {name: calls - before.get(name, 0) for name, calls in after.items()
@@ -241,3 +246,51 @@ async def test_require_fails_a_revocation_on_a_master_without_replicas(
     finally:
         await redis.delete(keys.response_version(1))
         await redis.aclose()
+
+
+
+@on_cluster
+async def test_revocations_behind_a_failover_the_client_has_not_seen_wait_on_the_new_master(
+    client: httpx.AsyncClient, resources: Resources,
+) -> None:
+    """A failover the client has not heard of yet: a revocation's first command to the
+    old master is redirected (MOVED), which moves the slot in the client's map, and its
+    fences then wait on the new master. Where the fences' WAIT would be the first (the
+    map still naming the old master), the revocation answers unavailable and the map is
+    reloaded, since the redirected fences would not be waited for."""
+    from tests.cache.test_cluster_trust import failover
+
+    redis = cluster_of(resources)
+    alice = await sign_up(client, "alice")
+    await sign_up(client, "bob")
+    alice_id, bob_id = pk(await user_id(client, "alice")), await user_id(client, "bob")
+    await relate_ok(client, "follow", alice, bob_id)
+    key = keys.response_version(alice_id)
+    node = redis.get_node_from_key(key)
+    assert node is not None
+    first = Redis(host=node.host, port=node.port, decode_responses=True)
+    second = Redis(port=int((await first.info("replication"))["slave0"]["port"]),
+                   decode_responses=True)
+    waiter = replica_wait(redis)
+    assert waiter is not None
+    try:
+        await failover(second)  # behind the app client's back
+        waiter.forget()
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, "fenced")
+            with pytest.raises(ReplicasBehind):
+                await waiter.queue(redis, pipe, [key])
+        moved = redis.get_node_from_key(key)
+        assert moved is not None and moved.port == second.connection_pool.connection_kwargs[
+            "port"]  # the map was reloaded
+
+        await failover(first)  # back, behind its back again
+        before = await node_waits(first)
+        assert await relate_ok(client, "unfollow", alice, bob_id) == "NONE"
+        assert await node_waits(first) == before + 1  # on the master that is now
+    finally:
+        if (await first.info("replication"))["role"] != "master":
+            await failover(first)  # the layout the next tests started with
+        await redis.nodes_manager.initialize()
+        await first.aclose()
+        await second.aclose()
