@@ -19,9 +19,14 @@ Where no replica confirms within WAIT_MS the change fails with ReplicasBehind, a
 timeout, which clients see as "temporarily unavailable"; it has not committed (the fences
 are taken before the commit), and the fences stay: they only make reads go to the
 database until they expire. Which masters have a replica is asked (INFO replication) at
-most every REFRESH_SECONDS per node, and again at once after a WAIT that failed: a master
-whose replica is gone (its replica killed, or itself just promoted) is waited on at most
-once more, which answers "unavailable", under "auto".
+most every REFRESH_SECONDS per node, and again at once after a WAIT that failed or a new
+slot map: a master whose replica is gone (its replica killed, or itself just promoted) is
+waited on at most once more, which answers "unavailable", under "auto". A node the slot
+map still calls a master but that says it is a replica (a failover the client has not
+heard of) fails the revocation as unavailable and has the map reloaded.
+
+The moves after a commit (ResponseCache.changed, the graph's write-through) are not
+waited for: one lost in a failover leaves its fence, which refuses, until it expires.
 """
 
 from __future__ import annotations
