@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     # Connections per process; past it a command waits up to redis_pool_timeout seconds.
     redis_max_connections: Annotated[int, Field(ge=4)] = 256
     redis_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # Whether a revocation's fences wait for a replica's acknowledgement (WAIT) before the
+    # change commits (cache/replicas.py). "auto": on every master whose INFO replication
+    # shows a replica online (the embedded fakeredis and a lone Redis never wait);
+    # "require": on every master, so a master without a replica fails revocations with
+    # "temporarily unavailable"; "off": never.
+    redis_wait_replicas: Literal["auto", "require", "off"] = "auto"
 
     # Query limits, checked on every operation (HTTP and WebSocket) before it runs.
     # Depth counts fields on the longest path, the leaf included. Cost counts the fields

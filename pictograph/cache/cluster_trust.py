@@ -24,6 +24,7 @@ from redis.event import AsyncAfterSlotsCacheRefreshEvent, AsyncEventListenerInte
 from tortoise.context import TortoiseContext
 
 from pictograph.cache import keys
+from pictograph.cache.replicas import replica_wait
 from pictograph.cache.trust import CheckedConnection, RedisTrust
 from pictograph.outages import RedisNotTrusted
 
@@ -116,6 +117,9 @@ class _MastersChanged(AsyncEventListenerInterface):
         self._masters = masters
         if first:
             return  # the first map: every connection so far was checked against it
+        waiter = replica_wait(self.cluster)
+        if waiter is not None:  # a promoted master has no replica yet, a demoted one none
+            waiter.forget(changed)
         for name in changed:
             node = self.cluster.get_node(node_name=name)
             if node is not None:

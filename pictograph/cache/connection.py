@@ -16,6 +16,7 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterUnreachableError, SlotNotCoveredError
 
+from pictograph.cache.replicas import ReplicaWait
 from pictograph.settings import Settings
 
 
@@ -70,9 +71,14 @@ def open_redis(settings: Settings) -> Redis:
 
     A cluster client is a RedisCluster, which answers the same commands as Redis (the
     code types it as Redis): every operation that needs one instant touches one slot.
+
+    A client of a real Redis carries the setting for a revocation's WAIT on its replicas
+    (cache/replicas.py); the embedded one has no replicas to wait for.
     """
     if settings.redis_cluster:
-        return open_cluster(settings)  # type: ignore[return-value]
+        cluster = open_cluster(settings)
+        ReplicaWait(settings.redis_wait_replicas).attach(cluster)
+        return cluster  # type: ignore[return-value]
     pool_options = {"max_connections": settings.redis_max_connections,
                     "timeout": settings.redis_pool_timeout}
     if settings.redis_url is None:
@@ -90,7 +96,9 @@ def open_redis(settings: Settings) -> Redis:
         retry_on_timeout=True,
         **pool_options,
     )
-    return Redis.from_pool(pool)
+    client = Redis.from_pool(pool)
+    ReplicaWait(settings.redis_wait_replicas).attach(client)
+    return client
 
 
 class Cluster(RedisCluster):

@@ -59,6 +59,7 @@ from redis.exceptions import NoScriptError
 from pictograph.cache import keys, raw
 from pictograph.cache.connection import queue_reads
 from pictograph.cache.jitter import jittered_below
+from pictograph.cache.replicas import execute_replicated
 from pictograph.cache.versioned import FENCE_TTL, VERSION_TTL, new_version
 
 # Response TTLs are spread downward by up to this much, so that responses filled together
@@ -409,16 +410,23 @@ class ResponseCache:
             await pipe.execute()
 
     async def fence(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
-                    also: Fence | None = None, follows: Iterable[int] = ()) -> Fence:
+                    also: Fence | None = None, follows: Iterable[int] = (),
+                    revokes: bool = True) -> Fence:
         """Before a commit that takes something away from viewers of these users or posts
         (or from these users, whose pair changes: `follows`). The change passes the Fence
         back to changed() after its commit, which ends it; a change that fences more than
         once (a retried transaction) passes its first as `also`, so that all are one
-        fence, ended by one move. A few commands whoever was shown these users or posts."""
+        fence, ended by one move. A few commands whoever was shown these users or posts.
+
+        The change's last fence: where the client waits for replicas, it returns once a
+        replica of every master it wrote to has it, and the change's fences written
+        before it on the same slots (cache/replicas.py), or raises ReplicasBehind. A
+        change that takes nothing away (a follow) passes `revokes=False`: no wait."""
         first = also or Fence.new()
         fence = Fence(first.token, first.users | frozenset(user_ids),
                       first.posts | frozenset(post_ids), first.follows | frozenset(follows))
-        await self._apply("fence", fence.users, fence.posts, fence.follows, fence.token)
+        await self._apply("fence", fence.users, fence.posts, fence.follows, fence.token,
+                          replicated=revokes)
         return fence
 
     async def changed(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
@@ -443,7 +451,7 @@ class ResponseCache:
             await pipe.execute()
 
     async def _apply(self, mode: str, users: set[int], posts: set[int], follows: set[int],
-                     token: str) -> None:
+                     token: str, replicated: bool = False) -> None:
         # The users' own responses (what they see may have changed), then the epochs.
         version_keys = [(keys.response_version(user_id), keys.response_fences(user_id))
                         for user_id in sorted(users | follows)]
@@ -458,7 +466,12 @@ class ResponseCache:
             for version_key, fences_key in version_keys:
                 await self._move(keys=[version_key, fences_key],
                                  args=[mode, new_version(), now, token], client=pipe)
-            await pipe.execute()
+            if replicated:
+                await execute_replicated(self.redis, pipe, [key for key, _ in version_keys])
+            else:
+                # A move after the commit needs no replica: lost in a failover, it leaves
+                # the fence, which refuses, until it expires.
+                await pipe.execute()
 
 
 def _text(value: bytes | str) -> str:

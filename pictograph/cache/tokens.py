@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from pictograph.cache.replicas import execute_replicated
+
 REVOKED = "revoked"
 MAX_TTL = 3600
 
@@ -48,4 +50,8 @@ async def remember_token(redis: Redis, key: str, user_id: int, expires: int,
 
 
 async def mark_revoked(redis: Redis, key: str, ttl: int) -> None:
-    await redis.set(key, REVOKED, ex=max(1, min(ttl, MAX_TTL)))
+    """A fence: on a replica too before it returns, where the client waits for one
+    (cache/replicas.py), since a failover that lost it would let the token in again."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(key, REVOKED, ex=max(1, min(ttl, MAX_TTL)))
+        await execute_replicated(redis, pipe, [key])

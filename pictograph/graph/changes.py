@@ -41,6 +41,9 @@ from pictograph.visibility import follow_status
 
 log = logging.getLogger(__name__)
 
+# Changes that take something away: their fences (the graph's, then the responses', on
+# the same two users' slots) are on a replica before the commit (cache/replicas.py).
+REVOKING = (Unfollowed, FollowRemoved, Blocked)
 # A privacy change re-reads the requests under its locks and starts again if more came;
 # requests arriving faster than that is an attack, not a crowd.
 MAX_PRIVACY_ATTEMPTS = 5
@@ -195,7 +198,7 @@ class GraphChanges:
                 await self.profiles.fence([owner])
                 # The owner's answers, and every one that showed the owner. (Requesters
                 # who become followers lose nothing: their answers move after the commit.)
-                fence = await self.responses.fence([owner])
+                fence = await self.responses.fence([owner], revokes=is_private)
                 await checkpoint("privacy.fenced")
                 break
         else:
@@ -239,7 +242,9 @@ class GraphChanges:
                     # Last, just before the commit: if Redis cannot take the fence, the
                     # change rolls back (see cache/graph.py, "Fences").
                     await self.cache.fence(after, sequences)
-                    fence = await self.responses.fence(follows=[a, b], also=fence)
+                    fence = await self.responses.fence(
+                        follows=[a, b], also=fence,
+                        revokes=any(isinstance(event, REVOKING) for event in changes))
                     await checkpoint("graph.fenced")
                 return after, sequences, changes, outbox, fence
             except Exception as error:

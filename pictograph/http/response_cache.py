@@ -210,10 +210,16 @@ class ResponseCacheMiddleware:
 
     async def _wait_for_fill(self, resources: Resources, viewer_id: int, token: str,
                              digest: str) -> Lookup | None:
-        """Another request renders this response: its bytes, or the fill if it gave up."""
+        """Another request renders this response: its bytes, or the fill if it gave up.
+        None: render it here, uncached (as when Redis goes away meanwhile: the view then
+        answers as it does without Redis, instead of the error escaping the app)."""
         for _ in range(WAITS):
             await asyncio.sleep(WAIT_SECONDS)
-            lookup = await self._cache(resources).lookup(viewer_id, token_key(token), digest)
+            try:
+                lookup = await self._cache(resources).lookup(viewer_id, token_key(token),
+                                                             digest)
+            except RedisError:
+                return None
             if lookup.hit or lookup.filling or not lookup.token_known:
                 return lookup
         return None

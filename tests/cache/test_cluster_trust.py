@@ -122,14 +122,26 @@ async def failover(replica: Redis, within: float = 30.0) -> None:
     failover asked for just after another can time out on the master's side: asked
     again then.)"""
     deadline = time.monotonic() + within
-    while (await replica.info("replication")).get("master_link_status") != "up":
+    while (link := await replica.info("replication")).get("master_link_status") != "up":
         assert time.monotonic() < deadline, "the replica did not sync with its master"
         await asyncio.sleep(0.1)
+    # Until the old master knows it too: a moment after the replica took over, the old
+    # master may still answer reads of its slots as their master, from the same data.
+    demoted = Redis(host=link["master_host"], port=int(link["master_port"]),
+                    decode_responses=True)
+    try:
+        await _take_over(replica, demoted, deadline)
+    finally:
+        await demoted.aclose()
+
+
+async def _take_over(replica: Redis, demoted: Redis, deadline: float) -> None:
     asked = 0.0
     while True:
         role = (await replica.info("replication"))["role"]
         state = (await replica.cluster("info"))["cluster_state"]
-        if role == "master" and state == "ok":
+        if role == "master" and state == "ok" and (
+                await demoted.info("replication"))["role"] == "slave":
             return
         assert time.monotonic() < deadline, "the failover did not finish"
         if role != "master" and time.monotonic() - asked > 6:  # Redis gives up after 5 s

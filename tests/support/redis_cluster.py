@@ -80,26 +80,46 @@ class RedisCluster:
 
     def wait_ok(self, within: float = 30.0) -> None:
         """Until every node says cluster_state:ok and knows all six nodes (a node that
-        has not yet heard of the others answers ok to a partial picture)."""
+        has not yet heard of the others answers ok to a partial picture), and every
+        replica has its first copy (a master waits for its replica's acknowledgement on
+        revocations only once that replica is online: cache/replicas.py)."""
         deadline = time.monotonic() + within
         while True:
             states = []
             for port in self.ports:
                 with self.client(port) as client:
                     info = client.cluster("info")
+                    replication = client.info("replication")
                 states.append(info.get("cluster_state") == "ok"
-                              and int(info.get("cluster_known_nodes", 0)) == NODES)
+                              and int(info.get("cluster_known_nodes", 0)) == NODES
+                              and replication.get("master_link_status", "up") == "up")
             if all(states):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError("the cluster did not reach cluster_state:ok")
             time.sleep(0.1)
 
+    def kill(self, port: int) -> None:
+        """SIGKILL, as a crashed machine: no shutdown, no goodbye to the cluster."""
+        process = self.processes[port]
+        process.kill()
+        process.wait()
+
+    def restart(self, port: int) -> None:
+        """The node again, from its directory: its nodes.conf keeps its id, and a master
+        replaced by a failover meanwhile comes back as its replacement's replica."""
+        self.start_node(port)
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+# The clusters this process started, by first port: a test that kills a node and starts
+# it again (tests/faults/test_failover.py) finds the processes here.
+RUNNING: dict[int, RedisCluster] = {}
 
 
 @contextmanager
@@ -109,8 +129,10 @@ def redis_cluster(directory: Path, first_port: int = DEFAULT_FIRST_PORT) -> Iter
     cluster = RedisCluster(directory, first_port)
     try:
         cluster.start()
+        RUNNING[first_port] = cluster
         yield cluster
     finally:
+        RUNNING.pop(first_port, None)
         cluster.stop()
 
 
