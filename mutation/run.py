@@ -72,11 +72,15 @@ TARGETS: dict[str, Target] = {
     # The response cache's versions and fences.
     "responses": Target("pictograph/cache/responses.py", (
         "tests/http/test_response_cache_mutation_kills.py",
+        # The shown epochs and the feed version (issue 22): what each change ends.
+        "tests/http/test_response_cache_invalidation.py",
         "tests/http/test_response_cache.py", "tests/cache/test_response_hits.py",
         "tests/access/test_revocation_fences.py", "tests/cache/test_reads.py",
         # The rewritten cache's lifetimes, bound and clock (the races need PostgreSQL).
         "tests/http/test_response_cache_lifetimes.py",
-        "tests/http/test_response_cache_requests.py")),
+        "tests/http/test_response_cache_requests.py",
+        # Cached answers against fresh execution, over generated histories (about 15 s).
+        "tests/http/test_response_cache_differential.py")),
     "versioned": Target("pictograph/cache/versioned.py", (
         "tests/cache/test_versions_mutation_kills.py",
         "tests/access/test_revocation_fences.py", "tests/http/test_response_cache.py",
