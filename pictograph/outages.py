@@ -30,7 +30,8 @@ class RedisNotTrusted(RedisError):
 
 
 class RedisEvicts(RedisNotTrusted):
-    """Redis is set to evict keys: a fence or a registration could vanish."""
+    """Redis is set up in a way nothing may be read from: it evicts keys (a fence or a
+    registration could vanish), or it is a cluster's node reached as a lone server."""
 
 
 # A cluster with a shard down (CLUSTERDOWN, a slot nobody serves, a failover under way)

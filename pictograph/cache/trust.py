@@ -103,6 +103,12 @@ def instance_facts(info: str) -> dict[str, str]:
     return facts
 
 
+# A plain client of a cluster's node would start, then fail on the first key of another
+# node's slots (MOVED): refused at start-up instead, with what to set.
+CLUSTER_NODE = ("PICTOGRAPH_REDIS_URL names a node of a Redis Cluster, but "
+                "PICTOGRAPH_REDIS_CLUSTER is not set: set PICTOGRAPH_REDIS_CLUSTER=true.")
+
+
 def policy_problem(policy: str | None) -> str | None:
     if policy in (None, "", SAFE_POLICY):
         return None
@@ -165,8 +171,9 @@ class RedisTrust:
         raises RedisNotTrusted (or RedisUnfit's message in it) if not."""
         deadline = time.monotonic() + RECOVERY_WAIT
         while True:
-            run_id, policy, marker = await _read_instance(connection, self.marker)
-            problem = policy_problem(policy)
+            run_id, policy, marker, clustered = await _read_instance(connection, self.marker)
+            problem = policy_problem(policy) or (
+                CLUSTER_NODE if clustered and not self.key_by_key else None)
             if problem is not None:
                 log.error("%s", problem)
                 raise RedisEvicts(problem)
@@ -268,17 +275,26 @@ async def purge(redis: Redis, holder: str | None = None,
 
 
 async def _read_instance(connection: AbstractConnection,
-                         marker_key: str) -> tuple[str, str | None, str | None]:
-    """(run_id, maxmemory-policy, marker) in one round trip on the new connection."""
+                         marker_key: str) -> tuple[str, str | None, str | None, bool]:
+    """(run_id, maxmemory-policy, marker, whether the node is in cluster mode) in one
+    round trip on the new connection."""
     await connection.send_packed_command(
         connection.pack_commands([("INFO",), ("GET", marker_key)]))
-    info = _text(await connection.read_response())
-    marker = await connection.read_response()
-    facts = instance_facts(info)
+    facts = instance_facts(_text(await connection.read_response()))
+    clustered = facts.get("cluster_enabled") == "1"
+    try:
+        marker = await connection.read_response()
+    except ResponseError:
+        # A cluster's node that does not serve the marker's slot (MOVED, CLUSTERDOWN):
+        # only a plain client reaches it so, and the caller refuses it for that.
+        if not clustered:
+            raise
+        marker = None
     run_id = facts.get("run_id")
     if not run_id:
         raise RedisNotTrusted("redis did not say its run_id (INFO server)")
-    return run_id, facts.get("maxmemory_policy"), _text(marker) if marker is not None else None
+    return (run_id, facts.get("maxmemory_policy"),
+            _text(marker) if marker is not None else None, clustered)
 
 
 def _text(value: Any) -> str:

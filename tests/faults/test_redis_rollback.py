@@ -222,6 +222,22 @@ async def test_an_evicting_redis_stops_start_up_with_what_to_set(
                 assert ready.status_code == 503, ready.text
 
 
+async def test_a_cluster_node_reached_as_a_lone_redis_stops_start_up_with_what_to_set(
+        stack: Stack, tmp_path: Path) -> None:
+    """A plain client of a cluster's node would start and then fail on the first key of
+    another node's slots (MOVED): start-up says what to set instead."""
+    with redis_server(tmp_path / "redis", "--cluster-enabled", "yes",
+                      "--cluster-config-file", str(tmp_path / "nodes.conf")) as redis:
+        env = {**stack.env, **private(redis)}
+        port = free_port()
+        with _running([sys.executable, "-m", "pictograph", "serve", "--port", str(port),
+                       "--no-workers"], env) as process:
+            code = await asyncio.to_thread(process.wait, 60)
+            said = output(process)
+        assert code != 0, said
+        assert "PICTOGRAPH_REDIS_CLUSTER=true" in said, said
+
+
 async def test_media_jobs_lost_with_a_rollback_are_queued_again(
         stack: Stack, tmp_path: Path) -> None:
     """The media stream holds jobs the database can name (PROCESSING posts): a purge
