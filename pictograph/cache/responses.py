@@ -56,7 +56,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
-from pictograph.cache import keys, raw
+from pictograph.cache import cluster_reads, keys, raw
 from pictograph.cache.connection import queue_reads
 from pictograph.cache.jitter import jittered_below
 from pictograph.cache.replicas import execute_replicated
@@ -74,7 +74,7 @@ MAX_RESPONSES_PER_VIEWER = 100
 # others is checked in a second round trip. Bounded: about 2 KB an entry for a feed page.
 EXPECTED_EPOCHS = 20_000
 
-_MGET = raw.bulk("MGET")
+_MGET, _GET = raw.bulk("MGET"), raw.bulk("GET")
 
 # One clock: the application's. Every script that judges an expiry gets `now` (Unix ms,
 # time.time() on the server) in ARGV, as judge() judges the MGET by the same clock; none
@@ -315,16 +315,26 @@ class ResponseCache:
                 early = replies[4:]
         else:
             # A cluster: the epochs live on their users' and posts' slots, so they are
-            # read in parallel with the viewer's keys, one round trip's wait in all.
-            viewer_keys = self.redis.execute_command(
-                "MGET", token_key, keys.response_version(viewer_id),
-                keys.response_feed_version(viewer_id), keys.response(viewer_id, digest),
-                **{NEVER_DECODE: True})
-            if expected is None:
-                replies = await viewer_keys
+            # read in parallel with the viewer's keys, one round trip's wait in all,
+            # packed by hand per node (cluster_reads.py) or else the redis-py way.
+            epoch_keys = expected[1] if expected else ()
+            found = await cluster_reads.read_by_node(self.redis, [  # type: ignore[arg-type]
+                (keys.response_version(viewer_id).encode(), raw.command(
+                    5, _MGET, raw.bulk(token_key), self._viewer_keys(viewer_id, digest))),
+                *((key, raw.command(2, _GET, raw.bulk(key))) for key in epoch_keys)])
+            if found is not None:
+                replies = found[0]
+                early = found[1:] if expected else None
             else:
-                replies, early = await asyncio.gather(viewer_keys,
-                                                      self._read_epochs(expected[1]))
+                viewer_keys = self.redis.execute_command(
+                    "MGET", token_key, keys.response_version(viewer_id),
+                    keys.response_feed_version(viewer_id), keys.response(viewer_id, digest),
+                    **{NEVER_DECODE: True})
+                if expected is None:
+                    replies = await viewer_keys
+                else:
+                    replies, early = await asyncio.gather(viewer_keys,
+                                                          self._read_epochs(epoch_keys))
         now = now_ms()
         cached = judge(viewer_id, *replies[:4], now)
         if cached is not None:
@@ -354,6 +364,12 @@ class ResponseCache:
                       filling=bool(found[3]))
 
     async def _read_epochs(self, epoch_keys: Sequence[bytes]) -> list[Any]:
+        if not self._joined:
+            found = await cluster_reads.read_by_node(
+                self.redis, [(key, raw.command(2, _GET, raw.bulk(key)))  # type: ignore[arg-type]
+                             for key in epoch_keys])
+            if found is not None:
+                return found
         async with self.redis.pipeline(transaction=False) as pipe:
             taken = queue_reads(pipe, [key.decode() for key in epoch_keys])
             values = taken(await pipe.execute())

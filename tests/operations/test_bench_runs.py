@@ -8,6 +8,7 @@ request_cost.py found no viewer to measure with and divided by zero."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,13 @@ async def test_the_soak_bench_runs_and_passes() -> None:
                     "--seed-posts", "200", services=True)
     assert "ERRORS" in out, out
     assert "->  PASS" in out, out
+
+
+async def test_the_cluster_bench_runs_on_a_cluster_of_its_own() -> None:
+    await require_services()
+    out = run_bench("cluster.py", "--users", "150", "--posts", "1500", "--requests", "20",
+                    "--rounds", "1", "--cluster-port", "21901", services=True)
+    assert "warm feed(first: 20), Redis Cluster (3 masters, 3 replicas)" in out, out
+    assert "cluster / one server (req/s, quietest rounds)" in out
+    # The hit's reads on the cluster: one wait, whatever this machine's speed.
+    assert re.search(r"one Redis wait per warm read on the cluster \(median\)\s+MET\n", out), out

@@ -1,6 +1,6 @@
 """Counting Redis commands and round trips sent by redis-py (real or fake server, or a
 cluster, where a command is one per slot a pipeline reaches), and script calls packed by
-hand (cache/raw.py)."""
+hand (cache/raw.py, cache/cluster_reads.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio.client import Pipeline, Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
-from pictograph.cache import raw
+from pictograph.cache import cluster_reads, raw
 
 
 @dataclass
@@ -52,6 +52,12 @@ def count_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCount]:
         count.round_trips += 1
 
     original_call = raw.call
+    original_by_node = cluster_reads.read_by_node
+
+    async def by_node(cluster, commands):  # packed by hand, the nodes side by side
+        count.commands += len(commands)
+        count.round_trips += 1
+        return await original_by_node(cluster, commands)
 
     async def call(*args, **options):  # one command packed by hand
         count.commands += 1
@@ -80,6 +86,7 @@ def count_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisCount]:
         patch.setattr(Pipeline, "execute", pipeline_execute)
         patch.setattr(raw, "streaming", streaming)
         patch.setattr(raw, "call", call)
+        patch.setattr(cluster_reads, "read_by_node", by_node)
         patch.setattr(RedisCluster, "execute_command", cluster_command)
         patch.setattr(ClusterPipeline, "execute", cluster_execute)
         yield count
