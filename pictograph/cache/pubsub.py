@@ -9,15 +9,20 @@ revocation and then checks the token cannot miss a revocation in between.
 If Redis goes away the hub reconnects and subscribes everything again, so sockets stay
 open through a Redis restart. Messages published meanwhile are lost, so every listener
 then receives RESYNC and re-checks what it relies on (its token, its channels). So does a
-listener that falls QUEUE_SIZE messages behind: its backlog is dropped for one RESYNC."""
+listener that falls QUEUE_SIZE messages behind: its backlog is dropped for one RESYNC.
+
+A fan-out publishes one post's message to each follower's channel: the process receives
+it once per subscriber. What is the same for all of them (the post and its author) is
+built once per process through `shared`, and what each decides for its own viewer stays
+its own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -33,6 +38,13 @@ QUEUE_SIZE = 256
 # How long listen_to waits for Redis to confirm a subscription.
 CONFIRM_TIMEOUT = 5.0
 RESYNC = "resync"  # a message kind of the hub's own: messages may have been missed
+# How long a shared build answers the listeners that ask for it: one fan-out's messages
+# reach a process within this of each other, and no answer is older than a listener's
+# own read would be had it waited this long behind the others.
+SHARE_SECONDS = 1.0
+SHARED_MAX = 1024  # builds kept at most (a burst of distinct posts), oldest dropped first
+
+T = TypeVar("T")
 
 
 class Listener:
@@ -84,6 +96,10 @@ class LiveHub:
         self._changed = asyncio.Condition()
         # The connection failed and is not subscribed again yet: nothing to unsubscribe.
         self._lost = False
+        # Called once the hub is subscribed again after losing Redis (see presence.py).
+        self._after_resync: list[Callable[[], None]] = []
+        # What listeners share (see `shared`): key -> (when it was started, the build).
+        self._shared: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="live-hub")
@@ -97,6 +113,34 @@ class LiveHub:
         except RedisError:
             pass
         await self.redis.aclose()
+
+    async def shared(self, key: Hashable, build: Callable[[], Awaitable[T]]) -> T:
+        """What `build` makes, once for every listener of this process that asks for the
+        same key within SHARE_SECONDS (or until `forget`). Only what is the same for every
+        viewer may be built so; what a viewer may see is decided by each listener. A
+        listener that stops waiting (its socket closed) does not cancel it for the rest."""
+        now = asyncio.get_running_loop().time()
+        found = self._shared.get(key)
+        if found is None or now - found[0] > SHARE_SECONDS or (
+            found[1].done() and (found[1].cancelled() or found[1].exception() is not None)
+        ):
+            built = asyncio.ensure_future(build())
+            # Retrieved here, so a failure nobody waits for any more is not reported as
+            # never retrieved; each waiter still gets it raised.
+            built.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._shared.pop(key, None)
+            self._shared[key] = found = (now, built)
+            while len(self._shared) > SHARED_MAX:
+                del self._shared[next(iter(self._shared))]
+        return await asyncio.shield(found[1])
+
+    def forget(self, key: Hashable) -> None:
+        """The next `shared` for the key builds afresh (what it was built from changed)."""
+        self._shared.pop(key, None)
+
+    def after_resync(self, callback: Callable[[], None]) -> None:
+        """`callback` runs whenever the hub got Redis back (which may have lost keys too)."""
+        self._after_resync.append(callback)
 
     def listener(self) -> Listener:
         """A new listener, listening to nothing yet; use `async with` or close() it."""
@@ -238,6 +282,8 @@ class LiveHub:
             gone = [c for c in channels if c not in self._listeners]
             if gone:
                 await self._unsubscribe(gone)
+            for callback in self._after_resync:
+                callback()
             if self._listeners:
                 # Whatever was published while the hub was away is lost.
                 everyone = {listener for listeners in self._listeners.values()

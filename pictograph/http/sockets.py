@@ -9,7 +9,8 @@ A socket signs in once, with the token in connection_init. From then on:
 - after the live hub lost Redis (messages may have been missed), and every
   RECHECK_INTERVAL besides, it asks again whether the token still holds;
 - it holds a place among its user's MAX_SOCKETS_PER_USER sockets as a lease in Redis,
-  which lapses if the process dies.
+  which lapses if the process dies, and which also marks the user present for the
+  fan-out's live messages (cache/presence.py renews every open socket's place).
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import contextlib
 import logging
 import secrets
 import time
-from typing import Any
 
-from redis.asyncio import Redis
 from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected as StrawberryDisconnected
@@ -35,6 +34,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 
 from pictograph.accounts.sessions import hash_token, resolve_session
 from pictograph.cache import keys
+from pictograph.cache.presence import LEASE_SECONDS
 from pictograph.cache.pubsub import RESYNC
 from pictograph.context import Context, SignedInSocket, bearer_token
 from pictograph.errors import ServiceUnavailable
@@ -44,7 +44,6 @@ from pictograph.outages import unavailable_service
 log = logging.getLogger(__name__)
 
 MAX_SOCKETS_PER_USER = 5
-LEASE_SECONDS = 120
 # A closing socket gives its place back, waiting this long at most: with Redis away, a
 # process that stops must not wait on it for each socket, and the lease lapses anyway.
 LEASE_RELEASE_WAIT = 1.0
@@ -73,7 +72,8 @@ async def sign_in(context: Context) -> SignedInSocket:
         if session is None:
             raise ConnectionRejectionError()
         connection_id = secrets.token_hex(8)
-        if not await _take_lease(resources.redis, session.user_id, connection_id):
+        if not await resources.presence.take(session.user_id, connection_id,
+                                             MAX_SOCKETS_PER_USER):
             raise ConnectionRejectionError()
     except BaseException:
         await revocations.close()
@@ -122,24 +122,22 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         signed_in = self.signed_in
         if signed_in is not None:
             self.signed_in = None
-            redis = self.context.resources.redis
+            presence = self.context.resources.presence
             with contextlib.suppress(Exception):
                 await signed_in.revocations.close()
             try:
                 async with asyncio.timeout(LEASE_RELEASE_WAIT):
-                    await redis.zrem(keys.live_connections(signed_in.session.user_id),
-                                     signed_in.connection_id)
+                    await presence.release(signed_in.session.user_id,
+                                           signed_in.connection_id)
             except Exception as error:
                 log.info("socket lease not given back (%s); it lapses within %d s",
                          type(error).__name__, LEASE_SECONDS)
 
     async def _watch_token(self, signed_in: SignedInSocket) -> None:
         resources = self.context.resources
-        renew_at = time.monotonic() + LEASE_SECONDS / 3
         recheck_at = time.monotonic() + RECHECK_INTERVAL
         while True:
-            now = time.monotonic()
-            wait = min(renew_at, recheck_at) - now
+            wait = recheck_at - time.monotonic()
             wait = min(wait, signed_in.session.expires - time.time())
             try:
                 message = await asyncio.wait_for(signed_in.revocations.get(), max(wait, 0))
@@ -151,9 +149,6 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if signed_in.session.expires <= time.time():
                 await self._end("the token expired")
                 return
-            if time.monotonic() >= renew_at:
-                await _renew_lease(resources.redis, signed_in)
-                renew_at = time.monotonic() + LEASE_SECONDS / 3
             if (message is not None and message.get("kind") == RESYNC) or (
                 time.monotonic() >= recheck_at
             ):
@@ -188,26 +183,3 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             log.debug("socket closed while an operation was sending")
             return
         await super().handle_task_exception(error)
-
-
-async def _take_lease(redis: Redis, user_id: int, connection_id: str) -> bool:
-    """A place among the user's sockets, as a lease that lapses if the process dies."""
-    key = keys.live_connections(user_id)
-    now = time.time()
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(key, "-inf", now)
-        pipe.zadd(key, {connection_id: now + LEASE_SECONDS})
-        pipe.zcard(key)
-        pipe.expire(key, LEASE_SECONDS)
-        _, _, count, _ = await pipe.execute()
-    if count > MAX_SOCKETS_PER_USER:
-        await redis.zrem(key, connection_id)
-        return False
-    return True
-
-
-async def _renew_lease(redis: Any, signed_in: SignedInSocket) -> None:
-    key = keys.live_connections(signed_in.session.user_id)
-    with contextlib.suppress(Exception):
-        await redis.zadd(key, {signed_in.connection_id: time.time() + LEASE_SECONDS}, xx=True)
-        await redis.expire(key, LEASE_SECONDS)

@@ -6,7 +6,13 @@ it, so a message published before an unfollow and delivered after it shows nothi
 Messages published while the process's pub/sub link was down are lost; the hub then says
 RESYNC, and the subscription makes up for them: what it announced and the viewer may no
 longer see is taken back (POST_REMOVED), and what entered the feed since it last heard
-anything is announced (POST_ADDED), both judged by the same gate as a live message."""
+anything is announced (POST_ADDED), both judged by the same gate as a live message.
+
+A post's POST_ADDED reaches every subscribed follower on this process at once. What is
+the same for all of them, the post and its author, is read once per process (the hub's
+`shared`, for at most SHARE_SECONDS, and forgotten when the post's POST_REMOVED is taken:
+a subscription that heard of the deletion reads the post afresh). Whether each viewer may
+see it is still asked of the gate per viewer, against their own relation to the author."""
 
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ from pictograph.context import Context
 from pictograph.errors import Unauthenticated
 from pictograph.ids import first_id_at
 from pictograph.live import publish as live
-from pictograph.records import PostRecord
+from pictograph.loaders import Loaders
+from pictograph.records import PostRecord, UserRecord
+from pictograph.resources import Resources
 from pictograph.visibility import in_feed
 
 REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave
@@ -113,11 +121,12 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
                 post_id = int(message["post_id"])
                 if post_id in said:
                     continue
-                post = await _visible_post(context, viewer_id, post_id)
+                post = await _visible_announced(context, viewer_id, post_id)
                 if post is not None:
                     said.add(post.id)
                     yield FeedChange("POST_ADDED", post.id, post)
             elif kind == live.POST_REMOVED:
+                context.resources.live.forget(_shared_post(int(message["post_id"])))
                 said.discard(int(message["post_id"]))
                 yield FeedChange("POST_REMOVED", int(message["post_id"]), None)
             elif kind in (live.AUTHOR_GONE, live.GRAPH_CHANGED, RESYNC):
@@ -182,8 +191,41 @@ async def _resync(
         yield FeedChange("POST_ADDED", post.id, post)
 
 
-async def _visible_post(context: Context, viewer_id: int, post_id: int) -> PostRecord | None:
-    return (await _visible_posts(context, viewer_id, [post_id])).get(post_id)
+async def _visible_announced(
+    context: Context, viewer_id: int, post_id: int
+) -> PostRecord | None:
+    """The announced post if it belongs in the viewer's feed now: the post and its author
+    read once for the subscribers of this process, the viewer's relation per viewer."""
+    resources = context.resources
+    post, author = await resources.live.shared(
+        _shared_post(post_id), lambda: _post_and_author(resources, post_id))
+    if post is None or author is None:
+        return None
+    relation = None
+    if author.id != viewer_id:
+        relation = (await context.graph.relations(viewer_id, [author.id])).get(author.id)
+    if not in_feed(viewer_id, post, author, relation):
+        return None
+    # What the client's selection reads of the post and author is what was judged.
+    context.loaders.posts.prime(post.id, post)
+    context.loaders.users.prime(author.id, author)
+    return post
+
+
+def _shared_post(post_id: int) -> tuple[str, int]:
+    return ("post_added", post_id)
+
+
+async def _post_and_author(
+    resources: Resources, post_id: int
+) -> tuple[PostRecord | None, UserRecord | None]:
+    """What every subscriber shares of a POST_ADDED: read with loaders of its own, so it
+    is nobody's operation state."""
+    loaders = Loaders(resources.redis)
+    post = await loaders.posts.load(post_id)
+    if post is None:
+        return None, None
+    return post, await loaders.users.load(post.author_id)
 
 
 async def _visible_posts(
