@@ -8,6 +8,10 @@ A socket signs in once, with the token in connection_init. From then on:
   two interleave; at the token's expiry it closes too. Either way with 4403;
 - after the live hub lost Redis (messages may have been missed), and every
   RECHECK_INTERVAL besides, it asks again whether the token still holds;
+- a client that stops reading cannot make the server hold its messages: each send waits
+  for the socket's write buffer (uvicorn's flow control) at most SEND_STALL_SECONDS,
+  then the socket closes with 1013 "client stopped reading". Meanwhile the live hub
+  holds at most QUEUE_SIZE messages per subscription (cache/pubsub.py);
 - it holds a place among its user's MAX_SOCKETS_PER_USER sockets as a lease in Redis,
   which lapses if the process dies, and which also marks the user present for the
   fan-out's live messages (cache/presence.py renews every open socket's place).
@@ -20,6 +24,7 @@ import contextlib
 import logging
 import secrets
 import time
+from typing import Any
 
 from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
 from strawberry.exceptions import ConnectionRejectionError
@@ -49,8 +54,13 @@ MAX_SOCKETS_PER_USER = 5
 LEASE_RELEASE_WAIT = 1.0
 # A safety net under the revocation message: a socket asks again this often.
 RECHECK_INTERVAL = 60.0
+# How long one message may wait for a client that does not read before its socket
+# closes. A reading client on a slow link takes a live update's few hundred bytes in far
+# less; the wait holds one message and the socket's bounded write buffer, nothing more.
+SEND_STALL_SECONDS = 10.0
 TOKEN_ENDED = 4403  # graphql-transport-ws's Forbidden
-TRY_AGAIN_LATER = 1013
+TRY_AGAIN_LATER = 1013  # the server could not sign in (Redis away), or the client stopped
+STOPPED_READING = "client stopped reading"  # ...reading: its close reason
 
 
 async def sign_in(context: Context) -> SignedInSocket:
@@ -87,6 +97,7 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     signed_in: SignedInSocket | None = None
     _watch: asyncio.Task[None] | None = None
+    _stall: asyncio.Task[None] | None = None
     _ended = False
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
@@ -109,6 +120,21 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._watch = asyncio.create_task(self._watch_token(signed_in),
                                               name="socket-token-watch")
 
+    async def send_message(self, message: Any) -> None:
+        if self._ended:
+            raise StrawberryDisconnected  # closing: nothing more is sent
+        try:
+            async with asyncio.timeout(SEND_STALL_SECONDS):
+                await super().send_message(message)
+        except TimeoutError:
+            log.info("socket closed: the client took no message for %.0f s",
+                     SEND_STALL_SECONDS)
+            # Nothing more is sent (not even this operation's `complete`); closed from a
+            # task of its own, which waits for the operations, this one included.
+            self._ended = True
+            self._stall = asyncio.create_task(self._close(STOPPED_READING, TRY_AGAIN_LATER))
+            raise StrawberryDisconnected from None
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self._ended:
             return  # the socket is closing: its token ended
@@ -118,6 +144,8 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
+        if self._stall is not None:
+            await asyncio.gather(self._stall, return_exceptions=True)
         await super().shutdown()
         signed_in = self.signed_in
         if signed_in is not None:
@@ -165,16 +193,24 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def _end(self, reason: str) -> None:
         """No new operation starts, the running ones stop (and are waited for: none may
         send on a closed socket), then the socket closes."""
+        if self._ended:
+            return
         self._ended = True
+        await self._close(reason, TOKEN_ENDED)
+
+    async def _close(self, reason: str, code: int) -> None:
         # Cancelled in place, not through cleanup_operation: an operation that is just
         # finishing on its own (a subscription that heard the revocation too) forgets
         # its own id, and must find it there.
-        running = [op.task for op in self.operations.values() if op.task is not None]
+        running = [op.task for op in self.operations.values()
+                   if op.task is not None and op.task is not asyncio.current_task()]
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self.websocket.close(code=TOKEN_ENDED, reason=reason)
+            # Bounded: a close frame waits for the write buffer like any message.
+            async with asyncio.timeout(SEND_STALL_SECONDS):
+                await self.websocket.close(code=code, reason=reason)
 
     async def handle_task_exception(self, error: Exception) -> None:
         if isinstance(error, StarletteDisconnected | StrawberryDisconnected):
