@@ -1,7 +1,7 @@
 """The live hub: one Redis pub/sub connection per process, shared by every open
 subscription and socket.
 
-Listeners register queues for channels; the hub subscribes a channel while anyone listens
+Listeners register inboxes for channels; the hub subscribes a channel while anyone listens
 to it. `listen_to` returns only once Redis has confirmed the subscription, so a message
 published after it returns is delivered: a socket that starts listening for its token's
 revocation and then checks the token cannot miss a revocation in between.
@@ -48,12 +48,41 @@ T = TypeVar("T")
 
 
 class Listener:
-    """One subscription's (or socket's) inbox and the channels it listens to."""
+    """One subscription's (or socket's) inbox and the channels it listens to.
+
+    The inbox is a plain list, made when a message comes and dropped once taken, and one
+    future while someone waits: an open socket holds two listeners for as long as it is
+    open, and an asyncio.Queue (three deques and an Event) would cost each of them some
+    3 KiB for nothing while it is empty, which it nearly always is."""
+
+    __slots__ = ("_inbox", "_waiter", "channels", "hub")
 
     def __init__(self, hub: LiveHub) -> None:
         self.hub = hub
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self.channels: set[str] = set()
+        self._inbox: list[dict[str, Any]] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def pending(self) -> list[dict[str, Any]]:
+        """What waits to be taken, oldest first."""
+        return list(self._inbox or ())
+
+    def put(self, message: dict[str, Any]) -> bool:
+        """False if QUEUE_SIZE messages wait already."""
+        if self._inbox is None:
+            self._inbox = [message]
+        elif len(self._inbox) >= QUEUE_SIZE:
+            return False
+        else:
+            self._inbox.append(message)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        return True
+
+    def drop_all(self) -> int:
+        dropped = len(self._inbox or ())
+        self._inbox = None
+        return dropped
 
     async def listen_to(self, channels: Iterable[str]) -> None:
         """Returns once Redis has confirmed every channel; raises ServiceUnavailable if
@@ -68,7 +97,16 @@ class Listener:
         await self.hub._remove(self, gone)
 
     async def get(self) -> dict[str, Any]:
-        return await self.queue.get()
+        while not self._inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message = self._inbox.pop(0)
+        if not self._inbox:
+            self._inbox = None
+        return message
 
     async def close(self) -> None:
         await self.stop_listening_to(list(self.channels))
@@ -172,8 +210,11 @@ class LiveHub:
             return True
 
         try:
-            async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(done), CONFIRM_TIMEOUT)
+            # The timeout cancels this task itself: Condition.wait then takes the lock back
+            # before it lets go (a wait_for around it would cancel an inner task, which may
+            # leave the lock released twice: "Lock is not acquired").
+            async with asyncio.timeout(CONFIRM_TIMEOUT), self._changed:
+                await self._changed.wait_for(done)
         except TimeoutError:
             raise ServiceUnavailable(
                 "live updates are temporarily unavailable; try again in a moment") from None
@@ -301,16 +342,12 @@ class LiveHub:
 
     @staticmethod
     def _deliver(listener: Listener, message: dict[str, Any]) -> None:
-        try:
-            listener.queue.put_nowait(message)
-        except asyncio.QueueFull:
+        if not listener.put(message):
             # A stalled client must neither hold the hub up nor grow without bound, and
             # must not miss anything silently: what it has not taken is dropped for one
             # RESYNC, which makes it re-check everything those messages could have said
             # (its token, what it announced, what entered the feed).
-            dropped = listener.queue.qsize() + 1
-            while not listener.queue.empty():
-                listener.queue.get_nowait()
-            listener.queue.put_nowait({"kind": RESYNC})
+            dropped = listener.drop_all() + 1
+            listener.put({"kind": RESYNC})
             log.warning("live: a subscriber fell %d messages behind; told to resync",
                         dropped)

@@ -19,13 +19,19 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
+
+from redis.asyncio import Redis
 
 from pictograph.accounts.sessions import hash_token, resolve_token
 from pictograph.cache import keys
+from pictograph.cache.graph import GraphCache
 from pictograph.cache.pubsub import RESYNC, Listener
 from pictograph.checkpoints import checkpoint
 from pictograph.context import Context
 from pictograph.errors import Unauthenticated
+from pictograph.feed.policy import HomeFeed
+from pictograph.graph.reader import FollowGraph
 from pictograph.ids import first_id_at
 from pictograph.live import publish as live
 from pictograph.loaders import Loaders
@@ -91,7 +97,8 @@ class FeedChange:
     post: PostRecord | None
 
 
-async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
+async def feed_updates(context: Context, with_post: bool = True) -> AsyncIterator[FeedChange]:
+    """`with_post`: whether the client reads the post's fields (else only its id)."""
     token = context.token
     if token is None:
         await context.require_viewer_id()  # raises: sign in first
@@ -121,7 +128,7 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
                 post_id = int(message["post_id"])
                 if post_id in said:
                     continue
-                post = await _visible_announced(context, viewer_id, post_id)
+                post = await _visible_announced(context, viewer_id, post_id, with_post)
                 if post is not None:
                     said.add(post.id)
                     yield FeedChange("POST_ADDED", post.id, post)
@@ -162,12 +169,14 @@ async def _author_gone(
     now (this message is only sent to viewers who were following)."""
     if (await context.graph.relation(viewer_id, author_id)).following:
         return
-    for post_id in await context.feed.recent_post_ids(author_id, REMOVED_ON_UNFOLLOW):
+    for post_id in await HomeFeed(context.resources).recent_post_ids(author_id,
+                                                                      REMOVED_ON_UNFOLLOW):
         yield FeedChange("POST_REMOVED", post_id, None)
 
 
 async def _celebrity_channels(context: Context, viewer_id: int) -> list[str]:
-    followed = await context.feed.followed_celebrities(viewer_id, context.graph)
+    followed = await HomeFeed(context.resources).followed_celebrities(viewer_id,
+                                                                      context.graph)
     return [keys.live_author(author_id) for author_id in followed]
 
 
@@ -183,8 +192,9 @@ async def _resync(
         if post_id not in visible:
             said.discard(post_id)
             yield FeedChange("POST_REMOVED", post_id, None)
-    page = await context.feed.page(viewer_id, context.graph, context.loaders.posts.load_many,
-                                   context.loaders.users.load_many, GAP_FILL, None)
+    page = await HomeFeed(context.resources).page(
+        viewer_id, context.graph, context.loaders.posts.load_many,
+        context.loaders.users.load_many, GAP_FILL, None)
     missed = [post for post in page.posts if post.id > floor and post.id not in said]
     for post in reversed(missed):
         said.add(post.id)
@@ -192,10 +202,11 @@ async def _resync(
 
 
 async def _visible_announced(
-    context: Context, viewer_id: int, post_id: int
+    context: Context, viewer_id: int, post_id: int, with_post: bool
 ) -> PostRecord | None:
     """The announced post if it belongs in the viewer's feed now: the post and its author
-    read once for the subscribers of this process, the viewer's relation per viewer."""
+    read once for the subscribers of this process, the viewer's relation per viewer (by
+    a reader of its own for this message, over the process's one set of scripts)."""
     resources = context.resources
     post, author = await resources.live.shared(
         _shared_post(post_id), lambda: _post_and_author(resources, post_id))
@@ -203,13 +214,27 @@ async def _visible_announced(
         return None
     relation = None
     if author.id != viewer_id:
-        relation = (await context.graph.relations(viewer_id, [author.id])).get(author.id)
+        graph = FollowGraph(_graph_cache(resources))
+        relation = (await graph.relations(viewer_id, [author.id])).get(author.id)
     if not in_feed(viewer_id, post, author, relation):
         return None
-    # What the client's selection reads of the post and author is what was judged.
-    context.loaders.posts.prime(post.id, post)
-    context.loaders.users.prime(author.id, author)
+    if with_post:
+        # What the client's selection reads of the post and author is what was judged.
+        context.loaders.posts.prime(post.id, post)
+        context.loaders.users.prime(author.id, author)
     return post
+
+
+_graph_caches: WeakKeyDictionary[Redis, GraphCache] = WeakKeyDictionary()
+
+
+def _graph_cache(resources: Resources) -> GraphCache:
+    """The process's GraphCache: it holds no reads, only its scripts, which every message
+    to every subscriber would otherwise encode and hash again."""
+    cache = _graph_caches.get(resources.redis)
+    if cache is None:
+        cache = _graph_caches[resources.redis] = GraphCache(resources.redis)
+    return cache
 
 
 def _shared_post(post_id: int) -> tuple[str, int]:
