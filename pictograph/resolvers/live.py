@@ -16,12 +16,14 @@ see it is still asked of the gate per viewer, against their own relation to the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
 from redis.asyncio import Redis
+from strawberry.dataloader import DataLoader
 
 from pictograph.accounts.sessions import hash_token, resolve_token
 from pictograph.cache import keys
@@ -35,7 +37,7 @@ from pictograph.graph.reader import FollowGraph
 from pictograph.ids import first_id_at
 from pictograph.live import publish as live
 from pictograph.loaders import Loaders
-from pictograph.records import PostRecord, UserRecord
+from pictograph.records import PostRecord, Relation, UserRecord
 from pictograph.resources import Resources
 from pictograph.visibility import in_feed
 
@@ -214,8 +216,7 @@ async def _visible_announced(
         return None
     relation = None
     if author.id != viewer_id:
-        graph = FollowGraph(_graph_cache(resources))
-        relation = (await graph.relations(viewer_id, [author.id])).get(author.id)
+        relation = await _relations(resources).load((viewer_id, author.id))
     if not in_feed(viewer_id, post, author, relation):
         return None
     if with_post:
@@ -226,6 +227,43 @@ async def _visible_announced(
 
 
 _graph_caches: WeakKeyDictionary[Redis, GraphCache] = WeakKeyDictionary()
+_relation_loaders: WeakKeyDictionary[Redis, DataLoader[tuple[int, int], Relation]] = (
+    WeakKeyDictionary())
+
+
+def _relations(resources: Resources) -> DataLoader[tuple[int, int], Relation]:
+    """(viewer, author) -> the viewer's relation to the author, read now. The process's
+    subscriptions that judge a message in the same turn of the loop (a fan-out's message
+    reaches all of them at once) are read together: one pipeline for the graphs Redis
+    holds, one query for the others. Nothing is cached: each load is read afresh."""
+    loader = _relation_loaders.get(resources.redis)
+    if loader is None or loader.loop is not asyncio.get_running_loop():
+        async def load(pairs: Sequence[tuple[int, int]]) -> list[Relation]:
+            return await _read_relations(resources, pairs)
+
+        loader = _relation_loaders[resources.redis] = DataLoader(
+            load, cache=False, loop=asyncio.get_running_loop())
+    return loader
+
+
+async def _read_relations(resources: Resources,
+                          pairs: Sequence[tuple[int, int]]) -> list[Relation]:
+    cache = _graph_cache(resources)
+    by_author: dict[int, list[int]] = {}
+    for viewer_id, author_id in pairs:
+        by_author.setdefault(author_id, []).append(viewer_id)
+    found: dict[tuple[int, int], Relation] = {}
+    graph = FollowGraph(cache)  # for the graphs only the database holds: one query
+    for author_id, viewer_ids in by_author.items():
+        relations = await cache.relations_to(viewer_ids, author_id)
+        cold = [v for v, r in zip(viewer_ids, relations, strict=True) if r is None]
+        if cold:
+            await graph.ensure_loaded(cold)
+        for viewer_id, relation in zip(viewer_ids, relations, strict=True):
+            if relation is None:
+                relation = (await graph.relations(viewer_id, [author_id]))[author_id]
+            found[(viewer_id, author_id)] = relation
+    return [found[pair] for pair in pairs]
 
 
 def _graph_cache(resources: Resources) -> GraphCache:
