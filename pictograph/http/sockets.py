@@ -24,6 +24,7 @@ import contextlib
 import logging
 import secrets
 import time
+import weakref
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
@@ -63,6 +64,37 @@ TRY_AGAIN_LATER = 1013  # the server could not sign in (Redis away), or the clie
 STOPPED_READING = "client stopped reading"  # ...reading: its close reason
 
 
+class StallWatch:
+    """The sockets of this process that are sending, looked at every quarter of
+    SEND_STALL_SECONDS by one task; a send older than that closes its socket."""
+
+    def __init__(self) -> None:
+        self._sockets: weakref.WeakSet[SocketHandler] = weakref.WeakSet()
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, socket: SocketHandler) -> None:
+        self._sockets.add(socket)
+        if self._task is None or self._task.done() or (
+            self._task.get_loop() is not asyncio.get_running_loop()
+        ):
+            self._task = asyncio.create_task(self._sweep(), name="socket-stall-watch")
+
+    async def _sweep(self) -> None:
+        while self._sockets:
+            await asyncio.sleep(SEND_STALL_SECONDS / 4)
+            now = asyncio.get_running_loop().time()
+            for socket in list(self._sockets):
+                since = socket._sending_since
+                if since is None:
+                    self._sockets.discard(socket)
+                elif now - since >= SEND_STALL_SECONDS:
+                    self._sockets.discard(socket)
+                    socket.stalled()
+
+
+_stalls = StallWatch()
+
+
 async def sign_in(context: Context) -> SignedInSocket:
     """connection_init: listen for the token's revocation, then check the token, then take
     a lease. Raises ConnectionRejectionError (4403) for no token, a bad one, or too many
@@ -98,6 +130,7 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
     signed_in: SignedInSocket | None = None
     _watch: asyncio.Task[None] | None = None
     _stall: asyncio.Task[None] | None = None
+    _sending_since: float | None = None
     _ended = False
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
@@ -123,17 +156,25 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def send_message(self, message: Any) -> None:
         if self._ended:
             raise StrawberryDisconnected  # closing: nothing more is sent
+        # Watched by the process's one StallWatch rather than a timer per message: a
+        # live update goes to thousands of sockets at once, and arming and cancelling a
+        # timeout for each was a seventh of a delivery's CPU.
+        self._sending_since = asyncio.get_running_loop().time()
+        _stalls.watch(self)
         try:
-            async with asyncio.timeout(SEND_STALL_SECONDS):
-                await super().send_message(message)
-        except TimeoutError:
-            log.info("socket closed: the client took no message for %.0f s",
-                     SEND_STALL_SECONDS)
-            # Nothing more is sent (not even this operation's `complete`); closed from a
-            # task of its own, which waits for the operations, this one included.
-            self._ended = True
-            self._stall = asyncio.create_task(self._close(STOPPED_READING, TRY_AGAIN_LATER))
-            raise StrawberryDisconnected from None
+            await super().send_message(message)
+        finally:
+            self._sending_since = None
+
+    def stalled(self) -> None:
+        """Its send waited SEND_STALL_SECONDS on a client that does not read."""
+        if self._ended:
+            return
+        log.info("socket closed: the client took no message for %.0f s", SEND_STALL_SECONDS)
+        # Nothing more is sent (not even the operations' `complete`); the operations,
+        # the stuck one included, are cancelled, then the socket closes.
+        self._ended = True
+        self._stall = asyncio.create_task(self._close(STOPPED_READING, TRY_AGAIN_LATER))
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self._ended:
