@@ -12,7 +12,8 @@ N here), so each post goes through the fan-out to every follower, not the celebr
 channel. The sockets are light raw WebSocket clients speaking graphql-transport-ws
 (bench/_live_clients.py), spread over --client-processes processes. The authors then post
 in turn through the upload ticket flow; for each post, t0 is when the post is seen READY
-(its status polled every few milliseconds), and every subscriber notes when its
+(its status polled every 5 ms, so t0 may be a poll and a request late: at a tiny size a
+delivery can come "before" it), and every subscriber notes when its
 POST_ADDED arrives. Memory per open subscription is the API processes' RSS growth / N.
 
 Targets (issue 24): the last subscriber has the post within p99 500 ms of READY, no

@@ -53,7 +53,9 @@ MAX_SOCKETS_PER_USER = 5
 # A closing socket gives its place back, waiting this long at most: with Redis away, a
 # process that stops must not wait on it for each socket, and the lease lapses anyway.
 LEASE_RELEASE_WAIT = 1.0
-# A safety net under the revocation message: a socket asks again this often.
+# A safety net under the revocation message: a socket asks again this often. The first
+# time after a random half to whole interval: sockets opened together (a deploy, a
+# bench) would otherwise all ask in the same instant, every interval, for ever.
 RECHECK_INTERVAL = 60.0
 # How long one message may wait for a client that does not read before its socket
 # closes. A reading client on a slow link takes a live update's few hundred bytes in far
@@ -204,7 +206,8 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def _watch_token(self, signed_in: SignedInSocket) -> None:
         resources = self.context.resources
-        recheck_at = time.monotonic() + RECHECK_INTERVAL
+        recheck_at = time.monotonic() + RECHECK_INTERVAL * (
+            0.5 + secrets.randbelow(1000) / 2000)
         while True:
             wait = recheck_at - time.monotonic()
             wait = min(wait, signed_in.session.expires - time.time())

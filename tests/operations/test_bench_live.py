@@ -15,7 +15,8 @@ from tests.conftest import ADMIN_DATABASE_URL, PROCESS_REDIS_URL, require_servic
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = (
-    r"target: last subscriber p99 < 500 ms after READY +(?:NOT )?MET: [\d,]+ ms",
+    # Negative at a tiny size: READY is seen by polling, after the fan-out may be done.
+    r"target: last subscriber p99 < 500 ms after READY +(?:NOT )?MET: -?[\d,]+ ms",
     r"target: memory per open subscription <= 30 KiB +(?:NOT )?MET: -?[\d,.]+ KiB",
 )
 
