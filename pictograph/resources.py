@@ -13,6 +13,7 @@ from tortoise.context import TortoiseContext
 
 from pictograph.cache.cluster_trust import ClusterTrust
 from pictograph.cache.connection import open_redis
+from pictograph.cache.presence import Presence
 from pictograph.cache.pubsub import LiveHub
 from pictograph.cache.rate_limits import RateLimits
 from pictograph.cache.trust import RedisTrust, ensure_trusted
@@ -36,6 +37,7 @@ class Resources:
     metrics: Metrics
     secret_key: bytes
     live: LiveHub
+    presence: Presence  # this process's open sockets, renewed in Redis
     rate_limits: RateLimits
     id_lease: NodeLease
 
@@ -83,10 +85,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             metrics=Metrics(),
             secret_key=settings.resolved_secret_key(),
             live=LiveHub(redis),
+            presence=Presence(redis),
             rate_limits=RateLimits(redis, settings),
             id_lease=id_lease,
         )
         await resources.live.start()
         stack.push_async_callback(resources.live.stop)
+        resources.live.after_resync(resources.presence.renew_soon)
+        await resources.presence.start()
+        stack.push_async_callback(resources.presence.stop)
         log.info("resources open: %s", resources.describe())
         yield resources

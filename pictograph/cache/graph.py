@@ -217,6 +217,20 @@ class GraphCache:
         return {other: _RELATIONS[ord(flag) - 48]
                 for other, flag in zip(other_ids, flags, strict=True)}
 
+    async def relations_to(
+        self, viewer_ids: Sequence[int], other_id: int
+    ) -> list[Relation | None]:
+        """Each viewer's relation to one user, as `relations` reads it (None: only the
+        database can say), for many viewers in one pipeline: a live message judged for
+        every subscriber of a process at once."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for viewer_id in viewer_ids:
+                await self._relations(keys=keys.graph_keys(viewer_id), args=[other_id],
+                                      client=pipe)
+            answers = await pipe.execute()
+        return [None if flags is None else _RELATIONS[ord(flags[0]) - 48]
+                for flags in answers]
+
     async def loaded(self, user_ids: Sequence[int]) -> list[bool]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:

@@ -1,7 +1,7 @@
 """The live hub: one Redis pub/sub connection per process, shared by every open
 subscription and socket.
 
-Listeners register queues for channels; the hub subscribes a channel while anyone listens
+Listeners register inboxes for channels; the hub subscribes a channel while anyone listens
 to it. `listen_to` returns only once Redis has confirmed the subscription, so a message
 published after it returns is delivered: a socket that starts listening for its token's
 revocation and then checks the token cannot miss a revocation in between.
@@ -9,15 +9,20 @@ revocation and then checks the token cannot miss a revocation in between.
 If Redis goes away the hub reconnects and subscribes everything again, so sockets stay
 open through a Redis restart. Messages published meanwhile are lost, so every listener
 then receives RESYNC and re-checks what it relies on (its token, its channels). So does a
-listener that falls QUEUE_SIZE messages behind: its backlog is dropped for one RESYNC."""
+listener that falls QUEUE_SIZE messages behind: its backlog is dropped for one RESYNC.
+
+A fan-out publishes one post's message to each follower's channel: the process receives
+it once per subscriber. What is the same for all of them (the post and its author) is
+built once per process through `shared`, and what each decides for its own viewer stays
+its own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -33,15 +38,51 @@ QUEUE_SIZE = 256
 # How long listen_to waits for Redis to confirm a subscription.
 CONFIRM_TIMEOUT = 5.0
 RESYNC = "resync"  # a message kind of the hub's own: messages may have been missed
+# How long a shared build answers the listeners that ask for it: one fan-out's messages
+# reach a process within this of each other, and no answer is older than a listener's
+# own read would be had it waited this long behind the others.
+SHARE_SECONDS = 1.0
+SHARED_MAX = 1024  # builds kept at most (a burst of distinct posts), oldest dropped first
+
+T = TypeVar("T")
 
 
 class Listener:
-    """One subscription's (or socket's) inbox and the channels it listens to."""
+    """One subscription's (or socket's) inbox and the channels it listens to.
+
+    The inbox is a plain list, made when a message comes and dropped once taken, and one
+    future while someone waits: an open socket holds two listeners for as long as it is
+    open, and an asyncio.Queue (three deques and an Event) would cost each of them some
+    3 KiB for nothing while it is empty, which it nearly always is."""
+
+    __slots__ = ("_inbox", "_waiter", "channels", "hub")
 
     def __init__(self, hub: LiveHub) -> None:
         self.hub = hub
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self.channels: set[str] = set()
+        self._inbox: list[dict[str, Any]] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def pending(self) -> list[dict[str, Any]]:
+        """What waits to be taken, oldest first."""
+        return list(self._inbox or ())
+
+    def put(self, message: dict[str, Any]) -> bool:
+        """False if QUEUE_SIZE messages wait already."""
+        if self._inbox is None:
+            self._inbox = [message]
+        elif len(self._inbox) >= QUEUE_SIZE:
+            return False
+        else:
+            self._inbox.append(message)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        return True
+
+    def drop_all(self) -> int:
+        dropped = len(self._inbox or ())
+        self._inbox = None
+        return dropped
 
     async def listen_to(self, channels: Iterable[str]) -> None:
         """Returns once Redis has confirmed every channel; raises ServiceUnavailable if
@@ -56,7 +97,16 @@ class Listener:
         await self.hub._remove(self, gone)
 
     async def get(self) -> dict[str, Any]:
-        return await self.queue.get()
+        while not self._inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message = self._inbox.pop(0)
+        if not self._inbox:
+            self._inbox = None
+        return message
 
     async def close(self) -> None:
         await self.stop_listening_to(list(self.channels))
@@ -84,6 +134,10 @@ class LiveHub:
         self._changed = asyncio.Condition()
         # The connection failed and is not subscribed again yet: nothing to unsubscribe.
         self._lost = False
+        # Called once the hub is subscribed again after losing Redis (see presence.py).
+        self._after_resync: list[Callable[[], None]] = []
+        # What listeners share (see `shared`): key -> (when it was started, the build).
+        self._shared: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="live-hub")
@@ -97,6 +151,34 @@ class LiveHub:
         except RedisError:
             pass
         await self.redis.aclose()
+
+    async def shared(self, key: Hashable, build: Callable[[], Awaitable[T]]) -> T:
+        """What `build` makes, once for every listener of this process that asks for the
+        same key within SHARE_SECONDS (or until `forget`). Only what is the same for every
+        viewer may be built so; what a viewer may see is decided by each listener. A
+        listener that stops waiting (its socket closed) does not cancel it for the rest."""
+        now = asyncio.get_running_loop().time()
+        found = self._shared.get(key)
+        if found is None or now - found[0] > SHARE_SECONDS or (
+            found[1].done() and (found[1].cancelled() or found[1].exception() is not None)
+        ):
+            built = asyncio.ensure_future(build())
+            # Retrieved here, so a failure nobody waits for any more is not reported as
+            # never retrieved; each waiter still gets it raised.
+            built.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._shared.pop(key, None)
+            self._shared[key] = found = (now, built)
+            while len(self._shared) > SHARED_MAX:
+                del self._shared[next(iter(self._shared))]
+        return await asyncio.shield(found[1])
+
+    def forget(self, key: Hashable) -> None:
+        """The next `shared` for the key builds afresh (what it was built from changed)."""
+        self._shared.pop(key, None)
+
+    def after_resync(self, callback: Callable[[], None]) -> None:
+        """`callback` runs whenever the hub got Redis back (which may have lost keys too)."""
+        self._after_resync.append(callback)
 
     def listener(self) -> Listener:
         """A new listener, listening to nothing yet; use `async with` or close() it."""
@@ -128,8 +210,11 @@ class LiveHub:
             return True
 
         try:
-            async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(done), CONFIRM_TIMEOUT)
+            # The timeout cancels this task itself: Condition.wait then takes the lock back
+            # before it lets go (a wait_for around it would cancel an inner task, which may
+            # leave the lock released twice: "Lock is not acquired").
+            async with asyncio.timeout(CONFIRM_TIMEOUT), self._changed:
+                await self._changed.wait_for(done)
         except TimeoutError:
             raise ServiceUnavailable(
                 "live updates are temporarily unavailable; try again in a moment") from None
@@ -238,6 +323,8 @@ class LiveHub:
             gone = [c for c in channels if c not in self._listeners]
             if gone:
                 await self._unsubscribe(gone)
+            for callback in self._after_resync:
+                callback()
             if self._listeners:
                 # Whatever was published while the hub was away is lost.
                 everyone = {listener for listeners in self._listeners.values()
@@ -255,16 +342,12 @@ class LiveHub:
 
     @staticmethod
     def _deliver(listener: Listener, message: dict[str, Any]) -> None:
-        try:
-            listener.queue.put_nowait(message)
-        except asyncio.QueueFull:
+        if not listener.put(message):
             # A stalled client must neither hold the hub up nor grow without bound, and
             # must not miss anything silently: what it has not taken is dropped for one
             # RESYNC, which makes it re-check everything those messages could have said
             # (its token, what it announced, what entered the feed).
-            dropped = listener.queue.qsize() + 1
-            while not listener.queue.empty():
-                listener.queue.get_nowait()
-            listener.queue.put_nowait({"kind": RESYNC})
+            dropped = listener.drop_all() + 1
+            listener.put({"kind": RESYNC})
             log.warning("live: a subscriber fell %d messages behind; told to resync",
                         dropped)

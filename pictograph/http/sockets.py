@@ -8,8 +8,13 @@ A socket signs in once, with the token in connection_init. From then on:
   two interleave; at the token's expiry it closes too. Either way with 4403;
 - after the live hub lost Redis (messages may have been missed), and every
   RECHECK_INTERVAL besides, it asks again whether the token still holds;
+- a client that stops reading cannot make the server hold its messages: each send waits
+  for the socket's write buffer (uvicorn's flow control) at most SEND_STALL_SECONDS,
+  then the socket closes with 1013 "client stopped reading". Meanwhile the live hub
+  holds at most QUEUE_SIZE messages per subscription (cache/pubsub.py);
 - it holds a place among its user's MAX_SOCKETS_PER_USER sockets as a lease in Redis,
-  which lapses if the process dies.
+  which lapses if the process dies, and which also marks the user present for the
+  fan-out's live messages (cache/presence.py renews every open socket's place).
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import contextlib
 import logging
 import secrets
 import time
+import weakref
 from typing import Any
 
-from redis.asyncio import Redis
 from starlette.websockets import WebSocketDisconnected as StarletteDisconnected
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected as StrawberryDisconnected
@@ -35,6 +40,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 
 from pictograph.accounts.sessions import hash_token, resolve_session
 from pictograph.cache import keys
+from pictograph.cache.presence import LEASE_SECONDS
 from pictograph.cache.pubsub import RESYNC
 from pictograph.context import Context, SignedInSocket, bearer_token
 from pictograph.errors import ServiceUnavailable
@@ -44,14 +50,51 @@ from pictograph.outages import unavailable_service
 log = logging.getLogger(__name__)
 
 MAX_SOCKETS_PER_USER = 5
-LEASE_SECONDS = 120
 # A closing socket gives its place back, waiting this long at most: with Redis away, a
 # process that stops must not wait on it for each socket, and the lease lapses anyway.
 LEASE_RELEASE_WAIT = 1.0
-# A safety net under the revocation message: a socket asks again this often.
+# A safety net under the revocation message: a socket asks again this often. The first
+# time after a random half to whole interval: sockets opened together (a deploy, a
+# bench) would otherwise all ask in the same instant, every interval, for ever.
 RECHECK_INTERVAL = 60.0
+# How long one message may wait for a client that does not read before its socket
+# closes. A reading client on a slow link takes a live update's few hundred bytes in far
+# less; the wait holds one message and the socket's bounded write buffer, nothing more.
+SEND_STALL_SECONDS = 10.0
 TOKEN_ENDED = 4403  # graphql-transport-ws's Forbidden
-TRY_AGAIN_LATER = 1013
+TRY_AGAIN_LATER = 1013  # the server could not sign in (Redis away), or the client stopped
+STOPPED_READING = "client stopped reading"  # ...reading: its close reason
+
+
+class StallWatch:
+    """The sockets of this process that are sending, looked at every quarter of
+    SEND_STALL_SECONDS by one task; a send older than that closes its socket."""
+
+    def __init__(self) -> None:
+        self._sockets: weakref.WeakSet[SocketHandler] = weakref.WeakSet()
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, socket: SocketHandler) -> None:
+        self._sockets.add(socket)
+        if self._task is None or self._task.done() or (
+            self._task.get_loop() is not asyncio.get_running_loop()
+        ):
+            self._task = asyncio.create_task(self._sweep(), name="socket-stall-watch")
+
+    async def _sweep(self) -> None:
+        while self._sockets:
+            await asyncio.sleep(SEND_STALL_SECONDS / 4)
+            now = asyncio.get_running_loop().time()
+            for socket in list(self._sockets):
+                since = socket._sending_since
+                if since is None:
+                    self._sockets.discard(socket)
+                elif now - since >= SEND_STALL_SECONDS:
+                    self._sockets.discard(socket)
+                    socket.stalled()
+
+
+_stalls = StallWatch()
 
 
 async def sign_in(context: Context) -> SignedInSocket:
@@ -73,7 +116,8 @@ async def sign_in(context: Context) -> SignedInSocket:
         if session is None:
             raise ConnectionRejectionError()
         connection_id = secrets.token_hex(8)
-        if not await _take_lease(resources.redis, session.user_id, connection_id):
+        if not await resources.presence.take(session.user_id, connection_id,
+                                             MAX_SOCKETS_PER_USER):
             raise ConnectionRejectionError()
     except BaseException:
         await revocations.close()
@@ -87,6 +131,8 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     signed_in: SignedInSocket | None = None
     _watch: asyncio.Task[None] | None = None
+    _stall: asyncio.Task[None] | None = None
+    _sending_since: float | None = None
     _ended = False
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
@@ -109,6 +155,29 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self._watch = asyncio.create_task(self._watch_token(signed_in),
                                               name="socket-token-watch")
 
+    async def send_message(self, message: Any) -> None:
+        if self._ended:
+            raise StrawberryDisconnected  # closing: nothing more is sent
+        # Watched by the process's one StallWatch rather than a timer per message: a
+        # live update goes to thousands of sockets at once, and arming and cancelling a
+        # timeout for each was a seventh of a delivery's CPU.
+        self._sending_since = asyncio.get_running_loop().time()
+        _stalls.watch(self)
+        try:
+            await super().send_message(message)
+        finally:
+            self._sending_since = None
+
+    def stalled(self) -> None:
+        """Its send waited SEND_STALL_SECONDS on a client that does not read."""
+        if self._ended:
+            return
+        log.info("socket closed: the client took no message for %.0f s", SEND_STALL_SECONDS)
+        # Nothing more is sent (not even the operations' `complete`); the operations,
+        # the stuck one included, are cancelled, then the socket closes.
+        self._ended = True
+        self._stall = asyncio.create_task(self._close(STOPPED_READING, TRY_AGAIN_LATER))
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self._ended:
             return  # the socket is closing: its token ended
@@ -118,28 +187,29 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
+        if self._stall is not None:
+            await asyncio.gather(self._stall, return_exceptions=True)
         await super().shutdown()
         signed_in = self.signed_in
         if signed_in is not None:
             self.signed_in = None
-            redis = self.context.resources.redis
+            presence = self.context.resources.presence
             with contextlib.suppress(Exception):
                 await signed_in.revocations.close()
             try:
                 async with asyncio.timeout(LEASE_RELEASE_WAIT):
-                    await redis.zrem(keys.live_connections(signed_in.session.user_id),
-                                     signed_in.connection_id)
+                    await presence.release(signed_in.session.user_id,
+                                           signed_in.connection_id)
             except Exception as error:
                 log.info("socket lease not given back (%s); it lapses within %d s",
                          type(error).__name__, LEASE_SECONDS)
 
     async def _watch_token(self, signed_in: SignedInSocket) -> None:
         resources = self.context.resources
-        renew_at = time.monotonic() + LEASE_SECONDS / 3
-        recheck_at = time.monotonic() + RECHECK_INTERVAL
+        recheck_at = time.monotonic() + RECHECK_INTERVAL * (
+            0.5 + secrets.randbelow(1000) / 2000)
         while True:
-            now = time.monotonic()
-            wait = min(renew_at, recheck_at) - now
+            wait = recheck_at - time.monotonic()
             wait = min(wait, signed_in.session.expires - time.time())
             try:
                 message = await asyncio.wait_for(signed_in.revocations.get(), max(wait, 0))
@@ -151,9 +221,6 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if signed_in.session.expires <= time.time():
                 await self._end("the token expired")
                 return
-            if time.monotonic() >= renew_at:
-                await _renew_lease(resources.redis, signed_in)
-                renew_at = time.monotonic() + LEASE_SECONDS / 3
             if (message is not None and message.get("kind") == RESYNC) or (
                 time.monotonic() >= recheck_at
             ):
@@ -170,16 +237,24 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def _end(self, reason: str) -> None:
         """No new operation starts, the running ones stop (and are waited for: none may
         send on a closed socket), then the socket closes."""
+        if self._ended:
+            return
         self._ended = True
+        await self._close(reason, TOKEN_ENDED)
+
+    async def _close(self, reason: str, code: int) -> None:
         # Cancelled in place, not through cleanup_operation: an operation that is just
         # finishing on its own (a subscription that heard the revocation too) forgets
         # its own id, and must find it there.
-        running = [op.task for op in self.operations.values() if op.task is not None]
+        running = [op.task for op in self.operations.values()
+                   if op.task is not None and op.task is not asyncio.current_task()]
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self.websocket.close(code=TOKEN_ENDED, reason=reason)
+            # Bounded: a close frame waits for the write buffer like any message.
+            async with asyncio.timeout(SEND_STALL_SECONDS):
+                await self.websocket.close(code=code, reason=reason)
 
     async def handle_task_exception(self, error: Exception) -> None:
         if isinstance(error, StarletteDisconnected | StrawberryDisconnected):
@@ -188,26 +263,3 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             log.debug("socket closed while an operation was sending")
             return
         await super().handle_task_exception(error)
-
-
-async def _take_lease(redis: Redis, user_id: int, connection_id: str) -> bool:
-    """A place among the user's sockets, as a lease that lapses if the process dies."""
-    key = keys.live_connections(user_id)
-    now = time.time()
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(key, "-inf", now)
-        pipe.zadd(key, {connection_id: now + LEASE_SECONDS})
-        pipe.zcard(key)
-        pipe.expire(key, LEASE_SECONDS)
-        _, _, count, _ = await pipe.execute()
-    if count > MAX_SOCKETS_PER_USER:
-        await redis.zrem(key, connection_id)
-        return False
-    return True
-
-
-async def _renew_lease(redis: Any, signed_in: SignedInSocket) -> None:
-    key = keys.live_connections(signed_in.session.user_id)
-    with contextlib.suppress(Exception):
-        await redis.zadd(key, {signed_in.connection_id: time.time() + LEASE_SECONDS}, xx=True)
-        await redis.expire(key, LEASE_SECONDS)

@@ -6,23 +6,39 @@ it, so a message published before an unfollow and delivered after it shows nothi
 Messages published while the process's pub/sub link was down are lost; the hub then says
 RESYNC, and the subscription makes up for them: what it announced and the viewer may no
 longer see is taken back (POST_REMOVED), and what entered the feed since it last heard
-anything is announced (POST_ADDED), both judged by the same gate as a live message."""
+anything is announced (POST_ADDED), both judged by the same gate as a live message.
+
+A post's POST_ADDED reaches every subscribed follower on this process at once. What is
+the same for all of them, the post and its author, is read once per process (the hub's
+`shared`, for at most SHARE_SECONDS, and forgotten when the post's POST_REMOVED is taken:
+a subscription that heard of the deletion reads the post afresh). Whether each viewer may
+see it is still asked of the gate per viewer, against their own relation to the author."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
+
+from redis.asyncio import Redis
+from strawberry.dataloader import DataLoader
 
 from pictograph.accounts.sessions import hash_token, resolve_token
 from pictograph.cache import keys
+from pictograph.cache.graph import GraphCache
 from pictograph.cache.pubsub import RESYNC, Listener
 from pictograph.checkpoints import checkpoint
 from pictograph.context import Context
 from pictograph.errors import Unauthenticated
+from pictograph.feed.policy import HomeFeed
+from pictograph.graph.reader import FollowGraph
 from pictograph.ids import first_id_at
 from pictograph.live import publish as live
-from pictograph.records import PostRecord
+from pictograph.loaders import Loaders
+from pictograph.records import PostRecord, Relation, UserRecord
+from pictograph.resources import Resources
 from pictograph.visibility import in_feed
 
 REMOVED_ON_UNFOLLOW = 50  # that many of the author's newest posts are said to leave
@@ -83,7 +99,8 @@ class FeedChange:
     post: PostRecord | None
 
 
-async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
+async def feed_updates(context: Context, with_post: bool = True) -> AsyncIterator[FeedChange]:
+    """`with_post`: whether the client reads the post's fields (else only its id)."""
     token = context.token
     if token is None:
         await context.require_viewer_id()  # raises: sign in first
@@ -113,11 +130,12 @@ async def feed_updates(context: Context) -> AsyncIterator[FeedChange]:
                 post_id = int(message["post_id"])
                 if post_id in said:
                     continue
-                post = await _visible_post(context, viewer_id, post_id)
+                post = await _visible_announced(context, viewer_id, post_id, with_post)
                 if post is not None:
                     said.add(post.id)
                     yield FeedChange("POST_ADDED", post.id, post)
             elif kind == live.POST_REMOVED:
+                context.resources.live.forget(_shared_post(int(message["post_id"])))
                 said.discard(int(message["post_id"]))
                 yield FeedChange("POST_REMOVED", int(message["post_id"]), None)
             elif kind in (live.AUTHOR_GONE, live.GRAPH_CHANGED, RESYNC):
@@ -153,12 +171,14 @@ async def _author_gone(
     now (this message is only sent to viewers who were following)."""
     if (await context.graph.relation(viewer_id, author_id)).following:
         return
-    for post_id in await context.feed.recent_post_ids(author_id, REMOVED_ON_UNFOLLOW):
+    for post_id in await HomeFeed(context.resources).recent_post_ids(author_id,
+                                                                      REMOVED_ON_UNFOLLOW):
         yield FeedChange("POST_REMOVED", post_id, None)
 
 
 async def _celebrity_channels(context: Context, viewer_id: int) -> list[str]:
-    followed = await context.feed.followed_celebrities(viewer_id, context.graph)
+    followed = await HomeFeed(context.resources).followed_celebrities(viewer_id,
+                                                                      context.graph)
     return [keys.live_author(author_id) for author_id in followed]
 
 
@@ -174,16 +194,101 @@ async def _resync(
         if post_id not in visible:
             said.discard(post_id)
             yield FeedChange("POST_REMOVED", post_id, None)
-    page = await context.feed.page(viewer_id, context.graph, context.loaders.posts.load_many,
-                                   context.loaders.users.load_many, GAP_FILL, None)
+    page = await HomeFeed(context.resources).page(
+        viewer_id, context.graph, context.loaders.posts.load_many,
+        context.loaders.users.load_many, GAP_FILL, None)
     missed = [post for post in page.posts if post.id > floor and post.id not in said]
     for post in reversed(missed):
         said.add(post.id)
         yield FeedChange("POST_ADDED", post.id, post)
 
 
-async def _visible_post(context: Context, viewer_id: int, post_id: int) -> PostRecord | None:
-    return (await _visible_posts(context, viewer_id, [post_id])).get(post_id)
+async def _visible_announced(
+    context: Context, viewer_id: int, post_id: int, with_post: bool
+) -> PostRecord | None:
+    """The announced post if it belongs in the viewer's feed now: the post and its author
+    read once for the subscribers of this process, the viewer's relation per viewer (by
+    a reader of its own for this message, over the process's one set of scripts)."""
+    resources = context.resources
+    post, author = await resources.live.shared(
+        _shared_post(post_id), lambda: _post_and_author(resources, post_id))
+    if post is None or author is None:
+        return None
+    relation = None
+    if author.id != viewer_id:
+        relation = await _relations(resources).load((viewer_id, author.id))
+    if not in_feed(viewer_id, post, author, relation):
+        return None
+    if with_post:
+        # What the client's selection reads of the post and author is what was judged.
+        context.loaders.posts.prime(post.id, post)
+        context.loaders.users.prime(author.id, author)
+    return post
+
+
+_graph_caches: WeakKeyDictionary[Redis, GraphCache] = WeakKeyDictionary()
+_relation_loaders: WeakKeyDictionary[Redis, DataLoader[tuple[int, int], Relation]] = (
+    WeakKeyDictionary())
+
+
+def _relations(resources: Resources) -> DataLoader[tuple[int, int], Relation]:
+    """(viewer, author) -> the viewer's relation to the author, read now. The process's
+    subscriptions that judge a message in the same turn of the loop (a fan-out's message
+    reaches all of them at once) are read together: one pipeline for the graphs Redis
+    holds, one query for the others. Nothing is cached: each load is read afresh."""
+    loader = _relation_loaders.get(resources.redis)
+    if loader is None or loader.loop is not asyncio.get_running_loop():
+        async def load(pairs: Sequence[tuple[int, int]]) -> list[Relation]:
+            return await _read_relations(resources, pairs)
+
+        loader = _relation_loaders[resources.redis] = DataLoader(
+            load, cache=False, loop=asyncio.get_running_loop())
+    return loader
+
+
+async def _read_relations(resources: Resources,
+                          pairs: Sequence[tuple[int, int]]) -> list[Relation]:
+    cache = _graph_cache(resources)
+    by_author: dict[int, list[int]] = {}
+    for viewer_id, author_id in pairs:
+        by_author.setdefault(author_id, []).append(viewer_id)
+    found: dict[tuple[int, int], Relation] = {}
+    graph = FollowGraph(cache)  # for the graphs only the database holds: one query
+    for author_id, viewer_ids in by_author.items():
+        relations = await cache.relations_to(viewer_ids, author_id)
+        cold = [v for v, r in zip(viewer_ids, relations, strict=True) if r is None]
+        if cold:
+            await graph.ensure_loaded(cold)
+        for viewer_id, relation in zip(viewer_ids, relations, strict=True):
+            if relation is None:
+                relation = (await graph.relations(viewer_id, [author_id]))[author_id]
+            found[(viewer_id, author_id)] = relation
+    return [found[pair] for pair in pairs]
+
+
+def _graph_cache(resources: Resources) -> GraphCache:
+    """The process's GraphCache: it holds no reads, only its scripts, which every message
+    to every subscriber would otherwise encode and hash again."""
+    cache = _graph_caches.get(resources.redis)
+    if cache is None:
+        cache = _graph_caches[resources.redis] = GraphCache(resources.redis)
+    return cache
+
+
+def _shared_post(post_id: int) -> tuple[str, int]:
+    return ("post_added", post_id)
+
+
+async def _post_and_author(
+    resources: Resources, post_id: int
+) -> tuple[PostRecord | None, UserRecord | None]:
+    """What every subscriber shares of a POST_ADDED: read with loaders of its own, so it
+    is nobody's operation state."""
+    loaders = Loaders(resources.redis)
+    post = await loaders.posts.load(post_id)
+    if post is None:
+        return None, None
+    return post, await loaders.users.load(post.author_id)
 
 
 async def _visible_posts(

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
 
 from pictograph.context import Context
 from pictograph.resolvers import live
@@ -35,7 +36,12 @@ class Subscription:
         description="Live changes to the viewer's home feed. Needs a token in connection_init."
     )
     async def feed_updates(self, info: Info[Context, None]) -> AsyncGenerator[FeedEvent, None]:
-        async for change in live.feed_updates(info.context):
+        # Whether the post's fields are read (the records judged are then handed to
+        # them); fragments are taken to read it.
+        with_post = not all(isinstance(selection, SelectedField) and selection.name != "post"
+                            for field in info.selected_fields
+                            for selection in field.selections)
+        async for change in live.feed_updates(info.context, with_post):
             yield FeedEvent(
                 kind=FeedEventKind(change.kind),
                 post_id=encode_global_id("Post", change.post_id),

@@ -1,0 +1,101 @@
+"""A post's payload (the post and its author) is read once per process for all of that
+process's subscribers; each viewer's relation to the author is still read and judged per
+viewer, so adding subscribers adds only their own checks."""
+
+from __future__ import annotations
+
+import contextlib
+
+import httpx
+import pytest
+
+from pictograph.cache import pubsub
+from pictograph.live import publish as live
+from pictograph.resolvers import live as live_filter
+from pictograph.resources import Resources
+from pictograph.schema.node import decode_id_of
+from tests.support.feeds import publish
+from tests.support.graphql import relate_ok, sign_up, user_id
+from tests.support.redis_counter import count_redis
+from tests.support.subscriptions import Subscription, added, subscribed
+
+FANS = 5
+
+
+async def test_n_subscribers_of_one_process_share_one_payload_read(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The share is held long enough that a slow test machine cannot split one delivery.
+    monkeypatch.setattr(pubsub, "SHARE_SECONDS", 600.0)
+    author = await sign_up(client, "author")
+    author_id = await user_id(client, "author")
+    fans = []
+    for n in range(FANS):
+        token = await sign_up(client, f"fan{n}")
+        await relate_ok(client, "follow", token, author_id)
+        fans.append((token, await user_id(client, f"fan{n}")))
+    posts = [decode_id_of(await publish(client, resources, author, f"p{n}"), "Post")
+             for n in range(4)]
+
+    builds: list[int] = []
+    build = live_filter._post_and_author
+
+    async def counted(resources: Resources, post_id: int):  # type: ignore[no-untyped-def]
+        builds.append(post_id)
+        return await build(resources, post_id)
+
+    monkeypatch.setattr(live_filter, "_post_and_author", counted)
+
+    async with contextlib.AsyncExitStack() as stack:
+        subscriptions: list[Subscription] = [
+            await stack.enter_async_context(subscribed(resources, token, fan_id))
+            for token, fan_id in fans]
+
+        async def deliver(post: int, to: list[Subscription]) -> int:
+            """Redis commands sent while `to` hear of the post, and the sentinels after."""
+            with count_redis(monkeypatch) as count:
+                await live.to_viewers(resources.redis, [s.viewer for s in to], added(post))
+                for subscription in to:
+                    assert await subscription.said() == [("POST_ADDED", post)]
+            return count.commands
+
+        # First every viewer's graph is read into Redis (what a cold one costs is not
+        # this test's business), then each delivery reaches more subscribers.
+        await deliver(posts[0], subscriptions)
+        one = await deliver(posts[1], subscriptions[:1])
+        three = await deliver(posts[2], subscriptions[:3])
+        five = await deliver(posts[3], subscriptions)
+
+    assert builds == posts  # one payload per post, however many subscribers heard it
+    # Each further subscriber costs the same three commands: the PUBLISH of the post to
+    # its channel, its relation to the author (one script) and its sentinel's PUBLISH.
+    # The post and its author are not read again.
+    assert three - one == five - three == 2 * 3
+
+
+async def test_a_removal_makes_the_next_announcement_read_the_post_afresh(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pubsub, "SHARE_SECONDS", 600.0)
+    author = await sign_up(client, "author")
+    fan = await sign_up(client, "fan")
+    await relate_ok(client, "follow", fan, await user_id(client, "author"))
+    post = decode_id_of(await publish(client, resources, author, "shown"), "Post")
+    async with subscribed(resources, fan, await user_id(client, "fan")) as updates:
+        await updates.send(added(post))
+        assert await updates.said() == [("POST_ADDED", post)]
+        # Deleted: a POST_REMOVED overtakes a late POST_ADDED of the same post (another
+        # publisher's). The share read before the deletion must not announce it again.
+        deleted = await client.post("/graphql", json={
+            "query": "mutation($id: ID!) { deletePost(id: $id) }",
+            "variables": {"id": await _global(post)}},
+            headers={"Authorization": f"Bearer {author}"})
+        assert deleted.json()["data"]["deletePost"] is True
+        await updates.send({"kind": live.POST_REMOVED, "post_id": post}, added(post))
+        assert await updates.said() == [("POST_REMOVED", post)]
+
+
+async def _global(post: int) -> str:
+    from pictograph.schema.node import encode_global_id
+
+    return encode_global_id("Post", post)
