@@ -20,7 +20,9 @@ from pictograph.cache import keys, raw
 from pictograph.cache.connection import is_cluster
 from pictograph.cache.jitter import jittered
 from pictograph.cache.packed import (
+    LIBRARY,
     LUA,
+    PREPEND,
     IdRange,
     pack,
     pack_newest_first,
@@ -88,9 +90,14 @@ return 1
 # (keys.live_connections, http/sockets.py) says so. Mastodon's `subscribed:` marker: a
 # PUBLISH nobody hears still costs Redis, and on a cluster it goes to every node.
 # KEYS: feed, feed version, open sockets (one hash slot). ARGV: cap, ttl, channel,
-# message, post ids.
-_PUSH = LUA + """
-add_all(KEYS[1], ARGV, 5, tonumber(ARGV[1]), tonumber(ARGV[2]), 0, false)
+# message, post ids. One id newer than the feed's newest goes in in place (prepend),
+# without running the rest of the library (packed.py): the common case, per follower.
+_PUSH = PREPEND + """
+if #ARGV ~= 5 or not prepend(KEYS[1], ARGV[5], tonumber(ARGV[1])) then
+""" + LIBRARY + """
+  local flags, body = load(KEYS[1])
+  store(KEYS[1], flags, merge(body, ARGV, 5), tonumber(ARGV[1]), tonumber(ARGV[2]), false)
+end
 redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
