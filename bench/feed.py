@@ -4,6 +4,7 @@
     python bench/feed.py --services   # PostgreSQL + Redis on 127.0.0.1 (a throwaway database)
     python bench/feed.py --quick      # smaller sizes, for a first look
     python bench/feed.py --tiny       # every step at the smallest size (a test runs it)
+    python bench/feed.py --services --profile 25   # and cProfile's top 25 of the fan-out
 
 Prints medians and ratios measured in this one run.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import hashlib
+import pstats
 import random
 import statistics
 import sys
@@ -74,7 +77,7 @@ FANOUT_TARGET = 100_000
 LAST_FOLLOWER_P99_MS = 500
 
 
-async def main(followers: int, quick: bool, tiny: bool = False) -> None:
+async def main(followers: int, quick: bool, tiny: bool = False, profile: int = 0) -> None:
     sizes = {
         "pushes": 5,
         "latency_posts": 5 if quick else 12,
@@ -108,16 +111,26 @@ async def main(followers: int, quick: bool, tiny: bool = False) -> None:
             feed = HomeFeed(resources)
             await feed.push_to_home(await _ready_post(author.id), author.id)  # feeds exist
             rates, push_ms = [], []
+            profiler = cProfile.Profile() if profile else None
+            scripts_before = await _script_stats(redis)
             for _ in tqdm(range(sizes["pushes"]), desc="push_to_home", unit="post"):
                 post = await _ready_post(author.id)
                 started = time.perf_counter()
+                if profiler is not None:
+                    profiler.enable()
                 written = await feed.push_to_home(post, author.id)
+                if profiler is not None:
+                    profiler.disable()
                 elapsed = time.perf_counter() - started
                 assert written >= followers, written  # and the recent list, own feed
                 rates.append(written / elapsed)
                 push_ms.append(elapsed * 1000)
-            latencies = await _ready_to_last_feed(resources, author.id, max(crowd),
-                                                  sizes["latency_posts"])
+            scripts = _script_delta(scripts_before, await _script_stats(redis))
+            if profiler is not None:
+                print(f"\ncProfile of {sizes['pushes']} push_to_home calls (cumulative):")
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(profile)
+            latencies, starts = await _ready_to_last_feed(resources, author.id, max(crowd),
+                                                          sizes["latency_posts"])
             rows += [
                 (f"fan-out push_to_home, {followers:,} followers",
                  f"{statistics.median(rates):,.0f} feed entries/s per worker "
@@ -125,6 +138,10 @@ async def main(followers: int, quick: bool, tiny: bool = False) -> None:
                 (f"target: >= {FANOUT_TARGET:,} feed entries/s per worker",
                  f"{verdict(statistics.median(rates) >= FANOUT_TARGET)} "
                  f"({statistics.median(rates) / FANOUT_TARGET:.0%} of it)"),
+                ("Redis per follower (INFO commandstats, EVALSHA)", scripts),
+                ("READY -> the fan-out worker's push_to_home begins",
+                 f"p50 {statistics.median(starts):,.1f} ms, "
+                 f"p99 {percentile(starts, 0.99):,.1f} ms (the stream's delivery)"),
                 ("READY -> in the last follower's feed",
                  f"p50 {statistics.median(latencies):,.0f} ms, "
                  f"p99 {percentile(latencies, 0.99):,.0f} ms "
@@ -250,6 +267,27 @@ async def main(followers: int, quick: bool, tiny: bool = False) -> None:
                 f"{sizes['authors']} authors)", rows)
 
 
+async def _script_stats(redis: Any) -> tuple[int, int] | None:
+    """Redis's EVALSHA calls and the microseconds it spent in them so far (None where
+    the server keeps no such count: the embedded fakeredis, a cluster)."""
+    try:
+        stats = await redis.info("commandstats")
+    except Exception:  # fakeredis, or a cluster's per-node answer
+        return None
+    found = stats.get("cmdstat_evalsha") if isinstance(stats, dict) else None
+    if not isinstance(found, dict):
+        return None
+    return int(found["calls"]), int(found["usec"])
+
+
+def _script_delta(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str:
+    if before is None or after is None or after[0] <= before[0]:
+        return "not measured here (no INFO commandstats)"
+    calls, usec = after[0] - before[0], after[1] - before[1]
+    return (f"{usec / calls:.1f} us per script call ({calls:,} calls; the server's whole "
+            "count: another client's scripts on a shared Redis are in it)")
+
+
 async def _feed_memory(redis: Any) -> list[tuple[str, str]]:
     """MEMORY USAGE of a full home feed (800 entries) as stored, and of the same ids in
     the sorted set that held a feed before (version 1), for the ratio."""
@@ -336,19 +374,41 @@ def _now():
 
 
 async def _ready_to_last_feed(resources: Any, author_id: int, last_follower: int,
-                              count: int) -> list[float]:
+                              count: int) -> tuple[list[float], list[float]]:
     """Milliseconds from a post_ready event's publication to the post in the last
-    follower's feed, with the real fan-out consumer running in the background."""
-    [consumer] = [c for c in consumers(resources)
+    follower's feed, with the real fan-out consumer running in the background; and to
+    the moment the consumer began that post's push_to_home."""
+    began: dict[int, float] = {}
+    push_to_home = HomeFeed.push_to_home
+
+    async def noting_the_start(self: HomeFeed, post_id: int, author_id: int) -> int:
+        began[post_id] = time.perf_counter()
+        return await push_to_home(self, post_id, author_id)
+
+    patch = MonkeyPatch()
+    patch.setattr(HomeFeed, "push_to_home", noting_the_start)
+    try:
+        return await _timed_posts(resources, author_id, last_follower, count, began)
+    finally:
+        patch.undo()
+
+
+async def _timed_posts(resources: Any, author_id: int, last_follower: int, count: int,
+                       began: dict[int, float]) -> tuple[list[float], list[float]]:
+    # Blocking on the stream as `pictograph worker` does (tests block 1 ms, then pause
+    # 50 ms: idle, a post would wait for that).
+    [consumer] = [c for c in consumers(resources, block_ms=1000)
                   if c.stream == keys.event_stream(events.POSTS)]
     await consumer.ensure_group()
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     redis = resources.redis
     stored = FeedCache(redis)
-    samples = []
+    samples, starts = [], []
     try:
-        for _ in tqdm(range(count), desc="READY -> last follower", unit="post"):
+        # One post more than timed: the first meets the consumer starting up (its group,
+        # its first claim), which no post meets in a running worker.
+        for number in tqdm(range(count + 1), desc="READY -> last follower", unit="post"):
             async with in_transaction():
                 post = await Post.create(author_id=author_id, status=PostStatus.READY,
                                          upload_id=new_id())
@@ -356,15 +416,19 @@ async def _ready_to_last_feed(resources: Any, author_id: int, last_follower: int
                                                                author_id=author_id)])
             started = time.perf_counter()
             await events.publish(redis, outbox)
+            # Every 2 ms, not more often: this poll shares the event loop with the
+            # consumer it measures.
             while post.id not in (await stored.stored_ids(keys.home_feed(last_follower))).ids:
                 if task.done():
                     task.result()
-                await asyncio.sleep(0.0005)
-            samples.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(0.002)
+            if number > 0:
+                samples.append((time.perf_counter() - started) * 1000)
+                starts.append((began[post.id] - started) * 1000)
     finally:
         stop.set()
         await task
-    return samples
+    return samples, starts
 
 
 async def _timed(request: Callable[[], Awaitable[None]], count: int,
@@ -408,12 +472,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--followers", type=int, default=None,
-                        help="followers of the fan-out author (default 10000; 2000 --quick)")
+                        help="followers of the fan-out author (default 10000)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer samples")
     parser.add_argument("--tiny", action="store_true",
                         help="every step at the smallest size (the figures mean nothing)")
     parser.add_argument("--services", action="store_true",
                         help="PostgreSQL and Redis on 127.0.0.1 (a throwaway database)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print cProfile's top N functions of the fan-out's pushes")
     args = parser.parse_args()
-    followers = args.followers or (30 if args.tiny else 2000 if args.quick else 10_000)
-    asyncio.run(with_backend(args.services, main(followers, args.quick, args.tiny)))
+    followers = args.followers or (30 if args.tiny else 10_000)
+    asyncio.run(with_backend(args.services, main(followers, args.quick, args.tiny,
+                                                 args.profile)))

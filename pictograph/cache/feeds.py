@@ -20,14 +20,16 @@ from pictograph.cache import keys, raw
 from pictograph.cache.connection import is_cluster
 from pictograph.cache.jitter import jittered
 from pictograph.cache.packed import (
+    LIBRARY,
     LUA,
+    PREPEND,
     IdRange,
     pack,
     pack_newest_first,
     unpack,
 )
 from pictograph.cache.raw import PerUser, bulk, evalsha_head
-from pictograph.cache.versioned import VERSION_TTL, Versions, bump_and_drop, new_version
+from pictograph.cache.versioned import VERSION_TTL, Versions, new_version
 
 # Entries a home feed or an author's recent list holds; older ones come from the database.
 FEED_CAP = 800
@@ -81,18 +83,23 @@ store(KEYS[1], flags, left, tonumber(ARGV[1]), tonumber(ARGV[2]), false)
 return 1
 """
 
-# One follower's share of a fan-out, in one command: add, trim, drop the cached first
-# page (a new generation: see versioned.py) and the feed version of the follower's
-# rendered responses (cache/responses.py: only those that read the feed), and tell the
-# follower's live subscriptions.
-# KEYS: feed, page, generation, feed version (one hash slot). ARGV: cap, ttl, channel,
-# message, a new generation and its ttl, post ids.
-_PUSH = LUA + """
-add_all(KEYS[1], ARGV, 7, tonumber(ARGV[1]), tonumber(ARGV[2]), 0, false)
-redis.call('SET', KEYS[3], ARGV[5], 'EX', tonumber(ARGV[6]))
+# One follower's share of a fan-out, in one command: add and trim, drop the follower's
+# feed version (cache/responses.py: the rendered responses that read the feed, and the
+# cached first page, which is served only at the version it was built at), and tell the
+# follower's live subscriptions, if the follower has any: the socket's lease
+# (keys.live_connections, http/sockets.py) says so. Mastodon's `subscribed:` marker: a
+# PUBLISH nobody hears still costs Redis, and on a cluster it goes to every node.
+# KEYS: feed, feed version, open sockets (one hash slot). ARGV: cap, ttl, channel,
+# message, post ids. One id newer than the feed's newest goes in in place (prepend),
+# without running the rest of the library (packed.py): the common case, per follower.
+_PUSH = PREPEND + """
+if #ARGV ~= 5 or not prepend(KEYS[1], ARGV[5], tonumber(ARGV[1])) then
+""" + LIBRARY + """
+  local flags, body = load(KEYS[1])
+  store(KEYS[1], flags, merge(body, ARGV, 5), tonumber(ARGV[1]), tonumber(ARGV[2]), false)
+end
 redis.call('DEL', KEYS[2])
-redis.call('DEL', KEYS[4])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
 """
 
@@ -160,6 +167,16 @@ class CachedPage:
     celebrities: list[int]  # followed celebrities at build time, merged at read
 
 
+def _page_at(stored: str | None, version: str | None) -> CachedPage | None:
+    """The stored page if it was built at the feed version that stands now."""
+    if stored is None or version is None:
+        return None
+    built_at, _, page = stored.partition("\n")
+    if built_at != version:
+        return None
+    return CachedPage(**orjson.loads(page))
+
+
 class FanOut:
     """One fan-out under way (FeedCache.fanning_out): one command per follower (see
     _PUSH), packed by hand (cache/raw.py): only the follower's keys differ."""
@@ -183,6 +200,7 @@ class FeedCache:
         self._follow_write = redis.register_script(_FOLLOW_WRITE)
         self._rebuilt = redis.register_script(_REBUILT)
         self._fill_epoch = redis.register_script(_FILL_EPOCH)
+        self._version = self._fill_epoch  # the same script: the value, made if missing
         self._complete = redis.register_script(_COMPLETE)
         self.versions = Versions(redis)
         self._unlock = redis.register_script(_UNLOCK)
@@ -208,22 +226,18 @@ class FeedCache:
                           message: bytes) -> AsyncIterator[FanOut]:
         """A fan-out of the posts: FanOut.push sends a batch of followers' shares and
         returns at once; Redis's replies are read when the block ends (raw.streaming)."""
-        # One new generation serves the fan-out: each follower's key gets it once.
-        generation = new_version()
         packed = pack_newest_first(post_ids)
         per_user = PerUser(
-            evalsha_head(self._push.sha, 4, 6 + len(packed)),
-            [keys.home_feed, keys.home_feed_page, keys.home_feed_page_generation,
-             keys.response_feed_version],
+            evalsha_head(self._push.sha, 3, 4 + len(packed)),
+            [keys.home_feed, keys.response_feed_version, keys.live_connections],
             bulk(self.cap) + bulk(FEED_TTL),
             [keys.live_viewer],
-            b"".join([bulk(message), bulk(generation), bulk(VERSION_TTL),
-                      *(bulk(post) for post in packed)]),
+            b"".join([bulk(message), *(bulk(post) for post in packed)]),
         )
         if is_cluster(self.redis):
             # A cluster's followers live on many nodes: one connection cannot take
             # their calls. redis-py's cluster pipeline splits them by node instead.
-            yield FanOut(self._pipelined_send(packed, message, generation))
+            yield FanOut(self._pipelined_send(packed, message))
             return
         async with raw.streaming(self.redis, _PUSH, self._push.sha) as send:
             async def send_users(user_ids: Sequence[int]) -> None:
@@ -231,17 +245,16 @@ class FeedCache:
 
             yield FanOut(send_users)
 
-    def _pipelined_send(self, packed: Sequence[str], message: bytes, generation: str
+    def _pipelined_send(self, packed: Sequence[str], message: bytes
                         ) -> Callable[[Sequence[int]], Awaitable[None]]:
         async def send(user_ids: Sequence[int]) -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for user_id in user_ids:
                     await self._push(
-                        keys=[keys.home_feed(user_id), keys.home_feed_page(user_id),
-                              keys.home_feed_page_generation(user_id),
-                              keys.response_feed_version(user_id)],
+                        keys=[keys.home_feed(user_id), keys.response_feed_version(user_id),
+                              keys.live_connections(user_id)],
                         args=[self.cap, FEED_TTL, keys.live_viewer(user_id), message,
-                              generation, VERSION_TTL, *packed],
+                              *packed],
                         client=pipe)
                 await pipe.execute()
         return send
@@ -317,48 +330,54 @@ class FeedCache:
         """Everything a feed or recent list holds (benches and tests look inside)."""
         return unpack(await self.redis.get(key))
 
-    # The first page, cached briefly; one rebuild at a time per user.
+    # The first page, cached briefly; one rebuild at a time per user. A page is stored
+    # with the feed version it was built at (keys.response_feed_version, taken before the
+    # database was read) and served only while that version stands. Every write to the
+    # feed drops the version, so a fan-out's delivery writes nothing for the page itself.
 
     @staticmethod
     def page_keys(user_id: int) -> list[str]:
         """The keys behind cached_page, on the user's slot: read with the token's
         (Context.require_viewer_id_reading), they save the page its own round trip."""
-        return [keys.home_feed_page(user_id), keys.home_feed_page_generation(user_id)]
+        return [keys.home_feed_page(user_id), keys.response_feed_version(user_id)]
 
     async def cached_page(
         self, user_id: int, read: Sequence[str | None] | None = None
     ) -> tuple[CachedPage | None, str]:
-        """The cached page (or None) and the generation to store a rebuilt one at.
+        """The cached page (or None) and the feed version to store a rebuilt one at.
         `read`: the values of page_keys, read already (with the token)."""
         if read is not None:
-            raw, generation = read
-            if raw is not None:  # a hit: its generation is not needed
-                return CachedPage(**orjson.loads(raw)), ""
-            if generation is not None:
-                return None, generation
-            # No generation yet: Versions.read makes one (read again with the page).
-        page_key, generation_key = self.page_keys(user_id)
-        [(raw, generation)] = await self.versions.read([page_key], [generation_key])
-        page = CachedPage(**orjson.loads(raw)) if raw else None
-        return page, generation
+            stored, version = read
+            page = _page_at(stored, version)
+            if page is not None:  # a hit: the version is not needed
+                return page, ""
+            if version is not None:
+                return None, version
+            # No version yet: made below (read again with the page).
+        page_key, version_key = self.page_keys(user_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(page_key)
+            await self._version(keys=[version_key], args=[new_version(), VERSION_TTL],
+                                client=pipe)
+            stored, version = await pipe.execute()
+        return _page_at(stored, version), version
 
-    async def cache_page(self, user_id: int, page: CachedPage, generation: str) -> None:
-        """Stores the page unless it went stale while it was being built."""
+    async def cache_page(self, user_id: int, page: CachedPage, version: str) -> None:
+        """Stores the page unless the feed changed while it was being built."""
         async with self.redis.pipeline(transaction=False) as pipe:
             await self.versions.set_if_version(
-                pipe, keys.home_feed_page(user_id), keys.home_feed_page_generation(user_id),
-                generation, orjson.dumps({"ids": page.ids, "celebrities": page.celebrities}),
+                pipe, keys.home_feed_page(user_id), keys.response_feed_version(user_id),
+                version, version.encode() + b"\n" + orjson.dumps(
+                    {"ids": page.ids, "celebrities": page.celebrities}),
                 jittered(PAGE_TTL, 0.33),
             )
             await pipe.execute()
 
     async def drop_pages(self, user_ids: Iterable[int]) -> None:
-        """The first pages, and the rendered responses that read them (by their feed
-        version: the users' other responses stay)."""
+        """The first pages, and the rendered responses that read them: both go with the
+        users' feed versions (the users' other responses stay)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
-                bump_and_drop(pipe, keys.home_feed_page(user_id),
-                              keys.home_feed_page_generation(user_id))
                 pipe.delete(keys.response_feed_version(user_id))
             await pipe.execute()
 

@@ -126,18 +126,16 @@ def home_feed_follows(user_id: int) -> str:
 
 
 def home_feed_page(user_id: int) -> str:
-    """The merged first page of candidates, cached briefly (user_feed in the design)."""
-    return f"user_feed:{{{user_id}}}"
+    """The merged first page of candidates, cached briefly (user_feed in the design),
+    stored with the feed version (response_feed_version) it was built at and served only
+    while that version stands: every feed write drops it, so a delivery writes nothing
+    else for the page. (v1, validated by a generation key of its own that each delivery
+    moved, is left to expire within a minute.)"""
+    return f"user_feed:v2:{{{user_id}}}"
 
 
 def home_feed_page_lock(user_id: int) -> str:
     return f"user_feed:{{{user_id}}}:lock"
-
-
-def home_feed_page_generation(user_id: int) -> str:
-    """Bumped whenever the first page goes stale; a page built before the bump is not
-    stored."""
-    return f"user_feed:{{{user_id}}}:gen"
 
 
 def recent_posts(author_id: int) -> str:
@@ -228,7 +226,8 @@ def response_version(viewer_id: int) -> str:
 def response_feed_version(viewer_id: int) -> str:
     """What the viewer's cached responses that read their home feed were built at:
     dropped by every write to that feed (a delivery, a follow's merge), which leaves
-    the viewer's other responses (profiles, lists) alone."""
+    the viewer's other responses (profiles, lists) alone. The cached first page
+    (home_feed_page) is validated by it too."""
     return f"resp:{{{viewer_id}}}:feed"
 
 

@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError, ResponseError
 
 
@@ -53,23 +55,37 @@ class PerUser:
     def __init__(self, head: bytes, user_keys: Sequence[Callable[[Any], str]],
                  between: bytes, user_args: Sequence[Callable[[Any], str]],
                  after: bytes) -> None:
-        parts = [head.replace(b"%", b"%%")]
-        self._lengths: list[int] = []
+        # Literal parts, each followed by one of the user's arguments (its prefix and
+        # suffix around the id), the last by none.
+        self._literals: list[bytes] = [head]
+        self._arguments: list[tuple[bytes, bytes]] = []
         for i, name in enumerate([*user_keys, *user_args]):
             if i == len(user_keys):
-                parts.append(between.replace(b"%", b"%%"))
-            prefix, suffix = name(self._MARK).encode().replace(b"%", b"%%").split(
-                self._MARK.encode())
-            parts.append(b"$%d\r\n" + prefix + b"%s" + suffix + b"\r\n")
-            self._lengths.append(len(prefix) + len(suffix))
-        parts.append(after.replace(b"%", b"%%"))
-        self._template = b"".join(parts)
+                self._literals[-1] += between
+            prefix, suffix = name(self._MARK).encode().split(self._MARK.encode())
+            self._arguments.append((prefix, suffix))
+            self._literals.append(b"")
+        self._literals[-1] += after
+        # Per length of a user id (ids of one length share every argument's length):
+        # the template with the lengths written in, so a call splices in the id alone.
+        self._by_length: dict[int, bytes] = {}
 
     def call(self, user_id: int) -> bytes:
         uid = b"%d" % user_id
-        n = len(uid)
-        return self._template % tuple(
-            value for fixed in self._lengths for value in (fixed + n, uid))
+        template = self._by_length.get(len(uid))
+        if template is None:
+            template = self._for_length(len(uid))
+        return template % ((uid,) * len(self._arguments))
+
+    def _for_length(self, n: int) -> bytes:
+        parts = [self._literals[0].replace(b"%", b"%%")]
+        for (prefix, suffix), literal in zip(self._arguments, self._literals[1:],
+                                             strict=True):
+            parts += [b"$%d\r\n" % (len(prefix) + n + len(suffix)),
+                      prefix.replace(b"%", b"%%"), b"%s", suffix.replace(b"%", b"%%"),
+                      b"\r\n", literal.replace(b"%", b"%%")]
+        template = self._by_length[n] = b"".join(parts)
+        return template
 
 
 @asynccontextmanager
@@ -101,11 +117,7 @@ async def streaming(redis: Redis, source: str,
         # One deadline for the replies instead of the socket timeout on every one:
         # setting up a timeout costs more than reading a reply already buffered.
         async with asyncio.timeout(connection.socket_timeout):
-            for _ in range(sent):
-                try:
-                    await connection.read_response(timeout=math.inf)
-                except ResponseError as error:
-                    failed = failed or error
+            failed = await _read_replies(connection, sent)
     except BaseException:
         await connection.disconnect()  # replies may be left unread
         raise
@@ -113,6 +125,38 @@ async def streaming(redis: Redis, source: str,
         await pool.release(connection)
     if failed is not None:
         raise failed
+
+
+async def _read_replies(connection: Any, count: int) -> ResponseError | None:
+    """Reads `count` replies; returns the first error among them (None: none failed).
+    With hiredis, straight from its reader: redis-py's read_response costs some 4 us a
+    reply, as much as packing the call, and a fan-out reads one per follower."""
+    parser = getattr(connection, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    # Only where redis-py's own read_response would read from that parser: the
+    # embedded fakeredis's connection answers from elsewhere.
+    if (type(connection).read_response is not AbstractConnection.read_response
+            or not isinstance(parser, _AsyncHiredisParser) or reader is None):
+        failed: ResponseError | None = None
+        for _ in range(count):
+            try:
+                await connection.read_response(timeout=math.inf)
+            except ResponseError as error:
+                failed = failed or error
+        return failed
+    failed = None
+    gets = reader.gets
+    while count:
+        reply = gets()
+        if reply is NOT_ENOUGH_DATA:
+            await parser.read_from_socket()  # raises ConnectionError on a closed socket
+            continue
+        count -= 1
+        if isinstance(reply, ResponseError):  # an error reply (hiredis's replyError)
+            failed = failed or reply
+        elif isinstance(reply, Exception):  # a protocol error: the connection is lost
+            raise reply
+    return failed
 
 
 async def call_all(redis: Redis, source: str, sha: str, calls: Sequence[bytes]) -> None:

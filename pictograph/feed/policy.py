@@ -150,18 +150,23 @@ class HomeFeed:
 
     async def _batches_of_followers(self, author_id: int) -> AsyncIterator[list[int]]:
         """The author, then accepted followers from the database, in keyset pages (a
-        big fan-out must not hold 10,000 rows at once)."""
+        big fan-out must not hold 10,000 rows at once). Each page is asked for while
+        the one before it is handed out: the database reads it while this process packs
+        and sends the last one."""
         yield [author_id]
-        after = 0
-        while True:
-            page = await Follow.filter(
-                followee_id=author_id, state=FollowState.ACCEPTED, follower_id__gt=after
-            ).order_by("follower_id").limit(FANOUT_BATCH).values_list("follower_id", flat=True)
-            if page:
-                yield list(page)
-            if len(page) < FANOUT_BATCH:
-                return
-            after = page[-1]
+        page = await _followers_after(author_id, 0)
+        while page:
+            following = None
+            if len(page) == FANOUT_BATCH:
+                following = asyncio.create_task(_followers_after(author_id, page[-1]))
+            try:
+                yield page
+            except BaseException:
+                if following is not None:  # the caller stopped, or failed: read no more
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
+                raise
+            page = await following if following is not None else []
 
     async def is_celebrity(self, author_id: int) -> bool:
         if author_id in await self._celebrities():
@@ -380,6 +385,13 @@ class HomeFeed:
             start = older[-1] if older else before
             older += await store.shown_post_ids(authors, start, want - len(older))
         return older[:want]
+
+
+async def _followers_after(author_id: int, after: int) -> list[int]:
+    """The next FANOUT_BATCH accepted followers of the author, by id, after `after`."""
+    return list(await Follow.filter(
+        followee_id=author_id, state=FollowState.ACCEPTED, follower_id__gt=after
+    ).order_by("follower_id").limit(FANOUT_BATCH).values_list("follower_id", flat=True))
 
 
 async def _follows(follower_id: int, author_id: int) -> bool:

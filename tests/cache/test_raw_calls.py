@@ -32,6 +32,19 @@ def test_a_packed_call_is_what_redis_py_would_send() -> None:
     assert per_user.call(12345) == b"".join(expected)
 
 
+def test_ids_of_every_length_are_spliced_in_and_percent_signs_kept() -> None:
+    # A template is made per length of id (every argument's length written in once):
+    # ids of other lengths, and the same length again, get their own lengths.
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    per_user = PerUser(evalsha_head(sha, 2, 3), [keys.home_feed, keys.response_version],
+                       bulk(b"%s%%d"), [keys.live_viewer], bulk(b"100%s %d %%"))
+    for user_id in (7, 12345, BASE, 12345, 98765):
+        expected = Connection().pack_command(
+            "EVALSHA", sha, 2, keys.home_feed(user_id), keys.response_version(user_id),
+            b"%s%%d", keys.live_viewer(user_id), b"100%s %d %%")
+        assert per_user.call(user_id) == b"".join(expected), user_id
+
+
 async def test_every_call_runs_and_a_lost_script_is_loaded_again(
     resources: Resources,
 ) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from pictograph.cache import keys
 from pictograph.cache.feeds import FanOut, FeedCache
 from pictograph.feed import policy
 from pictograph.feed.policy import HomeFeed
@@ -72,7 +75,6 @@ async def test_normal_posts_fan_out_in_batches_to_every_follower(
     fans = await _followers("writer", 30)
     await publish(client, resources, token, "for all")
     post = await Post.get(caption="for all")
-    from pictograph.cache import keys
 
     feeds = FeedCache(resources.redis)
     for fan in fans:
@@ -82,8 +84,6 @@ async def test_normal_posts_fan_out_in_batches_to_every_follower(
 async def test_a_fan_out_killed_midway_is_finished_by_another_worker_exactly_once(
     client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pictograph.cache import keys
-
     monkeypatch.setattr(policy, "FANOUT_BATCH", 5)
     token = await sign_up(client, "busy")
     fans = await _followers("busy", 23)
@@ -127,7 +127,7 @@ async def test_concurrent_misses_rebuild_the_first_page_once(
     author = await sign_up(client, "source")
     await relate_ok(client, "follow", me, await user_id(client, "source"))
     await publish(client, resources, author, "one")
-    assert not [k for k in await all_keys(resources.redis, "user_feed:*") if not k.endswith(":gen")]
+    assert not await all_keys(resources.redis, "user_feed:*")  # no page cached yet
     merges = 0
     original = HomeFeed._merge
 
@@ -211,3 +211,58 @@ async def test_the_first_page_read_with_the_token_is_only_its_owners(
         await resources.redis.delete(key)
     assert (await feed_captions(uncached, victim))[0] == ["for the victim"]
     assert (await feed_captions(uncached, attacker))[0] == []
+
+
+async def test_a_delivery_leaves_the_cached_first_page_in_place_and_unserved(
+    client: httpx.AsyncClient, resources: Resources, configured: Configured
+) -> None:
+    """The first page is served only at the feed version it was built at: a delivery
+    drops that version alone (one key fewer to write per follower), and the page it
+    left behind is never served again."""
+    reader = await sign_up(client, "pagereader")
+    author = await sign_up(client, "pageauthor")
+    await relate_ok(client, "follow", reader, await user_id(client, "pageauthor"))
+    await publish(client, resources, author, "first")
+    uncached = configured(response_cache=False)  # so that the feed itself is read
+    assert (await feed_captions(uncached, reader))[0] == ["first"]
+    reader_id = (await User.get(username="pagereader")).id
+    page = await resources.redis.get(keys.home_feed_page(reader_id))
+    assert page is not None  # cached by that read
+
+    await publish(client, resources, author, "second")
+    assert await resources.redis.get(keys.home_feed_page(reader_id)) == page
+    assert (await feed_captions(uncached, reader))[0] == ["second", "first"]
+
+
+@pytest.mark.skipif(REDIS_CLUSTER, reason="listens with a single server's pub/sub")
+async def test_a_live_event_goes_only_to_followers_with_an_open_socket(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    author = await sign_up(client, "broadcaster")
+    author_id = (await User.get(username="broadcaster")).id
+    listening, away = await _followers("broadcaster", 2)
+    redis = resources.redis
+    # What an open socket holds (http/sockets.py): a lease among the user's sockets.
+    await redis.zadd(keys.live_connections(listening), {"socket-1": time.time() + 60})
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.live_viewer(listening), keys.live_viewer(away))
+    try:
+        await publish(client, resources, author, "live or not")
+        await redis.publish(keys.live_viewer(away), b"end")  # after every delivery
+        heard: list[tuple[str, str]] = []
+        async with asyncio.timeout(10):
+            while not heard or heard[-1][1] != "end":
+                # None for a subscription's confirmation, as well as for silence.
+                message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=1)
+                if message is not None:
+                    heard.append((message["channel"], message["data"]))
+    finally:
+        await pubsub.aclose()
+    post = await Post.get(caption="live or not")
+    assert [channel for channel, _ in heard] == [keys.live_viewer(listening),
+                                                 keys.live_viewer(away)]
+    assert orjson.loads(heard[0][1]) == {"kind": "post_added", "post_id": post.id,
+                                         "author_id": author_id}
+    for follower in (listening, away):  # both feeds have it, whoever listens
+        assert post.id in (await FeedCache(redis).stored_ids(keys.home_feed(follower))).ids

@@ -25,9 +25,14 @@ def run_bench(*args: str, **env: str) -> str:
 
 
 def test_the_feed_bench_runs_on_the_embedded_default() -> None:
-    out = run_bench()
+    out = run_bench("--profile", "5")
     assert "fan-out push_to_home, 30 followers" in out, out
+    # Issue 24's fan-out figures, each with its target and verdict.
+    assert re.search(r"target: >= 100,000 feed entries/s per worker +(MET|NOT MET)", out)
+    assert "READY -> the fan-out worker's push_to_home begins" in out
     assert "READY -> in the last follower's feed" in out
+    assert re.search(r"target: p99 < 500 ms +(MET|NOT MET)", out)
+    assert "cProfile of 2 push_to_home calls" in out  # --profile
     assert "not measured here" in out  # fakeredis has no MEMORY USAGE
 
 
@@ -38,4 +43,8 @@ async def test_the_feed_bench_runs_on_postgres_and_redis_and_meets_the_memory_ta
     out = run_bench("--services", PICTOGRAPH_BENCH_REDIS_URL=PROCESS_REDIS_URL,
                     PICTOGRAPH_BENCH_ADMIN_URL=ADMIN_DATABASE_URL)
     assert "fan-out push_to_home, 30 followers" in out, out
+    # Redis's own count of the fan-out's script calls: one per follower, at the least.
+    found = re.search(r"Redis per follower \(INFO commandstats, EVALSHA\) +[\d.]+ us per "
+                      r"script call \(([\d,]+) calls", out)
+    assert found and int(found[1].replace(",", "")) >= 2 * 30, out
     assert re.search(r"target: 800-entry feed <= 16,000 bytes +MET", out), out
