@@ -254,3 +254,47 @@ async def test_a_feed_change_drops_the_answers_that_read_the_feed_and_no_fence(
     assert not (await cache.lookup(VIEWER, token, "e")).filling  # still fenced
     await cache.changed([VIEWER], fence=fence)
     assert (await cache.lookup(VIEWER, token, "f")).filling
+
+
+# What a render records (Recording), from the fresh mutation run after issue 22: a render
+# that stored an answer without an epoch it showed would be served after that user's or
+# post's change, and nothing else in the suite asked.
+
+@pytest.mark.parametrize("found", [None, "!pending"])
+def test_a_render_that_found_an_epoch_missing_or_pending_is_not_stored(
+        found: str | None) -> None:
+    recording = Recording(VIEWER, 60)
+    recording.note(["shown:{1}", "shown:{2}"], ["e1", found])
+    assert not recording.cacheable
+    assert recording.epochs.get("shown:{1}") == "e1"
+
+
+def test_every_epoch_a_render_found_missing_is_made_after_it() -> None:
+    recording = Recording(VIEWER, 60)
+    recording.note(["shown:{1}", "shown:{2}", "shown:{3}"], [None, "e2", None])
+    assert recording.missing == {"shown:{1}", "shown:{3}"}
+    assert recording.epochs == {"shown:{2}": "e2"}
+
+
+@pytest.mark.parametrize("first, then", [("e1", "e2"), ("e2", "e1")])
+def test_an_epoch_that_moved_between_two_reads_of_one_render_is_not_stored(
+        first: str, then: str) -> None:
+    recording = Recording(VIEWER, 60)
+    recording.note(["shown:{1}"], [first])
+    assert recording.cacheable
+    recording.note(["shown:{1}"], [then])
+    assert not recording.cacheable
+
+
+def test_a_count_shown_from_an_epoch_nobody_read_first_is_not_stored() -> None:
+    unread = Recording(VIEWER, 60)
+    unread.use("follows:{1}")
+    assert not unread.cacheable
+    read_aside = Recording(VIEWER, 60)
+    read_aside.aside["follows:{1}"] = "f1"
+    read_aside.use("follows:{1}")
+    assert read_aside.cacheable and read_aside.epochs == {"follows:{1}": "f1"}
+    missing_aside = Recording(VIEWER, 60)
+    missing_aside.aside["follows:{1}"] = None  # read first, but it was missing
+    missing_aside.use("follows:{1}")
+    assert not missing_aside.cacheable and missing_aside.missing == {"follows:{1}"}
