@@ -16,6 +16,7 @@ from pictograph.accounts.sessions import hash_token
 from pictograph.cache import tokens as token_cache
 from pictograph.cache.graph import GraphCache
 from pictograph.cache.posts import PostCache
+from pictograph.cache.responses import ResponseCache
 from pictograph.cache.users import ProfileCache
 from pictograph.checkpoints import holding
 from pictograph.models import AuthToken, Follow
@@ -154,3 +155,25 @@ async def test_a_profile_fill_that_read_the_database_before_a_flush_is_refused_a
         hold.release()
         assert (await reader)["data"]["post"] == {"caption": "soon private"}  # as it read
     assert (await gql(client, post, {"id": post_id}))["data"]["post"] is None
+
+
+async def test_a_deleted_post_stays_gone_from_cached_answers_when_redis_fails_after_it(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower's cached answer that showed the post alone (no author field) is ended
+    by the fence the delete took before its commit (the post's and its author's epochs:
+    an answer showing a post records both), when the move after the commit is lost."""
+    owner = await sign_up(client, "owner")
+    follower = await sign_up(client, "follower")
+    await relate(client, "follow", follower, await user_id(client, "owner"))
+    post_id = await publish(client, resources, owner, "regretted")
+    alone = "query($id: ID!) { post(id: $id) { caption } }"
+    for _ in range(3):  # rendered, stored once its epochs exist, then a hit
+        found = await gql(client, alone, {"id": post_id}, token=follower)
+        assert found["data"]["post"]["caption"] == "regretted", found
+    monkeypatch.setattr(ResponseCache, "changed", redis_fails)  # the move after it lost
+    deleted = await gql(client, "mutation($id: ID!) { deletePost(id: $id) }",
+                        {"id": post_id}, token=owner)
+    monkeypatch.undo()
+    assert deleted["data"]["deletePost"], deleted
+    assert (await gql(client, alone, {"id": post_id}, token=follower))["data"]["post"] is None
