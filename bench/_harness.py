@@ -62,6 +62,36 @@ async def throwaway_services(redis_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@asynccontextmanager
+async def seeded_viewers(redis_url: str, users: int, posts: int, prefix: str,
+                         cluster: bool = False) -> AsyncIterator[tuple[Settings, list[Any]]]:
+    """A throwaway network seeded by `pictograph seed` (seed 3, three celebrities, every
+    rate limit lifted) and up to 50 viewers who follow 20 people (bench/load.py's
+    viewers_of): the settings to build the app with, and the viewers."""
+    from bench.load import viewers_of
+    from pictograph.seed import run_seed
+
+    async with throwaway_services(redis_url) as database_url:
+        data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        unlimited = {name: "1000000/second" for name in Settings.model_fields
+                     if name.startswith("rate_limit_")}
+        settings = Settings(database_url=database_url, redis_url=redis_url,
+                            redis_cluster=cluster, data_dir=data_dir, run_workers=False,
+                            celebrity_threshold=max(users // 5, 2), log_level="WARNING",
+                            secret_key=secrets.token_urlsafe(32), **unlimited)
+        await run_seed(settings, users=users, posts=posts, celebrities=3, seed=3,
+                       force=False)
+        assert settings.secret_key is not None
+        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_REDIS_URL": redis_url,
+               "PICTOGRAPH_DATA_DIR": str(data_dir),
+               "PICTOGRAPH_SECRET_KEY": settings.secret_key.get_secret_value()}
+        viewers = await viewers_of(env, 50, seed=5)
+        if not viewers:
+            raise SystemExit("no seeded user follows 20 others and someone with 12 posts: "
+                             "seed more (--users 150 --posts 1500 is about the least)")
+        yield settings, viewers
+
+
 def on_cluster() -> bool:
     """Whether the environment puts the services on a Redis Cluster (as Settings reads it)."""
     return os.environ.get("PICTOGRAPH_REDIS_CLUSTER", "").lower() in ("1", "true", "yes", "on")

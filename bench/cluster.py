@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from redis.asyncio.cluster import ClusterPipeline
 from tqdm import tqdm
 
 from bench._graphql import FEED
-from bench._harness import print_table, throwaway_services
+from bench._harness import print_table, seeded_viewers
 from bench.request_cost import asgi_post
 from pictograph.cache import cluster_reads, raw
 
@@ -137,32 +136,12 @@ class Backend:
 @asynccontextmanager
 async def seeded(name: str, redis_url: str, cluster: bool,
                  args: argparse.Namespace) -> AsyncIterator[Backend]:
-    from bench.load import viewers_of
     from pictograph.app import create_app
-    from pictograph.seed import run_seed
-    from pictograph.settings import Settings
 
     # Settings and the bench's helpers read the cluster switch from the environment.
     os.environ["PICTOGRAPH_REDIS_CLUSTER"] = "true" if cluster else "false"
-    async with throwaway_services(redis_url) as database_url:
-        data_dir = Path(tempfile.mkdtemp(prefix=f"pictograph-bench-{name}-"))
-        unlimited = {n: "1000000/second" for n in Settings.model_fields
-                     if n.startswith("rate_limit_")}
-        settings = Settings(database_url=database_url, redis_url=redis_url,
-                            redis_cluster=cluster, data_dir=data_dir, run_workers=False,
-                            celebrity_threshold=max(args.users // 5, 2),
-                            log_level="WARNING", secret_key=secrets.token_urlsafe(32),
-                            **unlimited)
-        await run_seed(settings, users=args.users, posts=args.posts, celebrities=3, seed=3,
-                       force=False)
-        assert settings.secret_key is not None
-        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_REDIS_URL": redis_url,
-               "PICTOGRAPH_DATA_DIR": str(data_dir),
-               "PICTOGRAPH_SECRET_KEY": settings.secret_key.get_secret_value()}
-        viewers = await viewers_of(env, 50, seed=5)
-        if not viewers:
-            raise SystemExit("no seeded user follows 20 others and someone with 12 posts: "
-                             "seed more (--users 150 --posts 1500 is about the least)")
+    async with seeded_viewers(redis_url, args.users, args.posts,
+                              f"pictograph-bench-{name}-", cluster) as (settings, viewers):
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             bodies = [(orjson.dumps({"query": FEED, "variables": {"first": 20}}), v.token)

@@ -24,10 +24,8 @@ import io
 import os
 import pstats
 import random
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ import orjson
 from tqdm import tqdm
 
 from bench._graphql import FEED, PROFILE
-from bench._harness import print_table, throwaway_services
+from bench._harness import print_table, seeded_viewers
 
 REDIS_URL = os.environ.get("PICTOGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 # Issue 15's target for a miss of the rendered-response cache: what runs then is this
@@ -91,29 +89,10 @@ async def cpu_per_request(app: Any, bodies: list[tuple[bytes, str]], count: int,
 
 
 async def run(args: argparse.Namespace) -> None:
-    from bench.load import viewers_of
     from pictograph.app import create_app
-    from pictograph.seed import run_seed
-    from pictograph.settings import Settings
 
-    async with throwaway_services(REDIS_URL) as database_url:
-        data_dir = Path(tempfile.mkdtemp(prefix="pictograph-request-cost-"))
-        unlimited = {name: "1000000/second" for name in Settings.model_fields
-                     if name.startswith("rate_limit_")}
-        settings = Settings(database_url=database_url, redis_url=REDIS_URL, data_dir=data_dir,
-                            run_workers=False, celebrity_threshold=args.users // 5,
-                            log_level="WARNING", secret_key=secrets.token_urlsafe(32),
-                            **unlimited)
-        await run_seed(settings, users=args.users, posts=args.posts, celebrities=3, seed=3,
-                       force=False)
-        assert settings.secret_key is not None
-        env = {"PICTOGRAPH_DATABASE_URL": database_url, "PICTOGRAPH_REDIS_URL": REDIS_URL,
-               "PICTOGRAPH_DATA_DIR": str(data_dir),
-               "PICTOGRAPH_SECRET_KEY": settings.secret_key.get_secret_value()}
-        viewers = await viewers_of(env, 50, seed=5)
-        if not viewers:
-            raise SystemExit("no seeded user follows 20 others and someone with 12 posts: "
-                             "seed more (--users 150 --posts 1500 is about the least)")
+    async with seeded_viewers(REDIS_URL, args.users, args.posts,
+                              "pictograph-request-cost-") as (settings, viewers):
         app = create_app(settings)
         # The same resources, the response cache off: one app's lifespan serves both
         # (a second would rebind Tortoise's models process-wide).

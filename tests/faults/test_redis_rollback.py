@@ -194,17 +194,22 @@ async def test_a_revocation_on_a_full_redis_fails_loudly_and_changes_nothing(
                 assert data["unfollow"]["status"] == "NONE"
 
 
+async def refused_start_up(env: dict[str, str]) -> str:
+    """What `pictograph serve` said when it stopped at start-up (it must stop)."""
+    with _running([sys.executable, "-m", "pictograph", "serve", "--port", str(free_port()),
+                   "--no-workers"], env) as process:
+        code = await asyncio.to_thread(process.wait, 60)
+        said = output(process)
+    assert code != 0, said
+    return said
+
+
 async def test_an_evicting_redis_stops_start_up_with_what_to_set(
         stack: Stack, tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis", "--maxmemory", "64mb",
                       "--maxmemory-policy", "allkeys-lru") as redis:
         env = {**stack.env, **private(redis)}
-        port = free_port()
-        with _running([sys.executable, "-m", "pictograph", "serve", "--port", str(port),
-                       "--no-workers"], env) as process:
-            code = await asyncio.to_thread(process.wait, 60)
-            said = output(process)
-        assert code != 0, said
+        said = await refused_start_up(env)
         assert "maxmemory-policy allkeys-lru" in said and "noeviction" in said, said
 
         # Switched to an evicting policy while serving: no new connection is trusted.
@@ -229,12 +234,7 @@ async def test_a_cluster_node_reached_as_a_lone_redis_stops_start_up_with_what_t
     with redis_server(tmp_path / "redis", "--cluster-enabled", "yes",
                       "--cluster-config-file", str(tmp_path / "nodes.conf")) as redis:
         env = {**stack.env, **private(redis)}
-        port = free_port()
-        with _running([sys.executable, "-m", "pictograph", "serve", "--port", str(port),
-                       "--no-workers"], env) as process:
-            code = await asyncio.to_thread(process.wait, 60)
-            said = output(process)
-        assert code != 0, said
+        said = await refused_start_up(env)
         assert "PICTOGRAPH_REDIS_CLUSTER=true" in said, said
 
 
