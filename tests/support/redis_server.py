@@ -3,7 +3,9 @@ it again from its snapshot, fill it up. Never the shared server, which other sui
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,12 +19,13 @@ from tests.conftest import REQUIRE_SERVICES
 from tests.support.s3 import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+BUS_OFFSET = 10_000  # a cluster-enabled node listens on its port + 10000 for its bus
 
 
 class RedisServer:
     def __init__(self, directory: Path, *options: str) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.port = _bus_free_port() if "--cluster-enabled" in options else free_port()
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -66,6 +69,27 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.kill()
+
+
+def _bus_free_port() -> int:
+    """A free port below 55535 whose bus port (+10000) is free too: Redis refuses to
+    start a cluster-enabled node on a higher one, and the kernel's ephemeral ports
+    (what free_port hands out, 32768 and up) usually are higher. Drawn below those, and
+    above the clusters' own ports (tests/support/redis_cluster.py, 21001 and near)."""
+    for _ in range(200):
+        port = random.randint(22_800, 32_700)  # noqa: S311 (a port, not a secret)
+        if _bindable(port) and _bindable(port + BUS_OFFSET):
+            return port
+    raise AssertionError("no free port pair below 55535 for a cluster-enabled redis-server")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @contextmanager
