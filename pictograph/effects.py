@@ -123,6 +123,17 @@ async def after_commit(resources: Resources, changes: Iterable[Event],
                        fence: Fence | None = None) -> None:
     """`fence`: the rendered responses' fence the change took before its commit, which
     this ends (and only this: another change's fence stays until its own move)."""
+    try:
+        await _apply_after_commit(resources, changes, fence)
+    finally:
+        if fence is not None:
+            # A revocation returns once no process holds a copy of what it fenced
+            # (cache/responses.py, EpochLeases), whatever became of the moves.
+            await fence.settled()
+
+
+async def _apply_after_commit(resources: Resources, changes: Iterable[Event],
+                              fence: Fence | None) -> None:
     effects = Effects()
     for event in changes:
         effects |= effects_of(event)

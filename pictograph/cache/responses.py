@@ -37,8 +37,24 @@ answer because a key is missing: it can only refuse.
 
 Every script touches one hash slot: the viewer's (token, response, versions, fill lock)
 or one user's or post's (its epoch and fences). On one node a hit reads the viewer's
-keys and the epochs it expects in one MGET; on a cluster the epochs take one more round
-trip, in parallel, and only for responses that recorded some.
+keys and the epochs it expects in one MGET.
+
+On a cluster the epochs live on their users' and posts' slots, so a hit would read them
+from other nodes. Instead each process holds what it read of an epoch for EPOCH_LEASE
+(EpochLeases), counted from before the read was sent, and a hit compares the response
+with those: while they hold, it reads the viewer's slot only, in one MGET. What makes
+that safe is the writer's side: a change that takes a user or post away from its
+viewers (deletePost, going private) returns no sooner than EPOCH_LEASE after Redis
+acknowledged its fences (Fence.settled, awaited by effects.after_commit), and by then
+every copy read before the fence has lapsed, in every process; a copy read after it is
+pending ("!..."), which no response recorded, or the new epoch, and is never kept if
+pending. Durations, not clock readings, are compared across processes (each on its own
+monotonic clock), so only the clocks' rates must agree. An unfollow, removal or block
+does not wait: what its users lose is guarded by their own versions, on their own slots,
+which every hit reads; the pair's follows epochs guard counts and lists, which may lag.
+What takes nothing away (a profile edit, a new post, a follow) does not wait either: it
+shows up to EPOCH_LEASE later on a cluster. Epochs a process holds no copy of are read
+beside the MGET, in parallel (cluster_reads.py), and held from then.
 """
 
 from __future__ import annotations
@@ -47,7 +63,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -73,6 +89,13 @@ MAX_RESPONSES_PER_VIEWER = 100
 # that the next hit reads them in its one MGET. A guess only: a response that recorded
 # others is checked in a second round trip. Bounded: about 2 KB an entry for a feed page.
 EXPECTED_EPOCHS = 20_000
+
+# On a cluster: how long a process compares responses with an epoch it read, before it
+# reads the epoch again, and so how long a revocation that fenced epochs waits before it
+# returns (the module docstring). A constant, not a setting: every process must agree.
+EPOCH_LEASE = 0.1
+# Epochs one process holds copies of at once; the least recently read go first.
+EPOCH_LEASES = 50_000
 
 _MGET, _GET = raw.bulk("MGET"), raw.bulk("GET")
 
@@ -204,10 +227,47 @@ class Fence:
     users: frozenset[int] = frozenset()
     posts: frozenset[int] = frozenset()
     follows: frozenset[int] = frozenset()
+    # time.monotonic() from which no process holds a copy of an epoch read before this
+    # fence (EpochLeases); 0 where none is held (one node, or nothing taken away).
+    settles_at: float = 0.0
 
     @staticmethod
     def new() -> Fence:
         return Fence(new_version())
+
+    async def settled(self) -> None:
+        """Returns once every copy of the fenced epochs read before the fence has lapsed:
+        the change may then return, and no response it revoked is served anywhere."""
+        left = self.settles_at - time.monotonic()
+        if left > 0:
+            await asyncio.sleep(left)
+
+
+class EpochLeases:
+    """One process's copies of the epochs it read on a cluster, each good for EPOCH_LEASE
+    from before its read was sent. A missing or pending epoch is never held: a hit reads
+    it again, and refuses."""
+
+    def __init__(self, size: int = EPOCH_LEASES) -> None:
+        self.size = size
+        self._held: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+
+    def get(self, key: bytes, now: float) -> bytes | None:
+        """The epoch's copy, if it holds at `now` (time.monotonic())."""
+        held = self._held.get(key)
+        if held is None or held[1] <= now:
+            return None
+        return held[0]
+
+    def hold(self, key: bytes, value: bytes | None, sent: float) -> None:
+        """Keeps `value`, read by a command sent at `sent` (time.monotonic()), or earlier."""
+        if value is None or value.startswith(b"!"):
+            self._held.pop(key, None)
+            return
+        self._held[key] = (value, sent + EPOCH_LEASE)
+        self._held.move_to_end(key)
+        while len(self._held) > self.size:
+            self._held.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +349,7 @@ class ResponseCache:
         # keys after the token's, packed (the viewer's, then the epochs).
         self._expected: OrderedDict[tuple[int, str],
                                     tuple[bytes, tuple[bytes, ...], bytes]] = OrderedDict()
+        self.leases = EpochLeases()  # a cluster's only
 
     async def lookup(self, viewer_id: int, token_key: str, digest: str) -> Lookup:
         """A hit in one round trip, and one command Redis answers without a script: an
@@ -314,27 +375,37 @@ class ResponseCache:
             if expected is not None:
                 early = replies[4:]
         else:
-            # A cluster: the epochs live on their users' and posts' slots, so they are
-            # read in parallel with the viewer's keys, one round trip's wait in all,
-            # packed by hand per node (cluster_reads.py) or else the redis-py way.
+            # A cluster: the epochs live on their users' and posts' slots. Those this
+            # process holds copies of are not read (EpochLeases); the rest are read in
+            # parallel with the viewer's keys, one round trip's wait in all, packed by
+            # hand per node (cluster_reads.py) or else the redis-py way.
+            sent = time.monotonic()
             epoch_keys = expected[1] if expected else ()
+            held = [self.leases.get(key, sent) for key in epoch_keys]
+            unheld = [key for key, value in zip(epoch_keys, held, strict=True)
+                      if value is None]
             found = await cluster_reads.read_by_node(self.redis, [  # type: ignore[arg-type]
                 (keys.response_version(viewer_id).encode(), raw.command(
                     5, _MGET, raw.bulk(token_key), self._viewer_keys(viewer_id, digest))),
-                *((key, raw.command(2, _GET, raw.bulk(key))) for key in epoch_keys)])
+                *((key, raw.command(2, _GET, raw.bulk(key))) for key in unheld)])
             if found is not None:
-                replies = found[0]
-                early = found[1:] if expected else None
+                replies, read = found[0], found[1:]
             else:
                 viewer_keys = self.redis.execute_command(
                     "MGET", token_key, keys.response_version(viewer_id),
                     keys.response_feed_version(viewer_id), keys.response(viewer_id, digest),
                     **{NEVER_DECODE: True})
-                if expected is None:
-                    replies = await viewer_keys
+                if not unheld:
+                    replies, read = await viewer_keys, []
                 else:
-                    replies, early = await asyncio.gather(viewer_keys,
-                                                          self._read_epochs(epoch_keys))
+                    replies, read = await asyncio.gather(
+                        viewer_keys, self._read_epochs(unheld, sent))
+            if expected is not None:
+                fresh = dict(zip(unheld, read, strict=True))
+                for key, value in fresh.items():
+                    self.leases.hold(key, value, sent)
+                early = [fresh[key] if value is None else value
+                         for key, value in zip(epoch_keys, held, strict=True)]
         now = now_ms()
         cached = judge(viewer_id, *replies[:4], now)
         if cached is not None:
@@ -344,7 +415,7 @@ class ResponseCache:
                 current = early
             else:
                 epoch_keys = cached.keys()
-                current = await self._read_epochs(epoch_keys)
+                current = await self._read_epochs(epoch_keys, time.monotonic())
                 self._expect(viewer_id, digest, cached.epoch_keys, epoch_keys)
             if unchanged(cached, current):
                 return Lookup(body=cached.body)
@@ -363,17 +434,23 @@ class ResponseCache:
         return Lookup(version=_text(found[1]), feed_version=_text(found[2]),
                       filling=bool(found[3]))
 
-    async def _read_epochs(self, epoch_keys: Sequence[bytes]) -> list[Any]:
+    async def _read_epochs(self, epoch_keys: Sequence[bytes], sent: float) -> list[Any]:
+        """The epochs now; on a cluster held from `sent` (time.monotonic(), taken before
+        this was called) as well."""
+        found: list[Any] | None = None
         if not self._joined:
             found = await cluster_reads.read_by_node(
                 self.redis, [(key, raw.command(2, _GET, raw.bulk(key)))  # type: ignore[arg-type]
                              for key in epoch_keys])
-            if found is not None:
-                return found
-        async with self.redis.pipeline(transaction=False) as pipe:
-            taken = queue_reads(pipe, [key.decode() for key in epoch_keys])
-            values = taken(await pipe.execute())
-        return [value.encode() if isinstance(value, str) else value for value in values]
+        if found is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                taken = queue_reads(pipe, [key.decode() for key in epoch_keys])
+                values = taken(await pipe.execute())
+            found = [value.encode() if isinstance(value, str) else value for value in values]
+        if not self._joined:
+            for key, value in zip(epoch_keys, found, strict=True):
+                self.leases.hold(key, value, sent)
+        return found
 
     @staticmethod
     def _viewer_keys(viewer_id: int, digest: str) -> bytes:
@@ -409,6 +486,11 @@ class ResponseCache:
         if stored and recording.epochs:
             epoch_keys = tuple(key.encode() for key in sorted(recording.epochs))
             self._expect(viewer_id, digest, b" ".join(epoch_keys), epoch_keys)
+            if not self._joined:
+                # Each was read during the render, which began after `started`.
+                for key, epoch in zip(epoch_keys, sorted(recording.epochs), strict=True):
+                    self.leases.hold(key, recording.epochs[epoch].encode(),
+                                     recording.started)
         return stored
 
     async def release(self, viewer_id: int, digest: str) -> None:
@@ -440,9 +522,16 @@ class ResponseCache:
         change that takes nothing away (a follow) passes `revokes=False`: no wait."""
         first = also or Fence.new()
         fence = Fence(first.token, first.users | frozenset(user_ids),
-                      first.posts | frozenset(post_ids), first.follows | frozenset(follows))
+                      first.posts | frozenset(post_ids), first.follows | frozenset(follows),
+                      first.settles_at)
         await self._apply("fence", fence.users, fence.posts, fence.follows, fence.token,
                           replicated=revokes)
+        if revokes and not self._joined and (user_ids or post_ids):
+            # Their shown epochs, which processes may hold copies of, guard what viewers
+            # lose (a deleted post, a private account's posts). A pair's follows epochs
+            # guard counts and lists, which may lag; what the pair's users themselves
+            # lose is guarded by their own versions, on their slots, read by every hit.
+            fence = replace(fence, settles_at=time.monotonic() + EPOCH_LEASE)
         return fence
 
     async def changed(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
@@ -503,6 +592,8 @@ class Recording:
     viewer_id: int
     ttl: int
     cacheable: bool = True
+    # Before any epoch was read for this render: a copy of one is held from here.
+    started: float = field(default_factory=time.monotonic)
     reads_feed: bool = False
     epochs: dict[str, str] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)  # epochs to make after the render

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from pictograph.accounts.sessions import token_key
-from pictograph.cache import keys
+from pictograph.cache import keys, responses
 from pictograph.cache.responses import Recording, ResponseCache, judge
 from pictograph.resources import Resources
 
@@ -19,7 +19,11 @@ DOCUMENTED_BOUND = 100  # the README's "one viewer holds at most 100 answers"
 
 
 @pytest.fixture
-def cache(resources: Resources) -> ResponseCache:
+def cache(resources: Resources, monkeypatch: pytest.MonkeyPatch) -> ResponseCache:
+    # Every lookup reads the epochs: these tests move them without a fence (or delete
+    # them), which a copy held on a cluster would answer for its lease
+    # (tests/cache/test_epoch_leases.py tests the copies).
+    monkeypatch.setattr(responses, "EPOCH_LEASE", 0.0)
     return ResponseCache(resources.redis)
 
 

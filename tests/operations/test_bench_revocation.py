@@ -28,6 +28,8 @@ def test_the_revocation_bench_runs_on_the_embedded_default() -> None:
     out = run_bench()
     assert re.search(r"unfollow, WAIT off +p50", out), out
     assert "the embedded fakeredis has no replicas" in out
+    assert re.search(r"going private, lease \(100 ms\) +p50", out), out
+    assert "target: the lease adds <= 0 ms to going private at p50 (+1 ms of noise)" in out
 
 
 async def test_the_revocation_bench_runs_on_postgres_and_redis() -> None:

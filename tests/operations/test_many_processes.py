@@ -151,3 +151,14 @@ async def test_two_servers_and_two_workers_keep_one_network(
     assert (await one.gql(POST, {"id": cats_post}, bob))["post"] is None
     assert await one.posts_of("cat", bob) == []
     assert (await one.http.get(photo)).status_code == 403
+
+    # A deletion returns on server two; server one, whose processes hold copies of the
+    # post's epoch on a cluster (cache/responses.py, EpochLeases), refuses at once.
+    for _ in range(2):  # the second read is a cached answer
+        assert bobs_post in [post["id"] for post in await one.feed(ada)]
+        assert (await one.gql(POST, {"id": bobs_post}, ada))["post"] is not None
+    deleted = await two.gql("mutation($id: ID!) { deletePost(id: $id) }", {"id": bobs_post},
+                            token=bob)
+    assert deleted == {"deletePost": True}
+    assert (await one.gql(POST, {"id": bobs_post}, ada))["post"] is None
+    assert bobs_post not in [post["id"] for post in await one.feed(ada)]
