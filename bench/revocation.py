@@ -177,8 +177,8 @@ async def main(pairs: int, rounds: int) -> None:
                  "(+1 ms of noise)", verdict(added[0] <= bound + 1.0)))
     kind = ("a cluster" if isinstance(redis, RedisCluster)
             else "embedded" if waiter is None else "one Redis")
-    print_table(f"Revocation cost of WAIT and of the epochs' lease ({kind}, {pairs} unfollows x {rounds} rounds "
-                f"per setting, interleaved)", rows)
+    print_table(f"Revocation cost of WAIT and of the epochs' lease ({kind}, {pairs} "
+                f"unfollows x {rounds} rounds per setting, interleaved)", rows)
 
 
 if __name__ == "__main__":

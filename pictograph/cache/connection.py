@@ -9,7 +9,7 @@ import fakeredis
 from fakeredis.aioredis import FakeRedis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
@@ -186,10 +186,7 @@ def subscriber_client(redis: Redis) -> Redis:
     failure reaches the live hub, which re-subscribes itself and tells its listeners
     that messages may have been missed.
 
-    On a cluster, a client of the node the cluster was reached through: a PUBLISH on
-    any node of a cluster reaches the subscribers on every node."""
-    if isinstance(redis, RedisCluster):
-        return _node_subscriber(redis)
+    On a cluster, `node_subscriber` gives one per node instead (sharded pub/sub)."""
     pool = redis.connection_pool
     options = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
     options.pop("retry_on_timeout", None)
@@ -197,10 +194,22 @@ def subscriber_client(redis: Redis) -> Redis:
                                                 max_connections=4, **options))
 
 
-def _node_subscriber(cluster: RedisCluster) -> Redis:
-    node = cluster.startup_nodes[0]
+def node_subscriber(node: ClusterNode) -> Redis:
+    """subscriber_client's kind for one node of a cluster: sharded pub/sub (SSUBSCRIBE)
+    hears a channel only on the node that serves its slot.
+
+    Its connections skip the trust check (cache/cluster_trust.py) that the client's
+    own make, which purges a node that may have lost writes: a subscriber reads no key,
+    its messages are hints each subscription checks against the live graph, and the hub
+    resyncs every subscription when it reconnects; a node rolled back sends no old
+    message again. So the hub never starts a node's purge; requests do, as before."""
     options = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
-    return Redis(connection_pool=ConnectionPool(connection_class=node.connection_class,
+    options.pop("retry_on_timeout", None)
+    connection_class = node.connection_class
+    if options.pop("trust", None) is not None:
+        # The checked class is (CheckedConnection, the plain class): the plain one.
+        connection_class = connection_class.__bases__[-1]
+    return Redis(connection_pool=ConnectionPool(connection_class=connection_class,
                                                 max_connections=4, **options))
 
 

@@ -102,6 +102,9 @@ redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
 """
+# On a cluster, sharded pub/sub (cache/pubsub.py): the channel shares the follower's
+# hash tag, so the script still touches one slot.
+_PUSH_SHARDED = _PUSH.replace("'PUBLISH'", "'SPUBLISH'")
 
 # A follow's (or an ended follow's) effect on the follower's feed, in the pair's order:
 # KEYS: feed, follows-applied hash (one hash slot). ARGV: author, the follower's sequence
@@ -196,7 +199,7 @@ class FeedCache:
         self.cap = cap
         self._add = redis.register_script(_ADD)
         self._remove = redis.register_script(_REMOVE)
-        self._push = redis.register_script(_PUSH)
+        self._push = redis.register_script(_PUSH_SHARDED if is_cluster(redis) else _PUSH)
         self._follow_write = redis.register_script(_FOLLOW_WRITE)
         self._rebuilt = redis.register_script(_REBUILT)
         self._fill_epoch = redis.register_script(_FILL_EPOCH)

@@ -1,5 +1,14 @@
-"""The live hub: one Redis pub/sub connection per process, shared by every open
-subscription and socket.
+"""The live hub: one Redis pub/sub connection per process (per node of a cluster),
+shared by every open subscription and socket.
+
+On a Redis Cluster it uses sharded pub/sub: every channel carries a hash tag (the
+viewer's, the author's, the token's: keys.py), the hub subscribes it with SSUBSCRIBE on
+the node that serves its slot, and publishers send SPUBLISH (publish_command), which
+that node alone delivers. Classic PUBLISH on a cluster is broadcast over the cluster bus
+to every node, so each message would cost every node, however many there are. The
+fan-out script publishes from the follower's slot, where the channel lives too. A node
+that fails (or a slot that moves: Redis then unsubscribes its channels itself) makes
+the hub reconnect as a whole, on a fresh slot map, and tell every listener to resync.
 
 Listeners register inboxes for channels; the hub subscribes a channel while anyone listens
 to it. `listen_to` returns only once Redis has confirmed the subscription, so a message
@@ -22,13 +31,17 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from pictograph.cache.connection import subscriber_client
+from pictograph.cache.connection import node_subscriber, subscriber_client
 from pictograph.checkpoints import checkpoint
 from pictograph.errors import ServiceUnavailable
 
@@ -118,39 +131,84 @@ class Listener:
         await self.close()
 
 
+def _by_slot(channels: list[str]) -> list[list[str]]:
+    grouped: dict[int, list[str]] = defaultdict(list)
+    for channel in channels:
+        grouped[key_slot(channel.encode())].append(channel)
+    return list(grouped.values())
+
+
+def publish_command(redis: Redis | RedisCluster) -> str:
+    """PUBLISH on one server; on a cluster SPUBLISH, which goes to the node serving the
+    channel's slot alone (where LiveHub subscribes it), not to every node."""
+    return "SPUBLISH" if isinstance(redis, RedisCluster) else "PUBLISH"
+
+
+async def publish(redis: Redis | RedisCluster, channel: str, data: bytes) -> None:
+    await redis.execute_command(publish_command(redis), channel, data)
+
+
+async def listened(redis: Redis | RedisCluster, *channels: str) -> list[int]:
+    """How many subscriber connections hear each channel (every process's hub counts
+    one): PUBSUB NUMSUB, or SHARDNUMSUB on the node serving each channel on a cluster."""
+    if not isinstance(redis, RedisCluster):
+        return [count for _, count in await redis.pubsub_numsub(*channels)]
+    if not redis.nodes_manager.slots_cache:
+        await redis.initialize()  # a fresh client knows no slots yet
+    counts = []
+    for channel in channels:
+        [(_, count)] = await redis.pubsub_shardnumsub(
+            channel, target_nodes=redis.get_node_from_key(channel))
+        counts.append(int(count))
+    return counts
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    """One subscriber connection: to the one server, or to one node of a cluster."""
+
+    client: Redis
+    pubsub: PubSub
+    reader: asyncio.Task[None] | None = None
+
+
 class LiveHub:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = subscriber_client(redis)
+    def __init__(self, redis: Redis | RedisCluster) -> None:
+        self.source = redis
+        # On a cluster, sharded pub/sub: a channel is heard on the node serving its slot
+        # only (its hash tag: the viewer's, the author's, the token's), and a message is
+        # sent to that node alone (SPUBLISH), not broadcast to every node (PUBLISH).
+        self.sharded = isinstance(redis, RedisCluster)
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
-        self._pubsub = self.redis.pubsub()
+        self._links: dict[str, _Link] = {}  # by node name ("" on one server)
+        self._routes: dict[str, str] = {}  # channel -> the link it was subscribed on
         self._lock = asyncio.Lock()
-        self._reader: asyncio.Task[None] | None = None
-        # Per channel on the current connection: SUBSCRIBE and UNSUBSCRIBE commands sent,
-        # and their replies read. Redis answers a connection's commands in order, so the
-        # n-th SUBSCRIBE is confirmed once n replies for the channel have come back.
+        self._supervisor: asyncio.Task[None] | None = None
+        # Per channel on the current connections: SUBSCRIBE and UNSUBSCRIBE commands
+        # sent, and their replies read. Redis answers a connection's commands in order,
+        # so the n-th SUBSCRIBE is confirmed once n replies for the channel came back.
         self._sent: dict[str, int] = {}
         self._answered: dict[str, int] = {}
         self._connection = 0  # bumped on every reconnect: counts restart
         self._changed = asyncio.Condition()
-        # The connection failed and is not subscribed again yet: nothing to unsubscribe.
+        # The connections failed and are not subscribed again yet: nothing to unsubscribe.
         self._lost = False
+        # A connection failed (or a channel's slot moved): the supervisor reconnects.
+        self._broken = False
+        self._wake = asyncio.Event()
         # Called once the hub is subscribed again after losing Redis (see presence.py).
         self._after_resync: list[Callable[[], None]] = []
         # What listeners share (see `shared`): key -> (when it was started, the build).
         self._shared: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read(), name="live-hub")
+        self._supervisor = asyncio.create_task(self._supervise(), name="live-hub")
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        try:
-            await self._pubsub.aclose()
-        except RedisError:
-            pass
-        await self.redis.aclose()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        await self._close_links()
 
     async def shared(self, key: Hashable, build: Callable[[], Awaitable[T]]) -> T:
         """What `build` makes, once for every listener of this process that asks for the
@@ -192,10 +250,10 @@ class LiveHub:
             if fresh:
                 self._count_sent(fresh)
                 try:
-                    await self._pubsub.subscribe(*fresh)
+                    await self._subscribe(fresh)
                 except RedisError:
-                    self._lost = True
-                    log.warning("live hub: subscribe failed; the reader re-subscribes")
+                    log.warning("live hub: subscribe failed; the hub re-subscribes")
+                    self._break()
             targets = {c: (self._connection, self._sent.get(c, 0)) for c in channels}
         await self._confirmed(targets)
 
@@ -240,57 +298,130 @@ class LiveHub:
             if empty and not self._lost:
                 await self._unsubscribe(empty)
 
+    async def _subscribe(self, channels: list[str]) -> None:
+        """Subscribes each channel on its link (under the lock): SUBSCRIBE on one server,
+        SSUBSCRIBE on the node serving the channel's slot of a cluster."""
+        for name, grouped in (await self._by_node(channels)).items():
+            link = self._link(name)
+            for channel in grouped:
+                self._routes[channel] = name
+            if self.sharded:
+                # One SSUBSCRIBE per slot: Redis refuses one across slots (CROSSSLOT).
+                for same_slot in _by_slot(grouped):
+                    await link.pubsub.ssubscribe(*same_slot)
+            else:
+                await link.pubsub.subscribe(*grouped)
+
     async def _unsubscribe(self, channels: list[str]) -> None:
         self._count_sent(channels)
-        try:
-            await self._pubsub.unsubscribe(*channels)
-        except RedisError:
-            pass
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for channel in channels:
+            name = self._routes.pop(channel, None)
+            if name is not None:
+                grouped[name].append(channel)
+        for name, names in grouped.items():
+            link = self._links.get(name)
+            if link is None:
+                continue
+            try:
+                if self.sharded:
+                    for same_slot in _by_slot(names):
+                        await link.pubsub.sunsubscribe(*same_slot)
+                else:
+                    await link.pubsub.unsubscribe(*names)
+            except RedisError:
+                pass
+
+    async def _by_node(self, channels: list[str]) -> dict[str, list[str]]:
+        if not self.sharded:
+            return {"": channels}
+        cluster = self.source
+        assert isinstance(cluster, RedisCluster)
+        if not cluster.nodes_manager.slots_cache:
+            await cluster.initialize()  # no command has learned the slot map yet
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for channel in channels:
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(channel.encode()))
+            grouped[node.name].append(channel)
+        return grouped
+
+    def _link(self, name: str) -> _Link:
+        link = self._links.get(name)
+        if link is None:
+            if self.sharded:
+                assert isinstance(self.source, RedisCluster)
+                node = self.source.get_node(node_name=name)
+                assert node is not None
+                client = node_subscriber(node)
+            else:
+                client = subscriber_client(self.source)  # type: ignore[arg-type]
+            link = self._links[name] = _Link(client, client.pubsub())
+            link.reader = asyncio.create_task(self._read(link), name=f"live-hub {name}")
+        return link
 
     def _count_sent(self, channels: Iterable[str]) -> None:
         for channel in channels:
             self._sent[channel] = self._sent.get(channel, 0) + 1
 
-    async def _read(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                if self._lost or not self._pubsub.subscribed:
-                    # A subscribe failed (its connection dropped: redis-py would connect
-                    # again unseen, and what was published meanwhile would be missed), or
-                    # a reconnect did not get through yet.
-                    if self._lost or self._listeners:
-                        await self._resubscribe()
-                    await asyncio.sleep(0.05)
+    def _break(self) -> None:
+        """A connection failed, or a channel's slot moved: the supervisor reconnects."""
+        self._lost = self._broken = True
+        self._wake.set()
+
+    async def _read(self, link: _Link) -> None:
+        """One link's messages, until it fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not link.pubsub.subscribed:
+                    await asyncio.sleep(0.05)  # nothing subscribed on it (yet)
                     continue
-                started = asyncio.get_running_loop().time()
-                message = await self._pubsub.get_message(timeout=1.0)
-                backoff = 0.1
+                started = loop.time()
+                message = await link.pubsub.get_message(timeout=1.0)
                 if message is not None:
                     await self._handle(message)
-                elif asyncio.get_running_loop().time() - started < 0.01:
+                elif loop.time() - started < 0.01:
                     # An empty answer at once (fakeredis does not wait): do not spin.
                     await asyncio.sleep(0.01)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                self._lost = True
-                log.warning("live hub lost redis (%s); reconnecting", type(error).__name__)
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as error:
+            log.warning("live hub lost redis (%s); reconnecting", type(error).__name__)
+            self._break()
+
+    async def _supervise(self) -> None:
+        """Reconnects (every link, as one) whenever one failed, with a growing pause."""
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._broken:
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
                 # Where a test acts while the hub is away: what it publishes is missed.
                 await checkpoint("live_hub.reconnecting")
+                self._broken = False
                 await self._resubscribe()
+                backoff = min(backoff * 2, 5.0) if self._broken else 0.1
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "message":
-            self._dispatch(message["channel"], message["data"])
-        elif kind in ("subscribe", "unsubscribe"):
-            channel = message["channel"]
+        channel = message["channel"]
+        if isinstance(channel, bytes):  # a cluster node's client does not decode
+            channel = channel.decode()
+        if kind in ("message", "smessage"):
+            self._dispatch(channel, message["data"])
+        elif kind in ("subscribe", "unsubscribe", "ssubscribe", "sunsubscribe"):
             async with self._changed:
                 self._answered[channel] = self._answered.get(channel, 0) + 1
-                if channel not in self._listeners and (
+                if self._answered[channel] > self._sent.get(channel, 0) and (
+                        channel in self._listeners):
+                    # Said by the server, not asked for: the channel's slot moved to
+                    # another node (a resharding). What was published meanwhile may be
+                    # lost: subscribe again where the slot map says, and resync.
+                    log.warning("live hub: %s moved to another node; re-subscribing",
+                                channel)
+                    self._break()
+                elif channel not in self._listeners and (
                     self._answered[channel] >= self._sent.get(channel, 0)
                 ):
                     # Nobody listens and nothing is in flight: forget the channel.
@@ -298,13 +429,24 @@ class LiveHub:
                     self._answered.pop(channel, None)
                 self._changed.notify_all()
 
-    async def _resubscribe(self) -> None:
-        async with self._lock:
+    async def _close_links(self) -> None:
+        links, self._links, self._routes = list(self._links.values()), {}, {}
+        for link in links:
+            if link.reader is not None:
+                link.reader.cancel()
+        await asyncio.gather(*(link.reader for link in links if link.reader is not None),
+                             return_exceptions=True)
+        for link in links:
             try:
-                await self._pubsub.aclose()
+                await link.pubsub.aclose()
             except RedisError:
                 pass
-            self._pubsub = self.redis.pubsub()
+            await link.client.aclose()
+
+    async def _resubscribe(self) -> None:
+        async with self._lock:
+            self._lost = True
+            await self._close_links()
             channels = list(self._listeners)
             async with self._changed:
                 self._connection += 1
@@ -315,9 +457,17 @@ class LiveHub:
                 self._lost = False  # the next subscribe connects afresh
                 return
             try:
-                await self._pubsub.subscribe(*channels)
+                if self.sharded:
+                    # The slot map may be stale (a failover, a resharding): a read on
+                    # each node's slots, through the cluster client, has redis-py
+                    # refresh it its own way if so (a refresh called from here, beside
+                    # the requests in flight, lost writes under test_redis_faults.py).
+                    for grouped in (await self._by_node(channels)).values():
+                        await self.source.exists(grouped[0])
+                await self._subscribe(channels)
             except RedisError:
-                return  # the reader's next round notices and tries again
+                self._break()  # the supervisor tries again, after a pause
+                return
             self._lost = False
             # Left while this subscribed them (see _remove).
             gone = [c for c in channels if c not in self._listeners]

@@ -509,7 +509,7 @@ class ResponseCache:
 
     async def fence(self, user_ids: Iterable[int] = (), post_ids: Iterable[int] = (),
                     also: Fence | None = None, follows: Iterable[int] = (),
-                    revokes: bool = True) -> Fence:
+                    revokes: bool = True, settles: bool | None = None) -> Fence:
         """Before a commit that takes something away from viewers of these users or posts
         (or from these users, whose pair changes: `follows`). The change passes the Fence
         back to changed() after its commit, which ends it; a change that fences more than
@@ -519,14 +519,20 @@ class ResponseCache:
         The change's last fence: where the client waits for replicas, it returns once a
         replica of every master it wrote to has it, and the change's fences written
         before it on the same slots (cache/replicas.py), or raises ReplicasBehind. A
-        change that takes nothing away (a follow) passes `revokes=False`: no wait."""
+        change that takes nothing away (a follow) passes `revokes=False`: no wait.
+
+        `settles` (by default `revokes`): the change returns only once no process holds
+        a copy of these users' and posts' epochs read before the fence (EpochLeases; a
+        cluster's only). A change that gives (going public) may ask for it too, so that
+        what it gives shows at once, as on one node."""
         first = also or Fence.new()
         fence = Fence(first.token, first.users | frozenset(user_ids),
                       first.posts | frozenset(post_ids), first.follows | frozenset(follows),
                       first.settles_at)
         await self._apply("fence", fence.users, fence.posts, fence.follows, fence.token,
                           replicated=revokes)
-        if revokes and not self._joined and (user_ids or post_ids):
+        if (revokes if settles is None else settles) and not self._joined and (
+                user_ids or post_ids):
             # Their shown epochs, which processes may hold copies of, guard what viewers
             # lose (a deleted post, a private account's posts). A pair's follows epochs
             # guard counts and lists, which may lag; what the pair's users themselves

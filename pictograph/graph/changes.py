@@ -198,7 +198,10 @@ class GraphChanges:
                 await self.profiles.fence([owner])
                 # The owner's answers, and every one that showed the owner. (Requesters
                 # who become followers lose nothing: their answers move after the commit.)
-                fence = await self.responses.fence([owner], revokes=is_private)
+                # Going public waits for the epochs' copies too (a cluster's), so that
+                # strangers see the posts at once, as on one node; it is rare.
+                fence = await self.responses.fence([owner], revokes=is_private,
+                                                   settles=True)
                 await checkpoint("privacy.fenced")
                 break
         else:

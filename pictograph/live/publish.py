@@ -9,6 +9,7 @@ import orjson
 from redis.asyncio import Redis
 
 from pictograph.cache import keys
+from pictograph.cache.pubsub import publish, publish_command
 
 POST_ADDED = "post_added"
 POST_REMOVED = "post_removed"
@@ -19,17 +20,17 @@ REVOKED = "revoked"
 
 async def to_viewers(redis: Redis, viewer_ids: Iterable[int], message: dict) -> None:
     data = orjson.dumps(message)
+    command = publish_command(redis)  # SPUBLISH on a cluster: to the channel's node
     async with redis.pipeline(transaction=False) as pipe:
         for viewer_id in viewer_ids:
-            # By name: a cluster's pipeline blocks publish(); PUBLISH reaches every
-            # node's subscribers from whichever node it is sent to.
-            pipe.execute_command("PUBLISH", keys.live_viewer(viewer_id), data)
+            # By name: a cluster's pipeline blocks publish().
+            pipe.execute_command(command, keys.live_viewer(viewer_id), data)
         await pipe.execute()
 
 
 async def to_author_followers(redis: Redis, author_id: int, message: dict) -> None:
-    await redis.publish(keys.live_author(author_id), orjson.dumps(message))
+    await publish(redis, keys.live_author(author_id), orjson.dumps(message))
 
 
 async def token_revoked(redis: Redis, token_hash: str) -> None:
-    await redis.publish(keys.live_token(token_hash), orjson.dumps({"kind": REVOKED}))
+    await publish(redis, keys.live_token(token_hash), orjson.dumps({"kind": REVOKED}))

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from pictograph.cache import keys
+from pictograph.cache.pubsub import listened
 from pictograph.context import Context
 from pictograph.live import publish as live
 from pictograph.records import MediaSize
@@ -215,8 +216,7 @@ async def _until_listening(resources: Resources, viewer_id: str) -> None:
     """Redis has the subscription's channel: a message published now reaches it."""
     channel = keys.live_viewer(decode_id_of(viewer_id, "User"))
     for _ in range(1000):
-        [(_, listeners)] = await resources.redis.pubsub_numsub(channel)
-        if listeners:
+        if (await listened(resources.redis, channel))[0]:
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"the subscription never listened on {channel}")

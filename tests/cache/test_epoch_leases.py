@@ -51,7 +51,8 @@ async def test_a_fence_that_takes_away_settles_a_lease_after_it_was_taken(
     merged_later = await cache.fence([5], also=follows)
     giving = await cache.fence([6], revokes=False)
     pair = await cache.fence(follows=[7, 8])  # an unfollow's
-    for fence in (merged_later, giving, pair):
+    public = await cache.fence([9], revokes=False, settles=True)  # going public's
+    for fence in (merged_later, giving, pair, public):
         await cache.changed(fence=fence)
     if isinstance(resources.redis, RedisCluster):
         assert before + responses.EPOCH_LEASE <= revoking.settles_at
@@ -60,9 +61,10 @@ async def test_a_fence_that_takes_away_settles_a_lease_after_it_was_taken(
         assert revoking.settles_at == follows.settles_at < merged_later.settles_at
         # Takes nothing away, or only what the pair's own versions guard: no wait.
         assert giving.settles_at == pair.settles_at == 0
+        assert public.settles_at >= merged_later.settles_at  # asked for: shown at once
     else:  # one node: every hit reads the epochs themselves
         assert {revoking.settles_at, merged_later.settles_at, giving.settles_at,
-                pair.settles_at} == {0}
+                pair.settles_at, public.settles_at} == {0}
 
 
 @pytest.mark.parametrize("left", [0.05, -1.0])

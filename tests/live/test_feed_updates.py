@@ -17,13 +17,12 @@ from gql import Client
 from gql import gql as document
 from gql.transport.exceptions import TransportError
 from gql.transport.websockets import WebsocketsTransport
-from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from pictograph.http.sockets import TOKEN_ENDED
-from tests.conftest import PROCESS_REDIS_URL
+from tests.conftest import PROCESS_REDIS_URL, open_test_redis
 from tests.support.graphql import PASSWORD
 from tests.support.photos import CREATE_POST, CREATE_UPLOAD, jpeg
 from tests.support.processes import (
@@ -192,7 +191,7 @@ async def test_a_redis_reconnect_keeps_the_socket(services: dict[str, str]) -> N
         author = await api.sign_up("poster")
         await api.relate("follow", fan, await api.user_id("poster"))
         async with subscribed(base, fan) as events:
-            redis = Redis.from_url(LIVE_REDIS)
+            redis = open_test_redis(LIVE_REDIS)  # a cluster's client on a cluster run
             try:
                 # Every pub/sub connection on the server drops, as in a Redis restart.
                 assert await kill_pubsub_connections(redis) >= 1

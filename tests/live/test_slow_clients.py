@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 
 from pictograph.cache import keys
-from pictograph.cache.pubsub import QUEUE_SIZE
+from pictograph.cache.pubsub import QUEUE_SIZE, listened
 from pictograph.http import sockets
 from pictograph.live import publish as live
 from pictograph.resources import Resources
@@ -97,6 +97,5 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_holds_nothing
     assert [json.loads(m["text"])["type"] for m in peer.sent
             if m["type"] == "websocket.send"] == ["connection_ack"]
     assert keys.live_viewer(viewer) not in resources.live._listeners
-    [(_, listening)] = await resources.redis.pubsub_numsub(keys.live_viewer(viewer))
-    assert listening == 0
+    assert await listened(resources.redis, keys.live_viewer(viewer)) == [0]
     assert not await resources.redis.exists(keys.live_connections(viewer))

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from pictograph import events
 from pictograph.cache import keys
+from pictograph.cache.pubsub import listened
 from pictograph.db import using_database
 from pictograph.live import publish as live
 from pictograph.resources import Resources
@@ -100,8 +101,7 @@ class World:
                 # published before it does would be lost (as anything is, and RESYNC
                 # says so), and the step's live check would wait for it in vain.
                 listening = [keys.live_viewer(m.pk) for m in self.members if m.listening]
-                counts = await redis.pubsub_numsub(*listening) if listening else []
-                if all(count for _, count in counts):
+                if all(await listened(redis, *listening)):
                     return
             except RedisError:
                 pass

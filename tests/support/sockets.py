@@ -153,10 +153,11 @@ async def until_subscribed(redis: Any, user_id: int, within: float = 10) -> None
 
 async def until_listened(redis: Any, channel: str, within: float = 10) -> None:
     """Returns once some process listens to the pub/sub channel."""
+    from pictograph.cache.pubsub import listened
+
     async with asyncio.timeout(within):
         while True:
-            [(_, listeners)] = await redis.pubsub_numsub(channel)
-            if listeners:
+            if (await listened(redis, channel))[0]:
                 return
             await asyncio.sleep(0.005)
 
@@ -166,16 +167,18 @@ async def kill_pubsub_connections(redis: Any) -> int:
     would, and no one else's: CLIENT KILL TYPE pubsub would reach every suite sharing the
     server. (A connection that only subscribes reports the database it last selected.)"""
     if isinstance(redis, RedisCluster):  # the run's own: every node's subscribers
+        await redis.initialize()  # a fresh client knows no nodes yet
         killed = 0
         for node in redis.get_nodes():
             for client in await redis.client_list(target_nodes=node):
-                if int(client.get("sub", 0)) + int(client.get("psub", 0)):
+                if sum(int(client.get(kind, 0)) for kind in ("sub", "psub", "ssub")):
                     killed += int(await redis.client_kill_filter(_id=client["id"],
                                                                  target_nodes=node))
         return killed
     db = int(redis.connection_pool.connection_kwargs.get("db", 0))
     killed = 0
     for client in await redis.client_list():
-        if int(client["db"]) == db and int(client.get("sub", 0)) + int(client.get("psub", 0)):
+        if int(client["db"]) == db and sum(int(client.get(kind, 0))
+                                           for kind in ("sub", "psub", "ssub")):
             killed += int(await redis.client_kill_filter(_id=client["id"]))
     return killed
