@@ -4,12 +4,16 @@ fails drops its connection, and a single call survives a connection the server c
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import pytest
 from redis.asyncio import Connection
 from redis.exceptions import ConnectionError, ResponseError
 
 from pictograph.cache import keys, raw
-from pictograph.cache.feeds import FeedCache
+from pictograph.cache.feeds import FEED_TTL, PUSH_BATCH, FeedCache, PerBatch
 from pictograph.cache.raw import PerUser, bulk, call_all, command, evalsha_head
 from pictograph.resources import Resources
 from tests.conftest import REDIS_CLUSTER
@@ -143,3 +147,37 @@ async def test_a_call_that_fails_twice_raises(resources: Resources,
     with pytest.raises(ConnectionError):
         await raw.call(resources.redis, packed)
     assert sent == 2
+
+
+def test_a_batch_of_followers_is_packed_as_redis_py_would_pack_the_call() -> None:
+    sha = "f" * 40
+    packed = PerBatch(sha, 800, b'{"kind": "post_added"}', ["x1", "x2"]).call([7, 12])
+    follower_keys = [name(user_id) for user_id in (7, 12) for name in (
+        keys.home_feed, keys.response_feed_version, keys.live_connections)]
+    assert packed == b"".join(Connection().pack_command(
+        "EVALSHA", sha, 6, *follower_keys, 800, FEED_TTL, b'{"kind": "post_added"}', 2,
+        keys.live_viewer(7), keys.live_viewer(12), "x1", "x2"))
+
+
+async def test_a_fan_out_on_one_server_is_one_call_per_batch_of_followers(
+    resources: Resources,
+) -> None:
+    feeds = FeedCache(resources.redis)
+    followers = list(range(1, 2 * PUSH_BATCH + 2))  # two full batches and one more
+    sent: list[bytes] = []
+    real = raw.streaming
+
+    @asynccontextmanager
+    async def recorded(*args: Any) -> AsyncIterator[Any]:
+        async with real(*args) as send:
+            async def recording(calls: list[bytes]) -> None:
+                sent.extend(calls)
+                await send(calls)
+            yield recording
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(raw, "streaming", recorded)
+        await feeds.push(followers, [BASE], b"{}")
+    assert len(sent) == 3
+    for user_id in (1, PUSH_BATCH, PUSH_BATCH + 1, followers[-1]):
+        assert (await feeds.stored_ids(keys.home_feed(user_id))).ids == [BASE]
