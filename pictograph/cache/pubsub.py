@@ -39,13 +39,17 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from pictograph.cache.connection import node_subscriber, subscriber_client
 from pictograph.checkpoints import checkpoint
 from pictograph.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+# Redis being away: a cluster's client raises RedisClusterException (no node answered a
+# topology refresh, a slot no node serves), which is not a RedisError.
+_AWAY = (RedisError, RedisClusterException)
 
 QUEUE_SIZE = 256
 # How long listen_to waits for Redis to confirm a subscription.
@@ -251,7 +255,7 @@ class LiveHub:
                 self._count_sent(fresh)
                 try:
                     await self._subscribe(fresh)
-                except RedisError:
+                except _AWAY:
                     log.warning("live hub: subscribe failed; the hub re-subscribes")
                     self._break()
             targets = {c: (self._connection, self._sent.get(c, 0)) for c in channels}
@@ -465,7 +469,7 @@ class LiveHub:
                     for grouped in (await self._by_node(channels)).values():
                         await self.source.exists(grouped[0])
                 await self._subscribe(channels)
-            except RedisError:
+            except _AWAY:
                 self._break()  # the supervisor tries again, after a pause
                 return
             self._lost = False
