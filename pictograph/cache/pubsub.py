@@ -464,8 +464,8 @@ class LiveHub:
                 if self.sharded:
                     # The slot map may be stale (a failover, a resharding): a read on
                     # each node's slots, through the cluster client, has redis-py
-                    # refresh it its own way if so (a refresh called from here, beside
-                    # the requests in flight, lost writes under test_redis_faults.py).
+                    # refresh it its own way if so (serialized with the client's other
+                    # refreshes, and keeping the current map if no node answers).
                     for grouped in (await self._by_node(channels)).values():
                         await self.source.exists(grouped[0])
                 await self._subscribe(channels)
