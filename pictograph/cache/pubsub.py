@@ -125,6 +125,27 @@ class Listener:
             self._inbox = None
         return message
 
+    async def get_within(self, seconds: float) -> dict[str, Any] | None:
+        """`get`, or None once `seconds` passed with nothing to take. A timer on the one
+        waiter, where asyncio.wait_for would run the wait as a task of its own (a socket
+        waits like this for as long as it is open)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(seconds, 0)
+        while not self._inbox:
+            if loop.time() >= deadline:
+                return None
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_at(deadline, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        message = self._inbox.pop(0)
+        if not self._inbox:
+            self._inbox = None
+        return message
+
     async def close(self) -> None:
         await self.stop_listening_to(list(self.channels))
 
@@ -133,6 +154,11 @@ class Listener:
 
     async def __aexit__(self, *_: object) -> None:
         await self.close()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _by_slot(channels: list[str]) -> list[list[str]]:

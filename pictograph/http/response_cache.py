@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -73,10 +74,14 @@ class ResponseCacheMiddleware:
         self._caches: dict[int, ResponseCache] = {}
         self.declarations = Declarations(settings.query_cache_size, settings.max_query_tokens)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http" or scope["path"] != PATH:
-            await self.app(scope, receive, send)
-            return
+            # Handed on rather than awaited here: an open WebSocket holds no frame of
+            # this middleware for its whole life.
+            return self.app(scope, receive, send)
+        return self._graphql_http(scope, receive, send)
+
+    async def _graphql_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if repeated_authorization(scope):  # every method, before anything runs
             await error_response(400, TWO_AUTHORIZATIONS)(scope, receive, send)
             return

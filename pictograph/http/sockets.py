@@ -150,6 +150,13 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.websocket.close(code=TRY_AGAIN_LATER,
                                            reason="temporarily unavailable")
             return
+        timeout = self.connection_init_timeout_task
+        if self.connection_init_received and timeout is not None:
+            # Strawberry cancelled its wait for connection_init but keeps the task, and
+            # with it the CancelledError and its traceback, for as long as the socket is
+            # open: nearly a KiB per socket. Cancelled, it needs no waiting for.
+            timeout.cancel()
+            self.connection_init_timeout_task = None
         signed_in = self.signed_in = self.context.socket
         if signed_in is not None and self._watch is None:
             self._watch = asyncio.create_task(self._watch_token(signed_in),
@@ -211,10 +218,7 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         while True:
             wait = recheck_at - time.monotonic()
             wait = min(wait, signed_in.session.expires - time.time())
-            try:
-                message = await asyncio.wait_for(signed_in.revocations.get(), max(wait, 0))
-            except TimeoutError:
-                message = None
+            message = await signed_in.revocations.get_within(wait)
             if message is not None and message.get("kind") == live.REVOKED:
                 await self._end("the token was revoked")
                 return

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from pictograph.serving import WEBSOCKET_OPTIONS
+
 
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
@@ -26,7 +28,8 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
     # log_config=None leaves uvicorn's loggers to propagate, so caplog sees what uvicorn
     # logs too (its "Exception in ASGI application" included). Port 0: the kernel picks.
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off",
-                            log_level="warning", log_config=None, ws_max_size=1024 * 1024)
+                            log_level="warning", log_config=None, ws_max_size=1024 * 1024,
+                            **WEBSOCKET_OPTIONS)  # the sockets `serve` makes
     server = _Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
