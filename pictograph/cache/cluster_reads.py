@@ -62,8 +62,12 @@ async def read_by_node(cluster: RedisCluster,
         return answered
 
     try:
-        answered = await asyncio.gather(*(on_node(node, indexes)
-                                          for node, indexes in groups.values()))
+        if len(groups) == 1:  # a hit whose epochs are all held: no task to start
+            [(node, indexes)] = groups.values()
+            answered = [await on_node(node, indexes)]
+        else:
+            answered = await asyncio.gather(*(on_node(node, indexes)
+                                              for node, indexes in groups.values()))
     except (RedisError, TimeoutError):  # TimeoutError: a node past the deadline
         return None
     return replies if all(answered) else None

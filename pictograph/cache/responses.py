@@ -381,9 +381,10 @@ class ResponseCache:
             # hand per node (cluster_reads.py) or else the redis-py way.
             sent = time.monotonic()
             epoch_keys = expected[1] if expected else ()
-            held = [self.leases.get(key, sent) for key in epoch_keys]
+            get = self.leases.get
+            held = [get(key, sent) for key in epoch_keys]
             unheld = [key for key, value in zip(epoch_keys, held, strict=True)
-                      if value is None]
+                      if value is None] if None in held else []
             found = await cluster_reads.read_by_node(self.redis, [  # type: ignore[arg-type]
                 (keys.response_version(viewer_id).encode(), raw.command(
                     5, _MGET, raw.bulk(token_key), self._viewer_keys(viewer_id, digest))),
