@@ -24,6 +24,15 @@ pytestmark = pytest.mark.skipif(not REDIS_CLUSTER,
                                 reason="needs a cluster: PICTOGRAPH_TEST_REDIS_CLUSTER=1")
 
 
+async def reader_of_one_post(client: httpx.AsyncClient, resources: Resources) -> str:
+    """The token of a reader following an author who posted "hello"."""
+    reader = await sign_up(client, "reader")
+    author = await sign_up(client, "author")
+    await relate_ok(client, "follow", reader, await user_id(client, "author"))
+    await publish(client, resources, author, "hello")
+    return reader
+
+
 async def test_a_warm_feed_is_one_round_trip_to_the_viewers_slot_and_no_sql(
     client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -33,10 +42,7 @@ async def test_a_warm_feed_is_one_round_trip_to_the_viewers_slot_and_no_sql(
     if not isinstance(resources.redis, RedisCluster):
         pytest.skip("the embedded default is no cluster")
     monkeypatch.setattr(responses, "EPOCH_LEASE", 60.0)
-    reader = await sign_up(client, "reader")
-    author = await sign_up(client, "author")
-    await relate_ok(client, "follow", reader, await user_id(client, "author"))
-    await publish(client, resources, author, "hello")
+    reader = await reader_of_one_post(client, resources)
     first, _ = await feed_captions(client, reader)  # renders and stores
 
     sent: list[bytes] = []
@@ -71,10 +77,7 @@ async def test_a_hit_reads_the_epochs_it_holds_no_copy_of_beside_the_viewers_key
     if not isinstance(resources.redis, RedisCluster):
         pytest.skip("the embedded default is no cluster")
     monkeypatch.setattr(responses, "EPOCH_LEASE", 0.0)
-    reader = await sign_up(client, "reader")
-    author = await sign_up(client, "author")
-    await relate_ok(client, "follow", reader, await user_id(client, "author"))
-    await publish(client, resources, author, "hello")
+    reader = await reader_of_one_post(client, resources)
     await feed_captions(client, reader)  # renders and stores
     await feed_captions(client, reader)  # a hit: this process learns the epochs' keys
 
