@@ -29,6 +29,7 @@ from pictograph.cache.packed import (
     unpack,
 )
 from pictograph.cache.raw import PerUser, bulk, evalsha_head
+from pictograph.cache.scripts import script
 from pictograph.cache.versioned import VERSION_TTL, Versions, new_version
 
 # Entries a home feed or an author's recent list holds; older ones come from the database.
@@ -242,17 +243,16 @@ class FeedCache:
     def __init__(self, redis: Redis, cap: int = FEED_CAP) -> None:
         self.redis = redis
         self.cap = cap
-        self._add = redis.register_script(_ADD)
-        self._remove = redis.register_script(_REMOVE)
-        self._push = redis.register_script(
-            _PUSH_MANY_SHARDED if is_cluster(redis) else _PUSH_MANY)
-        self._follow_write = redis.register_script(_FOLLOW_WRITE)
-        self._rebuilt = redis.register_script(_REBUILT)
-        self._fill_epoch = redis.register_script(_FILL_EPOCH)
+        self._add = script(redis, _ADD)
+        self._remove = script(redis, _REMOVE)
+        self._push = script(redis, _PUSH_MANY_SHARDED if is_cluster(redis) else _PUSH_MANY)
+        self._follow_write = script(redis, _FOLLOW_WRITE)
+        self._rebuilt = script(redis, _REBUILT)
+        self._fill_epoch = script(redis, _FILL_EPOCH)
         self._version = self._fill_epoch  # the same script: the value, made if missing
-        self._complete = redis.register_script(_COMPLETE)
+        self._complete = script(redis, _COMPLETE)
         self.versions = Versions(redis)
-        self._unlock = redis.register_script(_UNLOCK)
+        self._unlock = script(redis, _UNLOCK)
 
     async def add(self, feed_keys: Iterable[str], post_ids: Sequence[int],
                   batch: int = 1000) -> int:

@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 
 from pictograph.cache import keys
 from pictograph.cache.jitter import jittered
+from pictograph.cache.scripts import script
 from pictograph.records import GraphSnapshot, PairState, Relation
 
 GRAPH_TTL = 24 * 3600
@@ -194,12 +195,12 @@ _RELATIONS = [
 class GraphCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._epoch = redis.register_script(_EPOCH)
-        self._fill = redis.register_script(_FILL)
-        self._fence = redis.register_script(_FENCE)
-        self._apply_pair = redis.register_script(_APPLY_PAIR)
-        self._forget = redis.register_script(_FORGET)
-        self._relations = redis.register_script(_RELATIONS_OF)
+        self._epoch = script(redis, _EPOCH)
+        self._fill = script(redis, _FILL)
+        self._fence = script(redis, _FENCE)
+        self._apply_pair = script(redis, _APPLY_PAIR)
+        self._forget = script(redis, _FORGET)
+        self._relations = script(redis, _RELATIONS_OF)
 
     async def relations(
         self, viewer_id: int, other_ids: Sequence[int]

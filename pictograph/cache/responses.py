@@ -76,6 +76,7 @@ from pictograph.cache import cluster_reads, keys, raw
 from pictograph.cache.connection import queue_reads
 from pictograph.cache.jitter import jittered_below
 from pictograph.cache.replicas import execute_replicated
+from pictograph.cache.scripts import script
 from pictograph.cache.versioned import FENCE_TTL, VERSION_TTL, new_version
 
 # Response TTLs are spread downward by up to this much, so that responses filled together
@@ -339,10 +340,10 @@ class ResponseCache:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._miss = redis.register_script(_MISS)
-        self._store = redis.register_script(_STORE)
-        self._move = redis.register_script(_MOVE)
-        self._make_epoch = redis.register_script(_MAKE_EPOCH)
+        self._miss = script(redis, _MISS)
+        self._store = script(redis, _STORE)
+        self._move = script(redis, _MOVE)
+        self._make_epoch = script(redis, _MAKE_EPOCH)
         # A cluster refuses an MGET across slots: there the epochs are read on their own.
         self._joined = not isinstance(redis, RedisCluster)
         # (viewer, digest) -> the epoch keys' line as stored, the keys, and the MGET's

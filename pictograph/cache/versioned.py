@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from pictograph.cache.connection import queue_reads
+from pictograph.cache.scripts import script
 from pictograph.checkpoints import checkpoint
 
 VERSION_TTL = 3 * 24 * 3600
@@ -60,8 +61,8 @@ class Versions:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._version = redis.register_script(_VERSION)
-        self._set_if_version = redis.register_script(_SET_IF_VERSION)
+        self._version = script(redis, _VERSION)
+        self._set_if_version = script(redis, _SET_IF_VERSION)
 
     async def read(
         self, value_keys: Sequence[str], version_keys: Sequence[str],
