@@ -194,7 +194,10 @@ class LimitRules(SchemaExtension):
         super().__init__()
         self.rules = rules
 
-    def on_operation(self) -> Iterator[None]:
+    # At validation, ahead of CachedValidation's hook (limit_extensions keeps that order),
+    # not for the whole operation: an on_operation hook is held open until the operation
+    # ends, which for a subscription is as long as it stays open.
+    def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         context.validation_rules = tuple(
             _REPLACED.get(rule, rule) for rule in context.validation_rules
@@ -301,8 +304,8 @@ class CostLimit(SchemaExtension):
 
 def limit_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]:
     """The schema's extensions for the limits, in the order they must run: parse options
-    and rules are set up in on_operation, then the cached parse, the cached validation,
-    and the cost last, as it only measures documents that passed."""
+    are set up in on_operation, then the cached parse, the rules (LimitRules), the cached
+    validation, and the cost last, as it only measures documents that passed."""
     rules = (shape_rule(limits.max_depth, limits.max_aliases),)
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
