@@ -80,7 +80,10 @@ TARGETS: dict[str, Target] = {
         "tests/http/test_response_cache_lifetimes.py",
         "tests/http/test_response_cache_requests.py",
         # Cached answers against fresh execution, over generated histories (about 15 s).
-        "tests/http/test_response_cache_differential.py")),
+        "tests/http/test_response_cache_differential.py",
+        # The epoch leases (issue 23): what a process keeps, and how long a fence waits.
+        # Only a cluster uses them, and this run is on the embedded backend.
+        "tests/cache/test_epoch_leases.py")),
     "versioned": Target("pictograph/cache/versioned.py", (
         "tests/cache/test_versions_mutation_kills.py",
         "tests/access/test_revocation_fences.py", "tests/http/test_response_cache.py",
