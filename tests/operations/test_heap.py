@@ -37,6 +37,18 @@ class Cycle:
 
 async def test_what_survives_a_full_pass_is_frozen_until_the_heap_doubles(
         tmp_path: Path) -> None:
+    # Another app serving in this process (the suite's) freezes and walks by its own
+    # measure: left out while this one's is watched.
+    others = [c for c in gc.callbacks if isinstance(c, SurvivorsFrozen)]
+    for other in others:
+        gc.callbacks.remove(other)
+    try:
+        await _survivors_frozen_until_the_heap_doubles(tmp_path)
+    finally:
+        gc.callbacks.extend(others)
+
+
+async def _survivors_frozen_until_the_heap_doubles(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path, run_workers=False, **FAST_HASHING))
     async with app.router.lifespan_context(app):
         [survivors] = [c for c in gc.callbacks if isinstance(c, SurvivorsFrozen)]
