@@ -92,15 +92,44 @@ return 1
 # PUBLISH nobody hears still costs Redis. One id newer than the feed's newest goes in in
 # place (prepend), without the rest of the library (packed.py): the common case.
 # On one server a call carries 100 followers, and Redis pays the call's overhead once
-# for them (6.6 us a follower against 8.6-12.9 at one call each: bench/feed.py). On a
-# cluster each follower is on its own slot: one follower a call, and SPUBLISH
-# (cache/pubsub.py: the channel shares the follower's hash tag, so a call touches one
-# slot). KEYS: each follower's feed, feed version and open sockets. ARGV: cap, ttl,
-# message, the number of followers, each one's channel, then the post ids.
+# for them (6.6 us a follower against 8.6-12.9 at one call each: bench/feed.py), and the
+# live message goes once per API process, naming the call's followers whose sockets it
+# holds (the lease's member starts with its process's id): a process then takes one
+# message per 100 followers instead of one per follower, each of which cost it a parse
+# and a dispatch. A lease without a process id (a process from before) gets the message
+# on the follower's own channel, as before. On a cluster each follower is on its own
+# slot: one follower a call, and SPUBLISH to the follower's channel (cache/pubsub.py:
+# the channel shares the follower's hash tag, so a call touches one slot). KEYS: each
+# follower's feed, feed version and open sockets. ARGV: cap, ttl, message (a JSON
+# object), the number of followers, the process channels' prefix ('' on a cluster),
+# each follower's channel and id, then the post ids.
 _PUSH_MANY = PREPEND + LIBRARY + """
 local cap, ttl, message, n = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local first = 5 + n
+local by_process = ARGV[5] ~= ''
+local first = 6 + 2 * n
 local single = #ARGV == first
+local told = {}  -- process id -> the followers its message names, in call order
+local processes = {}
+local function tell(i)
+  local channel, follower = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+  if not by_process then
+    if redis.call('EXISTS', KEYS[i * 3]) == 1 then redis.call('PUBLISH', channel, message) end
+    return
+  end
+  local seen = {}
+  for _, socket in ipairs(redis.call('ZRANGE', KEYS[i * 3], 0, -1)) do
+    local process = string.match(socket, '^(%x+):') or ''
+    if not seen[process] then
+      seen[process] = true
+      if process == '' then
+        redis.call('PUBLISH', channel, message)
+      else
+        if not told[process] then told[process] = {}; processes[#processes + 1] = process end
+        table.insert(told[process], follower)
+      end
+    end
+  end
+end
 local function share(i)
   local feed = KEYS[i * 3 - 2]
   if not (single and prepend(feed, ARGV[first], cap)) then
@@ -108,7 +137,7 @@ local function share(i)
     store(feed, flags, merge(body, ARGV, first), cap, ttl, false)
   end
   redis.call('DEL', KEYS[i * 3 - 1])
-  if redis.call('EXISTS', KEYS[i * 3]) == 1 then redis.call('PUBLISH', ARGV[4 + i], message) end
+  tell(i)
 end
 -- A follower whose share fails (a key holding something else) does not keep the rest
 -- of the call from theirs; the first failure is the call's answer.
@@ -116,6 +145,10 @@ local failed = nil
 for i = 1, n do
   local ok, err = pcall(share, i)
   if not ok and not failed then failed = err end
+end
+local body = string.sub(message, 1, -2) .. ',"viewers":['
+for _, process in ipairs(processes) do
+  redis.call('PUBLISH', ARGV[5] .. process, body .. table.concat(told[process], ',') .. ']}')
 end
 if failed then
   return redis.error_reply(type(failed) == 'table' and failed.err or tostring(failed))
@@ -137,17 +170,18 @@ class PerBatch:
         self.sha = sha
         self._keys = PerUser(b"", [keys.home_feed, keys.response_feed_version,
                                    keys.live_connections], b"", [], b"")
-        self._channel = PerUser(b"", [keys.live_viewer], b"", [], b"")
+        self._channel = PerUser(b"", [keys.live_viewer, str], b"", [], b"")
         self._shared = bulk(cap) + bulk(FEED_TTL) + bulk(message)
+        self._prefix = bulk(keys.LIVE_PROCESS_PREFIX)
         self._posts = b"".join(bulk(post) for post in packed_posts)
         self._post_count = len(packed_posts)
 
     def call(self, user_ids: Sequence[int]) -> bytes:
         n = len(user_ids)
         return b"".join([
-            evalsha_head(self.sha, 3 * n, 4 + n + self._post_count),
+            evalsha_head(self.sha, 3 * n, 5 + 2 * n + self._post_count),
             *(self._keys.call(user_id) for user_id in user_ids),
-            self._shared, bulk(n),
+            self._shared, bulk(n), self._prefix,
             *(self._channel.call(user_id) for user_id in user_ids),
             self._posts])
 
@@ -297,8 +331,9 @@ class FeedCache:
                     await self._push(
                         keys=[keys.home_feed(user_id), keys.response_feed_version(user_id),
                               keys.live_connections(user_id)],
-                        args=[self.cap, FEED_TTL, message, 1, keys.live_viewer(user_id),
-                              *packed],
+                        # No process channels on a cluster: the follower's own.
+                        args=[self.cap, FEED_TTL, message, 1, "", keys.live_viewer(user_id),
+                              user_id, *packed],
                         client=pipe)
                 await pipe.execute()
         return send

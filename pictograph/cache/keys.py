@@ -174,8 +174,21 @@ def live_token(token_hash: str) -> str:
     return f"live:token:{{{token_hash}}}"
 
 
+# One API process's live messages on one Redis server: a fan-out's batch of followers
+# becomes one message per process that holds their sockets, naming them. No hash tag: a
+# cluster keeps one channel per viewer (its fan-out calls are one follower each anyway).
+LIVE_PROCESS_PREFIX = "live:process:"
+
+
+def live_process(process_id: str) -> str:
+    """What a fan-out says to the sockets one API process holds (cache/pubsub.py)."""
+    return LIVE_PROCESS_PREFIX + process_id
+
+
 def live_connections(user_id: int) -> str:
-    """The user's open sockets (member: connection id; score: lease expiry)."""
+    """The user's open sockets (member: the socket's id, '<process id>:<random>' since
+    per-process messages, so the fan-out knows whose channel to tell; score: lease
+    expiry)."""
     return f"live:conns:{{{user_id}}}"
 
 

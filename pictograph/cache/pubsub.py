@@ -20,15 +20,20 @@ open through a Redis restart. Messages published meanwhile are lost, so every li
 then receives RESYNC and re-checks what it relies on (its token, its channels). So does a
 listener that falls QUEUE_SIZE messages behind: its backlog is dropped for one RESYNC.
 
-A fan-out publishes one post's message to each follower's channel: the process receives
-it once per subscriber. What is the same for all of them (the post and its author) is
-built once per process through `shared`, and what each decides for its own viewer stays
-its own."""
+On one server a fan-out tells each process once per batch of followers, on the
+process's own channel (keys.live_process: its id begins each of its sockets' leases,
+see `socket_id`), naming the followers whose sockets it holds; the hub hands that one
+message to each named viewer's listeners, as if it had come on the viewer's channel.
+Which processes hold whom is only ever a hint: a message for a viewer nobody here
+listens to is dropped, and each subscription judges what it is told for its own viewer.
+What is the same for all of them (the post and its author) is built once per process
+through `shared`, and what each decides for its own viewer stays its own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -41,6 +46,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
+from pictograph.cache import keys
 from pictograph.cache.connection import node_subscriber, subscriber_client
 from pictograph.checkpoints import checkpoint
 from pictograph.errors import ServiceUnavailable
@@ -230,6 +236,12 @@ class LiveHub:
         self._after_resync: list[Callable[[], None]] = []
         # What listeners share (see `shared`): key -> (when it was started, the build).
         self._shared: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
+        # This process's channel for a fan-out's batched messages (one server only: see
+        # keys.live_process), subscribed with the first channel anyone listens to and
+        # kept; its listener is the hub's own, never read (see _dispatch).
+        self.process_id = secrets.token_hex(8)
+        self._process_channel = None if self.sharded else keys.live_process(self.process_id)
+        self._process_listener = Listener(self)
 
     async def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name="live-hub")
@@ -272,11 +284,25 @@ class LiveHub:
         """A new listener, listening to nothing yet; use `async with` or close() it."""
         return Listener(self)
 
+    def socket_id(self) -> str:
+        """A new socket's id for its lease (cache/presence.py), which names this process:
+        the fan-out tells the process's channel of the followers whose sockets it holds."""
+        return f"{self.process_id}:{secrets.token_hex(8)}"
+
     async def _add(self, listener: Listener, channels: set[str]) -> None:
         async with self._lock:
-            fresh = [c for c in channels if not self._listeners[c]]
+            process = self._process_channel
+            if process is not None and process not in self._listeners:
+                # Confirmed with the first channel of all: a socket's lease (taken after
+                # its first channel is confirmed) names this process only once it hears.
+                self._listeners[process].add(self._process_listener)
+                channels = channels | {process}
+            else:
+                process = None
+            fresh = [c for c in channels if not self._listeners[c] or c == process]
             for channel in channels:
-                self._listeners[channel].add(listener)
+                if channel != process:
+                    self._listeners[channel].add(listener)
             if fresh:
                 self._count_sent(fresh)
                 try:
@@ -508,7 +534,7 @@ class LiveHub:
             if self._listeners:
                 # Whatever was published while the hub was away is lost.
                 everyone = {listener for listeners in self._listeners.values()
-                            for listener in listeners}
+                            for listener in listeners} - {self._process_listener}
                 for listener in everyone:
                     self._deliver(listener, {"kind": RESYNC})
 
@@ -516,6 +542,13 @@ class LiveHub:
         try:
             message = orjson.loads(data)
         except orjson.JSONDecodeError:
+            return
+        if channel == self._process_channel:
+            # A fan-out's batch: for each viewer named, what their channel would have said.
+            viewers = message.pop("viewers", None)
+            for viewer in viewers if isinstance(viewers, list) else ():
+                for listener in list(self._listeners.get(keys.live_viewer(viewer), ())):
+                    self._deliver(listener, message)
             return
         for listener in list(self._listeners.get(channel, ())):
             self._deliver(listener, message)

@@ -115,7 +115,7 @@ async def sign_in(context: Context) -> SignedInSocket:
         session = await resolve_session(resources.redis, token)
         if session is None:
             raise ConnectionRejectionError()
-        connection_id = secrets.token_hex(8)
+        connection_id = resources.live.socket_id()  # names this process: see pubsub.py
         if not await resources.presence.take(session.user_id, connection_id,
                                              MAX_SOCKETS_PER_USER):
             raise ConnectionRejectionError()

@@ -156,7 +156,8 @@ def test_a_batch_of_followers_is_packed_as_redis_py_would_pack_the_call() -> Non
         keys.home_feed, keys.response_feed_version, keys.live_connections)]
     assert packed == b"".join(Connection().pack_command(
         "EVALSHA", sha, 6, *follower_keys, 800, FEED_TTL, b'{"kind": "post_added"}', 2,
-        keys.live_viewer(7), keys.live_viewer(12), "x1", "x2"))
+        keys.LIVE_PROCESS_PREFIX, keys.live_viewer(7), 7, keys.live_viewer(12), 12,
+        "x1", "x2"))
 
 
 async def test_a_fan_out_on_one_server_is_one_call_per_batch_of_followers(

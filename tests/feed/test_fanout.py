@@ -266,3 +266,56 @@ async def test_a_live_event_goes_only_to_followers_with_an_open_socket(
                                          "author_id": author_id}
     for follower in (listening, away):  # both feeds have it, whoever listens
         assert post.id in (await FeedCache(redis).stored_ids(keys.home_feed(follower))).ids
+
+
+@pytest.mark.skipif(REDIS_CLUSTER, reason="a cluster keeps one channel per viewer")
+async def test_a_fan_out_tells_each_process_once_per_call_naming_its_followers(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    author = await sign_up(client, "crowd")
+    author_id = (await User.get(username="crowd")).id
+    followers = await _followers("crowd", 250)  # three calls: 100, 100 and 50
+    both, old, away = followers[0], followers[1], followers[2]
+    redis = resources.redis
+    one, two = "a1" * 8, "b2" * 8  # two API processes' ids (LiveHub.process_id)
+    lapses = time.time() + 60
+    for follower in followers:
+        if follower not in (old, away):
+            await redis.zadd(keys.live_connections(follower), {f"{one}:s{follower}": lapses})
+    # Two sockets on process one, and one on process two; and a socket of a process from
+    # before per-process messages, whose lease names no process.
+    await redis.zadd(keys.live_connections(both), {f"{one}:again": lapses,
+                                                    f"{two}:s": lapses})
+    await redis.zadd(keys.live_connections(old), {"0123abcd": lapses})
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.live_process(one), keys.live_process(two),
+                           *(keys.live_viewer(f) for f in followers))
+    try:
+        await publish(client, resources, author, "to the crowd")
+        await redis.publish(keys.live_viewer(away), b"end")  # after every delivery
+        heard: list[tuple[str, bytes]] = []
+        async with asyncio.timeout(10):
+            while not heard or heard[-1][1] != b"end":
+                message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=1)
+                if message is not None:
+                    data = message["data"]
+                    heard.append((message["channel"],
+                                  data.encode() if isinstance(data, str) else data))
+    finally:
+        await pubsub.aclose()
+    post = await Post.get(caption="to the crowd")
+    said = {"kind": "post_added", "post_id": post.id, "author_id": author_id}
+    to_one = [orjson.loads(d) for c, d in heard if c == keys.live_process(one)]
+    to_two = [orjson.loads(d) for c, d in heard if c == keys.live_process(two)]
+    # One message per call for process one, each naming its share of that call's
+    # followers; process two only hears of the one follower whose socket it holds.
+    assert len(to_one) == 3
+    assert all({k: v for k, v in m.items() if k != "viewers"} == said for m in to_one)
+    named = [viewer for m in to_one for viewer in m["viewers"]]
+    assert sorted(named) == sorted(f for f in followers if f not in (old, away))
+    assert to_two == [{**said, "viewers": [both]}]
+    # The old socket's process listens on the viewer's channel: told there, as before;
+    # nobody else's channel hears anything.
+    assert [(c, orjson.loads(d)) for c, d in heard[:-1] if c.startswith("live:{")] == [
+        (keys.live_viewer(old), said)]

@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib
 
 import httpx
+import orjson
 import pytest
 
-from pictograph.cache import pubsub
+from pictograph.cache import keys, pubsub
 from pictograph.live import publish as live
 from pictograph.resolvers import live as live_filter
 from pictograph.resources import Resources
@@ -99,3 +100,34 @@ async def _global(post: int) -> str:
     from pictograph.schema.node import encode_global_id
 
     return encode_global_id("Post", post)
+
+
+async def test_a_process_message_is_judged_for_each_viewer_it_names(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    if resources.live.sharded:
+        pytest.skip("a cluster keeps one channel per viewer")
+    author = await sign_up(client, "batched")
+    author_id = await user_id(client, "batched")
+    fans = []
+    for name in ("stays", "leaves", "stranger"):
+        token = await sign_up(client, name)
+        if name != "stranger":
+            await relate_ok(client, "follow", token, author_id)
+        fans.append((token, await user_id(client, name)))
+    post = decode_id_of(await publish(client, resources, author, "batched"), "Post")
+    # Unfollowed after the post was published to the process, before it is taken.
+    await relate_ok(client, "unfollow", fans[1][0], author_id)
+
+    async with contextlib.AsyncExitStack() as stack:
+        stays, leaves, stranger = [
+            await stack.enter_async_context(subscribed(resources, token, fan_id))
+            for token, fan_id in fans]
+        # What the fan-out script sends a process: one message naming its viewers.
+        await resources.redis.publish(
+            keys.live_process(resources.live.process_id),
+            orjson.dumps({**added(post), "author_id": decode_id_of(author_id, "User"),
+                          "viewers": [stays.viewer, leaves.viewer, stranger.viewer]}))
+        assert await stays.said() == [("POST_ADDED", post)]
+        assert await leaves.said() == []  # no longer follows: nothing
+        assert await stranger.said() == []  # never did: nothing
