@@ -226,7 +226,6 @@ async def _visible_announced(
     return post
 
 
-_graph_caches: WeakKeyDictionary[Redis, GraphCache] = WeakKeyDictionary()
 _relation_loaders: WeakKeyDictionary[Redis, DataLoader[tuple[int, int], Relation]] = (
     WeakKeyDictionary())
 
@@ -248,7 +247,7 @@ def _relations(resources: Resources) -> DataLoader[tuple[int, int], Relation]:
 
 async def _read_relations(resources: Resources,
                           pairs: Sequence[tuple[int, int]]) -> list[Relation]:
-    cache = _graph_cache(resources)
+    cache = GraphCache(resources.redis)  # its scripts are the client's (cache/scripts.py)
     by_author: dict[int, list[int]] = {}
     for viewer_id, author_id in pairs:
         by_author.setdefault(author_id, []).append(viewer_id)
@@ -264,15 +263,6 @@ async def _read_relations(resources: Resources,
                 relation = (await graph.relations(viewer_id, [author_id]))[author_id]
             found[(viewer_id, author_id)] = relation
     return [found[pair] for pair in pairs]
-
-
-def _graph_cache(resources: Resources) -> GraphCache:
-    """The process's GraphCache: it holds no reads, only its scripts, which every message
-    to every subscriber would otherwise encode and hash again."""
-    cache = _graph_caches.get(resources.redis)
-    if cache is None:
-        cache = _graph_caches[resources.redis] = GraphCache(resources.redis)
-    return cache
 
 
 def _shared_post(post_id: int) -> tuple[str, int]:
