@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
@@ -226,8 +227,12 @@ async def _visible_announced(
     return post
 
 
-_relation_loaders: WeakKeyDictionary[Redis, DataLoader[tuple[int, int], Relation]] = (
-    WeakKeyDictionary())
+# Per client, for the process's one set of resources. The loader refers to its resources
+# weakly: they hold the client, and a value that held its own key would keep both alive
+# for ever (one app's worth per test, say).
+_relation_loaders: WeakKeyDictionary[
+    Redis, tuple[weakref.ref[Resources], DataLoader[tuple[int, int], Relation]]
+] = WeakKeyDictionary()
 
 
 def _relations(resources: Resources) -> DataLoader[tuple[int, int], Relation]:
@@ -235,14 +240,20 @@ def _relations(resources: Resources) -> DataLoader[tuple[int, int], Relation]:
     subscriptions that judge a message in the same turn of the loop (a fan-out's message
     reaches all of them at once) are read together: one pipeline for the graphs Redis
     holds, one query for the others. Nothing is cached: each load is read afresh."""
-    loader = _relation_loaders.get(resources.redis)
-    if loader is None or loader.loop is not asyncio.get_running_loop():
-        async def load(pairs: Sequence[tuple[int, int]]) -> list[Relation]:
-            return await _read_relations(resources, pairs)
+    held = _relation_loaders.get(resources.redis)
+    loop = asyncio.get_running_loop()
+    if held is None or held[0]() is not resources or held[1].loop is not loop:
+        owner = weakref.ref(resources)
 
-        loader = _relation_loaders[resources.redis] = DataLoader(
-            load, cache=False, loop=asyncio.get_running_loop())
-    return loader
+        async def load(pairs: Sequence[tuple[int, int]]) -> list[Relation]:
+            current = owner()
+            if current is None:  # only ever asked by someone who holds them
+                raise RuntimeError("the resources of this loader are gone")
+            return await _read_relations(current, pairs)
+
+        held = _relation_loaders[resources.redis] = (
+            owner, DataLoader(load, cache=False, loop=loop))
+    return held[1]
 
 
 async def _read_relations(resources: Resources,

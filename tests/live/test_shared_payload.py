@@ -5,6 +5,8 @@ viewer, so adding subscribers adds only their own checks."""
 from __future__ import annotations
 
 import contextlib
+import gc
+import weakref
 
 import httpx
 import orjson
@@ -131,3 +133,26 @@ async def test_a_process_message_is_judged_for_each_viewer_it_names(
         assert await stays.said() == [("POST_ADDED", post)]
         assert await leaves.said() == []  # no longer follows: nothing
         assert await stranger.said() == []  # never did: nothing
+
+
+class _Client:
+    """Stands for a Redis client: only its identity matters to the loader table."""
+
+
+class _Resources:
+    def __init__(self) -> None:
+        self.redis = _Client()
+
+
+async def test_the_relation_loader_is_one_per_resources_and_keeps_nothing_alive() -> None:
+    first = _Resources()
+    loader = live_filter._relations(first)  # type: ignore[arg-type]
+    assert live_filter._relations(first) is loader  # type: ignore[arg-type]
+    # Other resources over the same client get a loader of their own.
+    second = _Resources()
+    second.redis = first.redis
+    assert live_filter._relations(second) is not loader  # type: ignore[arg-type]
+    client = weakref.ref(first.redis)
+    del first, second, loader
+    gc.collect()
+    assert client() is None  # the table's entry went with its client
