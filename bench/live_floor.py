@@ -54,7 +54,9 @@ def _server_args(port: int, ws: str) -> list[str]:
     args = [sys.executable, "-m", "uvicorn", "bench._floor_app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(API_PROCESSES),
             "--ws", ws,
-            "--no-access-log", "--log-level", "warning", "--lifespan", "on"]
+            "--no-access-log", "--log-level", "warning", "--lifespan", "on",
+            # As `pictograph serve`: a stop waits this long at most for what is open.
+            "--timeout-graceful-shutdown", "5"]
     if WEBSOCKET_OPTIONS.get("ws_per_message_deflate") is False:
         args += ["--ws-per-message-deflate", "false"]
     return args
