@@ -73,6 +73,13 @@ async def resolve_session(redis: Redis, token: str) -> Session | None:
                                                                           token_key(token)))
 
 
+async def resolve_sessions(redis: Redis, tokens: Sequence[str]) -> list[Session | None]:
+    """resolve_session for each token, the cached ones read in one round trip."""
+    cached = await token_cache.get_token_owners(redis, [token_key(t) for t in tokens])
+    return [await _session(redis, token, owner)
+            for token, owner in zip(tokens, cached, strict=True)]
+
+
 async def resolve_token_reading(
     redis: Redis, token: str, keys_of: Callable[[int], Sequence[str]]
 ) -> tuple[int | None, list[str | None] | None]:

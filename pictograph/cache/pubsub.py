@@ -78,13 +78,23 @@ class Listener:
     open, and an asyncio.Queue (three deques and an Event) would cost each of them some
     3 KiB for nothing while it is empty, which it nearly always is."""
 
-    __slots__ = ("_inbox", "_waiter", "channels", "hub")
+    __slots__ = ("_diverted", "_inbox", "_waiter", "channels", "hub")
 
     def __init__(self, hub: LiveHub) -> None:
         self.hub = hub
         self.channels: set[str] = set()
         self._inbox: list[dict[str, Any]] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._diverted: Callable[[dict[str, Any]], None] | None = None
+
+    def divert(self, take: Callable[[dict[str, Any]], None]) -> None:
+        """From now on each message is handed to `take` as it comes (in the hub's turn of
+        the loop; `take` must not block), beginning with those waiting: for a listener
+        nobody waits on, which would otherwise need a task of its own to take them."""
+        self._diverted = take
+        waiting, self._inbox = self._inbox or [], None
+        for message in waiting:
+            take(message)
 
     def pending(self) -> list[dict[str, Any]]:
         """What waits to be taken, oldest first."""
@@ -92,6 +102,9 @@ class Listener:
 
     def put(self, message: dict[str, Any]) -> bool:
         """False if QUEUE_SIZE messages wait already."""
+        if self._diverted is not None:
+            self._diverted(message)
+            return True
         if self._inbox is None:
             self._inbox = [message]
         elif len(self._inbox) >= QUEUE_SIZE:

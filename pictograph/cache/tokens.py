@@ -22,6 +22,19 @@ async def get_token_owner(redis: Redis, key: str) -> tuple[int, int] | str | Non
     return token_owner(await redis.get(key))
 
 
+async def get_token_owners(redis: Redis, keys: Sequence[str]
+                           ) -> list[tuple[int, int] | str | None]:
+    """get_token_owner for each key, in one round trip (on a cluster, one per node that
+    serves their slots)."""
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+        values = await pipe.execute()
+    return [token_owner(value) for value in values]
+
+
 async def get_token_owner_and(
     redis: Redis, key: str, others: Sequence[str]
 ) -> tuple[tuple[int, int] | str | None, list[str | None]]:

@@ -7,7 +7,10 @@ A socket signs in once, with the token in connection_init. From then on:
   anywhere (any process) closes it, within the time a pub/sub message takes, however the
   two interleave; at the token's expiry it closes too. Either way with 4403;
 - after the live hub lost Redis (messages may have been missed), and every
-  RECHECK_INTERVAL besides, it asks again whether the token still holds;
+  RECHECK_INTERVAL besides, it asks again whether the token still holds. The process's
+  one TokenWatch does that for all of its sockets (the due ones' tokens in one round
+  trip), with a timer per socket for its expiry and its revocation listener diverted to
+  a callback: no socket holds a task of its own for it;
 - a client that stops reading cannot make the server hold its messages: each send waits
   for the socket's write buffer (uvicorn's flow control) at most SEND_STALL_SECONDS,
   then the socket closes with 1013 "client stopped reading". Meanwhile the live hub
@@ -38,7 +41,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
-from pictograph.accounts.sessions import hash_token, resolve_session
+from pictograph.accounts.sessions import hash_token, resolve_session, resolve_sessions
 from pictograph.cache import keys
 from pictograph.cache.presence import LEASE_SECONDS
 from pictograph.cache.pubsub import RESYNC
@@ -61,6 +64,8 @@ RECHECK_INTERVAL = 60.0
 # closes. A reading client on a slow link takes a live update's few hundred bytes in far
 # less; the wait holds one message and the socket's bounded write buffer, nothing more.
 SEND_STALL_SECONDS = 10.0
+# The TokenWatch looks for sockets due a recheck this often (at once after a RESYNC).
+RECHECK_SWEEP_SECONDS = 5.0
 TOKEN_ENDED = 4403  # graphql-transport-ws's Forbidden
 TRY_AGAIN_LATER = 1013  # the server could not sign in (Redis away), or the client stopped
 STOPPED_READING = "client stopped reading"  # ...reading: its close reason
@@ -97,6 +102,72 @@ class StallWatch:
 _stalls = StallWatch()
 
 
+class TokenWatch:
+    """This process's signed-in sockets, whose tokens are asked after again every
+    RECHECK_INTERVAL (first after a random half to whole interval, so that sockets
+    opened together are not asked after in the same instant for ever), and at once
+    after the live hub got Redis back: one task for the process, each sweep's due tokens
+    read in one round trip. Revocation messages and expiry are each socket's own (its
+    diverted listener, its timer), taken the moment they come."""
+
+    def __init__(self) -> None:
+        self._sockets: weakref.WeakSet[SocketHandler] = weakref.WeakSet()
+        self._task: asyncio.Task[None] | None = None
+        self._due_now: asyncio.Event | None = None
+
+    def watch(self, socket: SocketHandler) -> None:
+        loop = asyncio.get_running_loop()
+        socket._recheck_at = loop.time() + RECHECK_INTERVAL * (
+            0.5 + secrets.randbelow(1000) / 2000)
+        self._sockets.add(socket)
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._due_now = asyncio.Event()
+            self._task = loop.create_task(self._sweep(), name="socket-token-watch")
+
+    def forget(self, socket: SocketHandler) -> None:
+        self._sockets.discard(socket)
+
+    def due_now(self, socket: SocketHandler) -> None:
+        """The socket's token is asked after at the next sweep, which starts now."""
+        socket._recheck_at = 0.0
+        if self._due_now is not None:
+            self._due_now.set()
+
+    async def _sweep(self) -> None:
+        assert self._due_now is not None
+        due_now = self._due_now
+        while self._sockets:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECHECK_SWEEP_SECONDS):
+                    await due_now.wait()
+            due_now.clear()
+            now = asyncio.get_running_loop().time()
+            due = [socket for socket in list(self._sockets)
+                   if socket._recheck_at <= now and socket.signed_in is not None
+                   and not socket._ended]
+            if due:
+                await self._recheck(due, now)
+
+    @staticmethod
+    async def _recheck(due: list[SocketHandler], now: float) -> None:
+        for socket in due:
+            socket._recheck_at = now + RECHECK_INTERVAL
+        signed_in = [(s, s.signed_in) for s in due if s.signed_in is not None]
+        try:
+            sessions = await resolve_sessions(due[0].context.resources.redis,
+                                              [s.token for _, s in signed_in])
+        except Exception as error:  # an outage: ask again at the next interval
+            log.warning("socket token check failed for %d sockets (%s)", len(signed_in),
+                        type(error).__name__)
+            return
+        for (socket, _), session in zip(signed_in, sessions, strict=True):
+            if session is None:
+                socket.end_soon("the token is no longer valid")
+
+
+_tokens = TokenWatch()
+
+
 async def sign_in(context: Context) -> SignedInSocket:
     """connection_init: listen for the token's revocation, then check the token, then take
     a lease. Raises ConnectionRejectionError (4403) for no token, a bad one, or too many
@@ -130,7 +201,9 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler, closing the socket when its token ends."""
 
     signed_in: SignedInSocket | None = None
-    _watch: asyncio.Task[None] | None = None
+    _expiry: asyncio.TimerHandle | None = None
+    _recheck_at = 0.0  # loop time: the TokenWatch asks after the token then
+    _ending: asyncio.Task[None] | None = None
     _stall: asyncio.Task[None] | None = None
     _sending_since: float | None = None
     _ended = False
@@ -157,10 +230,15 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             # open: nearly a KiB per socket. Cancelled, it needs no waiting for.
             timeout.cancel()
             self.connection_init_timeout_task = None
-        signed_in = self.signed_in = self.context.socket
-        if signed_in is not None and self._watch is None:
-            self._watch = asyncio.create_task(self._watch_token(signed_in),
-                                              name="socket-token-watch")
+        signed_in = self.context.socket
+        if signed_in is not None and self.signed_in is None:
+            self.signed_in = signed_in
+            loop = asyncio.get_running_loop()
+            self._expiry = loop.call_later(max(signed_in.session.expires - time.time(), 0),
+                                           self.end_soon, "the token expired")
+            _tokens.watch(self)
+            # Last: what it heard since sign-in (a revocation, say) is taken now.
+            signed_in.revocations.divert(self._heard)
 
     async def send_message(self, message: Any) -> None:
         if self._ended:
@@ -191,11 +269,12 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
-        if self._stall is not None:
-            await asyncio.gather(self._stall, return_exceptions=True)
+        _tokens.forget(self)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for closing in (self._ending, self._stall):
+            if closing is not None and closing is not asyncio.current_task():
+                await asyncio.gather(closing, return_exceptions=True)
         await super().shutdown()
         signed_in = self.signed_in
         if signed_in is not None:
@@ -211,40 +290,24 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 log.info("socket lease not given back (%s); it lapses within %d s",
                          type(error).__name__, LEASE_SECONDS)
 
-    async def _watch_token(self, signed_in: SignedInSocket) -> None:
-        resources = self.context.resources
-        recheck_at = time.monotonic() + RECHECK_INTERVAL * (
-            0.5 + secrets.randbelow(1000) / 2000)
-        while True:
-            wait = recheck_at - time.monotonic()
-            wait = min(wait, signed_in.session.expires - time.time())
-            message = await signed_in.revocations.get_within(wait)
-            if message is not None and message.get("kind") == live.REVOKED:
-                await self._end("the token was revoked")
-                return
-            if signed_in.session.expires <= time.time():
-                await self._end("the token expired")
-                return
-            if (message is not None and message.get("kind") == RESYNC) or (
-                time.monotonic() >= recheck_at
-            ):
-                recheck_at = time.monotonic() + RECHECK_INTERVAL
-                try:
-                    session = await resolve_session(resources.redis, signed_in.token)
-                except Exception as error:  # an outage: ask again at the next interval
-                    log.warning("socket token check failed (%s)", type(error).__name__)
-                    continue
-                if session is None:
-                    await self._end("the token is no longer valid")
-                    return
+    def _heard(self, message: dict[str, Any]) -> None:
+        """A message on the token's channel, or the hub's RESYNC, as it comes."""
+        kind = message.get("kind")
+        if kind == live.REVOKED:
+            self.end_soon("the token was revoked")
+        elif kind == RESYNC:
+            _tokens.due_now(self)  # a revocation may have been missed
 
-    async def _end(self, reason: str) -> None:
-        """No new operation starts, the running ones stop (and are waited for: none may
-        send on a closed socket), then the socket closes."""
+    def end_soon(self, reason: str) -> None:
+        """The token ended: from this moment no new operation starts and nothing more is
+        sent; the running operations stop (and are waited for: none may send on a closed
+        socket), then the socket closes."""
         if self._ended:
             return
+        log.info("socket closed: %s", reason)
         self._ended = True
-        await self._close(reason, TOKEN_ENDED)
+        self._ending = asyncio.get_running_loop().create_task(
+            self._close(reason, TOKEN_ENDED))
 
     async def _close(self, reason: str, code: int) -> None:
         # Cancelled in place, not through cleanup_operation: an operation that is just

@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 from pictograph.accounts.sessions import mint_token, remember_new_token, token_key
 from pictograph.cache import tokens as token_cache
 from pictograph.checkpoints import holding
+from pictograph.http import sockets
 from pictograph.http.sockets import TOKEN_ENDED
 from pictograph.models import AuthToken
 from pictograph.resources import Resources
@@ -134,3 +135,25 @@ async def test_a_revocation_missed_while_redis_was_away_still_closes_the_socket(
         await token_cache.mark_revoked(resources.redis, token_key(token), 3600)
         assert await kill_pubsub_connections(resources.redis) >= 1
         assert await closed_with(socket) == TOKEN_ENDED
+
+
+async def test_a_token_that_ends_without_a_word_closes_its_sockets_at_the_next_recheck(
+    client: httpx.AsyncClient, app: Starlette, resources: Resources,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sockets, "RECHECK_INTERVAL", 0.4)
+    monkeypatch.setattr(sockets, "RECHECK_SWEEP_SECONDS", 0.1)
+    first = await sign_up(client, "quiet")
+    result = await gql(client, LOG_IN, {"u": "quiet", "p": "correct horse battery"})
+    second = result["data"]["logIn"]["token"]
+    async with served(app) as base, open_socket(base, first) as one, \
+            open_socket(base, first) as two, open_socket(base, second) as other:
+        assert (await one.execute(VIEWER))["data"] == {"viewer": {"username": "quiet"}}
+        # Revoked with no message (as a revocation published while this process's hub
+        # was away, and its RESYNC lost too): only the periodic recheck can find it.
+        await token_cache.mark_revoked(resources.redis, token_key(first), 3600)
+        # A sweep left waiting by an earlier test's loop may take its full wait first.
+        assert (await asyncio.wait_for(one.closed, 15)).code == TOKEN_ENDED
+        assert (await asyncio.wait_for(two.closed, 15)).code == TOKEN_ENDED
+        await asyncio.sleep(1.0)  # more than two rechecks of the other token
+        assert (await other.execute(VIEWER))["data"] == {"viewer": {"username": "quiet"}}
