@@ -12,7 +12,12 @@ import pytest
 from starlette.applications import Starlette
 from tortoise.transactions import in_transaction
 
-from pictograph.accounts.sessions import mint_token, remember_new_token, token_key
+from pictograph.accounts.sessions import (
+    mint_token,
+    remember_new_token,
+    resolve_sessions,
+    token_key,
+)
 from pictograph.cache import tokens as token_cache
 from pictograph.checkpoints import holding
 from pictograph.http import sockets
@@ -22,6 +27,7 @@ from pictograph.resources import Resources
 from tests.conftest import require_services
 from tests.support.feeds import publish
 from tests.support.graphql import gql, sign_up
+from tests.support.redis_counter import count_redis
 from tests.support.relations import follower_of
 from tests.support.server import served
 from tests.support.sockets import Socket, SocketClosed, kill_pubsub_connections, open_socket
@@ -157,3 +163,16 @@ async def test_a_token_that_ends_without_a_word_closes_its_sockets_at_the_next_r
         assert (await asyncio.wait_for(two.closed, 15)).code == TOKEN_ENDED
         await asyncio.sleep(1.0)  # more than two rechecks of the other token
         assert (await other.execute(VIEWER))["data"] == {"viewer": {"username": "quiet"}}
+
+
+async def test_the_recheck_reads_many_tokens_in_one_round_trip_and_judges_each(
+    client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = [await sign_up(client, f"many{n}") for n in range(3)]
+    await token_cache.mark_revoked(resources.redis, token_key(tokens[1]), 3600)
+    with count_redis(monkeypatch) as count:
+        sessions = await resolve_sessions(resources.redis, tokens)
+    assert count.round_trips == 1 and count.commands == 3
+    assert [s is not None for s in sessions] == [True, False, True]
+    assert sessions[0] is not None and sessions[2] is not None
+    assert sessions[0].user_id != sessions[2].user_id
