@@ -36,6 +36,12 @@ class RequestContextMiddleware:
         resources = scope["app"].state.resources
         request_id = self._request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        if scope["type"] == "websocket":
+            # Nothing to tag or count per message, and the socket holds this frame for as
+            # long as it is open: only the ORM context.
+            with using_database(resources.database):
+                await self.app(scope, receive, send)
+            return
         status_code = 500
         started = time.perf_counter()
 
@@ -52,14 +58,13 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                if scope["type"] == "http":
-                    route = route_label(scope["path"])
-                    resources.metrics.requests.labels(
-                        scope["method"], route, str(status_code)
-                    ).inc()
-                    resources.metrics.latency.labels(route).observe(
-                        time.perf_counter() - started
-                    )
+                route = route_label(scope["path"])
+                resources.metrics.requests.labels(
+                    scope["method"], route, str(status_code)
+                ).inc()
+                resources.metrics.latency.labels(route).observe(
+                    time.perf_counter() - started
+                )
 
     @staticmethod
     def _request_id(scope: Scope) -> str:
