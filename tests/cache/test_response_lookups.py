@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio.client import Pipeline
 
 from pictograph.accounts.sessions import token_key
-from pictograph.cache import keys, responses
+from pictograph.cache import keys, replicas, responses
 from pictograph.cache.responses import Recording, ResponseCache
 from pictograph.resources import Resources
 from tests.support.redis_counter import count_redis
@@ -144,3 +144,30 @@ async def test_no_pipeline_is_a_transaction(
     await cache.changed([OWNER + 2], fence=fence)
     await cache.feeds_changed([VIEWER, OWNER])
     assert len(transactions) >= 6 and not any(transactions), transactions
+
+
+class Waits:
+    """A client's ReplicaWait (cache/replicas.py) that records what it was asked to wait
+    for, and waits for nothing (as for a master without replicas)."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    async def queue(self, redis: object, pipe: Pipeline, written: list[str]) -> list:
+        self.asked.append(sorted(written))
+        return []
+
+
+async def test_a_fence_that_revokes_waits_for_replicas_and_no_move_does(
+    resources: Resources, cache: ResponseCache, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fence lost in a failover would let a stale answer be served; a move lost leaves
+    the fence, which refuses until it expires, so only a revocation's fence waits."""
+    waits = Waits()
+    monkeypatch.setattr(resources.redis, replicas._ATTRIBUTE, waits, raising=False)
+    fence = await cache.fence([OWNER], [POST])
+    await cache.changed([OWNER], fence=fence)
+    follow = await cache.fence(follows=[OWNER, VIEWER], revokes=False)
+    await cache.changed(follows=[OWNER, VIEWER], fence=follow)
+    assert waits.asked == [sorted([
+        keys.response_version(OWNER), keys.user_shown(OWNER), keys.post_shown(POST)])]
