@@ -171,3 +171,18 @@ async def test_a_fence_that_revokes_waits_for_replicas_and_no_move_does(
     await cache.changed(follows=[OWNER, VIEWER], fence=follow)
     assert waits.asked == [sorted([
         keys.response_version(OWNER), keys.user_shown(OWNER), keys.post_shown(POST)])]
+
+
+async def test_a_user_both_changed_and_in_a_pair_has_their_fence_ended_by_the_move(
+    resources: Resources, cache: ResponseCache,
+) -> None:
+    """Going public with pending requests: the owner changed (PrivacyChanged) and is in
+    every pair that became a follow (Followed). The change's move ends the owner's fence
+    on the owner's own version: their answers are cached again at once."""
+    key = token_key(f"{OWNER}.{'secret':x<43}")
+    await resources.redis.set(key, f"{OWNER}:{int(time.time()) + 600}")
+    fence = await cache.fence([OWNER], revokes=False, settles=True)
+    assert not (await cache.lookup(OWNER, key, "d")).filling
+    await cache.changed([OWNER], fence=fence, follows=[VIEWER, OWNER])
+    lookup = await cache.lookup(OWNER, key, "d")
+    assert lookup.filling and not (lookup.version or "!").startswith("!"), lookup
