@@ -186,3 +186,31 @@ async def test_a_user_both_changed_and_in_a_pair_has_their_fence_ended_by_the_mo
     await cache.changed([OWNER], fence=fence, follows=[VIEWER, OWNER])
     lookup = await cache.lookup(OWNER, key, "d")
     assert lookup.filling and not (lookup.version or "!").startswith("!"), lookup
+
+
+async def test_a_retried_change_ends_the_fences_of_all_its_attempts_whatever_it_names(
+    resources: Resources, cache: ResponseCache,
+) -> None:
+    """A change whose transaction was retried fenced the same users, post and pair on
+    each attempt, under one token (Fence, `also`); its move after the commit ends them
+    all, even one that names nothing (its events came to nothing)."""
+    tokens = {}
+    for user_id in (OWNER, OWNER + 1):
+        tokens[user_id] = token_key(f"{user_id}.{'secret':x<43}")
+        await resources.redis.set(tokens[user_id], f"{user_id}:{int(time.time()) + 600}")
+    fence = None
+    for _ in range(2):
+        fence = await cache.fence([OWNER], [POST], also=fence, follows=[OWNER + 1])
+        for user_id, token in tokens.items():  # fenced: their own answers are not cached
+            assert not (await cache.lookup(user_id, token, "d")).filling, user_id
+    await cache.changed(fence=fence)
+    for user_id, token in tokens.items():
+        lookup = await cache.lookup(user_id, token, "d")
+        assert lookup.filling and not (lookup.version or "!").startswith("!"), user_id
+    recording = Recording(VIEWER, 60)
+    shown = [keys.user_shown(OWNER), keys.post_shown(POST), keys.user_follows_shown(OWNER + 1)]
+    await recording.depend_now(resources.redis, shown)
+    await cache.make_epochs(recording.missing)
+    recording = Recording(VIEWER, 60)
+    await recording.depend_now(resources.redis, shown)
+    assert recording.cacheable and sorted(recording.epochs) == sorted(shown)
