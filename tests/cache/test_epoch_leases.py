@@ -2,7 +2,8 @@
 wait a revocation owes them (Fence.settles_at): a copy lapses EPOCH_LEASE after its read
 was sent, a missing or pending epoch is never held, and a fence that took something away
 from the viewers of users or posts settles no sooner than EPOCH_LEASE after it was taken.
-On one node nothing is held, and nothing waits."""
+On one node nothing is held, and nothing waits. The cluster's paths of ResponseCache also
+run here on one server (below): what a hit reads, and what it holds from then on."""
 
 from __future__ import annotations
 
