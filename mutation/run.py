@@ -72,6 +72,10 @@ TARGETS: dict[str, Target] = {
     # The response cache's versions and fences.
     "responses": Target("pictograph/cache/responses.py", (
         "tests/http/test_response_cache_mutation_kills.py",
+        # What a lookup costs and reads (one MGET; the guessed epochs, bounded; no
+        # MULTI/EXEC), and the cluster's paths on one server: the copies a process holds
+        # and the wait a revocation owes them (issue 23's leases).
+        "tests/cache/test_response_lookups.py", "tests/cache/test_epoch_leases.py",
         # The shown epochs and the feed version (issue 22): what each change ends.
         "tests/http/test_response_cache_invalidation.py",
         "tests/http/test_response_cache.py", "tests/cache/test_response_hits.py",
@@ -80,10 +84,7 @@ TARGETS: dict[str, Target] = {
         "tests/http/test_response_cache_lifetimes.py",
         "tests/http/test_response_cache_requests.py",
         # Cached answers against fresh execution, over generated histories (about 15 s).
-        "tests/http/test_response_cache_differential.py",
-        # The epoch leases (issue 23): what a process keeps, and how long a fence waits.
-        # Only a cluster uses them, and this run is on the embedded backend.
-        "tests/cache/test_epoch_leases.py")),
+        "tests/http/test_response_cache_differential.py")),
     "versioned": Target("pictograph/cache/versioned.py", (
         "tests/cache/test_versions_mutation_kills.py",
         "tests/access/test_revocation_fences.py", "tests/http/test_response_cache.py",
