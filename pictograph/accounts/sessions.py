@@ -73,11 +73,24 @@ async def resolve_session(redis: Redis, token: str) -> Session | None:
                                                                           token_key(token)))
 
 
-async def resolve_sessions(redis: Redis, tokens: Sequence[str]) -> list[Session | None]:
-    """resolve_session for each token, the cached ones read in one round trip."""
-    cached = await token_cache.get_token_owners(redis, [token_key(t) for t in tokens])
-    return [await _session(redis, token, owner)
-            for token, owner in zip(tokens, cached, strict=True)]
+NOT_CACHED = "not cached"  # cached_sessions' answer for a token only the database knows
+
+
+async def cached_sessions(redis: Redis, tokens: Sequence[str]
+                          ) -> list[Session | str | None]:
+    """What the token cache alone says of each token, all read in one round trip: its
+    session, None (revoked or expired), or NOT_CACHED, for which resolve_session asks the
+    database. Nothing here waits on the database, so one token's slow or failing row
+    holds up no verdict on the others."""
+    owners = await token_cache.get_token_owners(redis, [token_key(t) for t in tokens])
+    return [NOT_CACHED if owner is None else _cached_session(owner) for owner in owners]
+
+
+def _cached_session(cached: tuple[int, int] | str) -> Session | None:
+    if cached == token_cache.REVOKED or not isinstance(cached, tuple):
+        return None
+    user_id, expires = cached
+    return Session(user_id, expires) if expires > time.time() else None
 
 
 async def resolve_token_reading(
@@ -101,13 +114,10 @@ async def resolve_token_reading(
 async def _session(redis: Redis, token: str,
                    cached: tuple[int, int] | str | None) -> Session | None:
     """The session, from what the token cache said of the token (read by the caller)."""
+    if cached is not None:
+        return _cached_session(cached)
     token_hash, key, claimed = hash_token(token), token_key(token), claimed_user_id(token)
-    if cached == token_cache.REVOKED:
-        return None
     now = time.time()
-    if isinstance(cached, tuple):
-        user_id, expires = cached
-        return Session(user_id, expires) if expires > now else None
     row = await AuthToken.get_or_none(token_hash=token_hash).only(
         "id", "user_id", "expires_at", "revoked_at"
     )

@@ -103,7 +103,10 @@ class Listener:
     def put(self, message: dict[str, Any]) -> bool:
         """False if QUEUE_SIZE messages wait already."""
         if self._diverted is not None:
-            self._diverted(message)
+            try:
+                self._diverted(message)
+            except Exception:  # the hub's reader serves every listener: it goes on
+                log.exception("live: a listener's callback failed")
             return True
         if self._inbox is None:
             self._inbox = [message]

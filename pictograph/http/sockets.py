@@ -41,7 +41,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
-from pictograph.accounts.sessions import hash_token, resolve_session, resolve_sessions
+from pictograph.accounts.sessions import (
+    cached_sessions,
+    hash_token,
+    resolve_session,
+)
 from pictograph.cache import keys
 from pictograph.cache.presence import LEASE_SECONDS
 from pictograph.cache.pubsub import RESYNC
@@ -66,6 +70,10 @@ RECHECK_INTERVAL = 60.0
 SEND_STALL_SECONDS = 10.0
 # The TokenWatch looks for sockets due a recheck this often (at once after a RESYNC).
 RECHECK_SWEEP_SECONDS = 5.0
+# A recheck that failed (Redis or the database away) is tried again this much later.
+RECHECK_RETRY_SECONDS = 15.0
+# Tokens only the database knows, asked after at once per sweep at most.
+UNCACHED_AT_ONCE = 16
 TOKEN_ENDED = 4403  # graphql-transport-ws's Forbidden
 TRY_AGAIN_LATER = 1013  # the server could not sign in (Redis away), or the client stopped
 STOPPED_READING = "client stopped reading"  # ...reading: its close reason
@@ -150,19 +158,45 @@ class TokenWatch:
 
     @staticmethod
     async def _recheck(due: list[SocketHandler], now: float) -> None:
-        for socket in due:
+        """What the token cache says is judged first, for every due socket at once; the
+        tokens only the database knows (after a Redis restart, say) are asked after each
+        on its own, so that one slow or failing row holds up no other socket's verdict
+        and puts off no other socket's next check."""
+        signed_in = [(s, s.signed_in.token) for s in due if s.signed_in is not None]
+        for socket, _ in signed_in:
             socket._recheck_at = now + RECHECK_INTERVAL
-        signed_in = [(s, s.signed_in) for s in due if s.signed_in is not None]
+        if not signed_in:
+            return
+        redis = signed_in[0][0].context.resources.redis
         try:
-            sessions = await resolve_sessions(due[0].context.resources.redis,
-                                              [s.token for _, s in signed_in])
-        except Exception as error:  # an outage: ask again at the next interval
+            verdicts = await cached_sessions(redis, [token for _, token in signed_in])
+        except Exception as error:  # Redis away: every one of them is asked again soon
             log.warning("socket token check failed for %d sockets (%s)", len(signed_in),
                         type(error).__name__)
+            for socket, _ in signed_in:
+                socket._recheck_at = now + RECHECK_RETRY_SECONDS
             return
-        for (socket, _), session in zip(signed_in, sessions, strict=True):
-            if session is None:
+        uncached = []
+        for (socket, token), verdict in zip(signed_in, verdicts, strict=True):
+            if isinstance(verdict, str):  # NOT_CACHED
+                uncached.append((socket, token))
+            elif verdict is None:
                 socket.end_soon("the token is no longer valid")
+        if uncached:
+            gate = asyncio.Semaphore(UNCACHED_AT_ONCE)
+
+            async def ask(socket: SocketHandler, token: str) -> None:
+                async with gate:
+                    try:
+                        session = await resolve_session(redis, token)
+                    except Exception as error:
+                        log.warning("socket token check failed (%s)", type(error).__name__)
+                        socket._recheck_at = now + RECHECK_RETRY_SECONDS
+                        return
+                if session is None:
+                    socket.end_soon("the token is no longer valid")
+
+            await asyncio.gather(*(ask(socket, token) for socket, token in uncached))
 
 
 _tokens = TokenWatch()
@@ -269,6 +303,9 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
+        # No close begins from here on (a revocation or a recheck landing meanwhile):
+        # this is the close, and nothing is sent from now.
+        self._ended = True
         _tokens.forget(self)
         if self._expiry is not None:
             self._expiry.cancel()
@@ -276,7 +313,9 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if closing is not None and closing is not asyncio.current_task():
                 await asyncio.gather(closing, return_exceptions=True)
         await super().shutdown()
-        signed_in = self.signed_in
+        # Signed in but never told so: the connection_ack could not be sent (the client
+        # went at once). Its listener and lease are given back all the same.
+        signed_in = self.signed_in or getattr(getattr(self, "context", None), "socket", None)
         if signed_in is not None:
             self.signed_in = None
             presence = self.context.resources.presence

@@ -5,13 +5,17 @@ fan-out reads before it publishes to them: the mark must come back whenever Redi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from pictograph.cache import keys
 from pictograph.cache.presence import LEASE_SECONDS
+from pictograph.http.sockets import SocketHandler
 from pictograph.resources import Resources
 from pictograph.schema.node import decode_id_of
 from tests.support.graphql import sign_up, user_id
@@ -77,3 +81,32 @@ async def test_the_hub_getting_redis_back_renews_the_presence_at_once(
         assert await kill_pubsub_connections(resources.redis) >= 1
         await _until(resources, key, exists=True)
         assert await _present(resources, fan) == [connection]
+
+
+async def test_a_client_gone_before_its_acknowledgement_gives_its_place_back(
+    client: httpx.AsyncClient, app: Starlette, resources: Resources,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signed in (a listener, a lease) but the connection_ack could not be sent: the
+    socket's close still gives back both, or five such tries would lock the user out of
+    sockets for the life of the process."""
+    token = await sign_up(client, "hasty")
+    send = SocketHandler.send_message
+
+    async def gone_at_the_ack(self: SocketHandler, message: Any) -> None:
+        if isinstance(message, dict) and message.get("type") == "connection_ack":
+            raise WebSocketDisconnected
+        await send(self, message)
+
+    monkeypatch.setattr(SocketHandler, "send_message", gone_at_the_ack)
+    async with served(app) as base:
+        for _ in range(2):
+            with contextlib.suppress(Exception):
+                async with open_socket(base, token):
+                    pass
+        for _ in range(50):
+            if resources.presence.open_sockets == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert resources.presence.open_sockets == 0
+        assert not any(c.startswith("live:token:") for c in resources.live._listeners)

@@ -12,10 +12,13 @@ import pytest
 from starlette.applications import Starlette
 from tortoise.transactions import in_transaction
 
+from pictograph.accounts import sessions
 from pictograph.accounts.sessions import (
+    NOT_CACHED,
+    Session,
+    cached_sessions,
     mint_token,
     remember_new_token,
-    resolve_sessions,
     token_key,
 )
 from pictograph.cache import tokens as token_cache
@@ -168,11 +171,45 @@ async def test_a_token_that_ends_without_a_word_closes_its_sockets_at_the_next_r
 async def test_the_recheck_reads_many_tokens_in_one_round_trip_and_judges_each(
     client: httpx.AsyncClient, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tokens = [await sign_up(client, f"many{n}") for n in range(3)]
+    tokens = [await sign_up(client, f"many{n}") for n in range(4)]
     await token_cache.mark_revoked(resources.redis, token_key(tokens[1]), 3600)
+    await resources.redis.delete(token_key(tokens[3]))  # only the database knows it
     with count_redis(monkeypatch) as count:
-        sessions = await resolve_sessions(resources.redis, tokens)
-    assert count.round_trips == 1 and count.commands == 3
-    assert [s is not None for s in sessions] == [True, False, True]
-    assert sessions[0] is not None and sessions[2] is not None
-    assert sessions[0].user_id != sessions[2].user_id
+        verdicts = await cached_sessions(resources.redis, tokens)
+    assert count.round_trips == 1 and count.commands == 4
+    assert isinstance(verdicts[0], Session) and isinstance(verdicts[2], Session)
+    assert verdicts[0].user_id != verdicts[2].user_id
+    assert verdicts[1] is None and verdicts[3] == NOT_CACHED
+
+
+async def test_a_token_the_recheck_cannot_read_holds_up_no_other_socket(
+    client: httpx.AsyncClient, app: Starlette, resources: Resources,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One token only the database knows, and the database failing for it: the other
+    socket's token, revoked without a word, still closes it at the same recheck, and the
+    failing one is asked again soon rather than an interval later."""
+    monkeypatch.setattr(sockets, "RECHECK_INTERVAL", 0.4)
+    monkeypatch.setattr(sockets, "RECHECK_SWEEP_SECONDS", 0.1)
+    monkeypatch.setattr(sockets, "RECHECK_RETRY_SECONDS", 0.2)
+    revoked = await sign_up(client, "revoked")
+    unreadable = await sign_up(client, "unreadable")
+    asked: list[str] = []
+    session_of = sessions._session
+
+    async def failing_for_one(redis: object, token: str, cached: object) -> object:
+        if token == unreadable and cached is None:  # its row is asked for
+            asked.append(token)
+            raise ConnectionError("the database is away")
+        return await session_of(redis, token, cached)  # type: ignore[arg-type]
+
+    async with served(app) as base, open_socket(base, revoked) as one, \
+            open_socket(base, unreadable) as other:
+        assert (await other.execute(VIEWER))["data"] == {"viewer": {"username": "unreadable"}}
+        monkeypatch.setattr(sessions, "_session", failing_for_one)
+        await resources.redis.delete(token_key(unreadable))
+        await token_cache.mark_revoked(resources.redis, token_key(revoked), 3600)
+        assert (await asyncio.wait_for(one.closed, 15)).code == TOKEN_ENDED
+        await asyncio.sleep(1.0)
+        assert len(asked) >= 2  # asked again within the retry, not an interval later
+        assert not other.closed.done()  # a failed check is no verdict
