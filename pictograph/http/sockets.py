@@ -42,6 +42,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 
 from pictograph.accounts.sessions import (
+    NOT_CACHED,
     cached_sessions,
     hash_token,
     resolve_session,
@@ -178,7 +179,7 @@ class TokenWatch:
             return
         uncached = []
         for (socket, token), verdict in zip(signed_in, verdicts, strict=True):
-            if isinstance(verdict, str):  # NOT_CACHED
+            if verdict == NOT_CACHED:
                 uncached.append((socket, token))
             elif verdict is None:
                 socket.end_soon("the token is no longer valid")
@@ -315,7 +316,7 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().shutdown()
         # Signed in but never told so: the connection_ack could not be sent (the client
         # went at once). Its listener and lease are given back all the same.
-        signed_in = self.signed_in or getattr(getattr(self, "context", None), "socket", None)
+        signed_in = self.signed_in or self.context.socket
         if signed_in is not None:
             self.signed_in = None
             presence = self.context.resources.presence

@@ -148,6 +148,18 @@ async def stored_showing_owner_and_post(cache: ResponseCache, token: str) -> Non
     assert await cache.store(VIEWER, "d", lookup, recording, b'{"data": 1}', 60)
 
 
+async def stored_on_the_cluster_paths(cluster: OneNodeAsCluster,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      lease: float) -> tuple[ResponseCache, str]:
+    """A cache on the cluster's paths, with copies held `lease` seconds, that stored an
+    answer showing the owner and the post; and the viewer's token key."""
+    monkeypatch.setattr(responses, "EPOCH_LEASE", lease)
+    cache = cluster.cache()
+    token = await signed_in(cache.redis)
+    await stored_showing_owner_and_post(cache, token)
+    return cache, token
+
+
 def viewer_only() -> list[bytes]:
     return [keys.response_version(VIEWER).encode()]
 
@@ -155,10 +167,7 @@ def viewer_only() -> list[bytes]:
 async def test_a_hit_compares_the_copies_the_store_kept_and_reads_the_viewers_slot_only(
     cluster: OneNodeAsCluster, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(responses, "EPOCH_LEASE", 60.0)
-    cache = cluster.cache()
-    token = await signed_in(cache.redis)
-    await stored_showing_owner_and_post(cache, token)
+    cache, token = await stored_on_the_cluster_paths(cluster, monkeypatch, 60.0)
     cluster.sent.clear()
     for _ in range(2):
         assert (await cache.lookup(VIEWER, token, "d")).body == b'{"data": 1}'
@@ -172,10 +181,7 @@ async def test_epochs_without_a_copy_are_read_beside_the_mget_and_judged(
     """No lease (every copy lapsed at once): the epochs the response recorded are read
     with the viewer's keys, in the one read_by_node call, or, where it refuses, the
     redis-py way beside the MGET; a change to what it showed ends the hit."""
-    monkeypatch.setattr(responses, "EPOCH_LEASE", 0.0)
-    cache = cluster.cache()
-    token = await signed_in(cache.redis)
-    await stored_showing_owner_and_post(cache, token)
+    cache, token = await stored_on_the_cluster_paths(cluster, monkeypatch, 0.0)
     cluster.stale = stale
     cluster.sent.clear()
     assert (await cache.lookup(VIEWER, token, "d")).body == b'{"data": 1}'
@@ -189,10 +195,7 @@ async def test_epochs_without_a_copy_are_read_beside_the_mget_and_judged(
 async def test_a_copy_read_beside_the_mget_is_held_for_the_next_hit(
     cluster: OneNodeAsCluster, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(responses, "EPOCH_LEASE", 60.0)
-    cache = cluster.cache()
-    token = await signed_in(cache.redis)
-    await stored_showing_owner_and_post(cache, token)
+    cache, token = await stored_on_the_cluster_paths(cluster, monkeypatch, 60.0)
     cache.leases = EpochLeases()  # as once the store's copies lapsed
     cluster.sent.clear()
     assert (await cache.lookup(VIEWER, token, "d")).hit

@@ -55,6 +55,13 @@ async def first_or_none(updates: AsyncIterator[dict]) -> dict | None:
         return None
 
 
+async def two_tokens(client: httpx.AsyncClient, username: str) -> tuple[str, str]:
+    """A new user's token from signing up, and a second from logging in."""
+    first = await sign_up(client, username)
+    result = await gql(client, LOG_IN, {"u": username, "p": "correct horse battery"})
+    return first, result["data"]["logIn"]["token"]
+
+
 async def log_out(client: httpx.AsyncClient, token: str) -> None:
     result = await gql(client, "mutation { logOut }", token=token)
     assert result == {"data": {"logOut": True}}, result
@@ -63,9 +70,7 @@ async def log_out(client: httpx.AsyncClient, token: str) -> None:
 async def test_log_out_closes_every_socket_opened_with_that_token_and_no_other(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    first = await sign_up(client, "leaver")
-    result = await gql(client, LOG_IN, {"u": "leaver", "p": "correct horse battery"})
-    second = result["data"]["logIn"]["token"]
+    first, second = await two_tokens(client, "leaver")
     async with served(app) as base, open_socket(base, first) as one, \
             open_socket(base, first) as two, open_socket(base, second) as other:
         assert (await one.execute(VIEWER))["data"] == {"viewer": {"username": "leaver"}}
@@ -152,9 +157,7 @@ async def test_a_token_that_ends_without_a_word_closes_its_sockets_at_the_next_r
 ) -> None:
     monkeypatch.setattr(sockets, "RECHECK_INTERVAL", 0.4)
     monkeypatch.setattr(sockets, "RECHECK_SWEEP_SECONDS", 0.1)
-    first = await sign_up(client, "quiet")
-    result = await gql(client, LOG_IN, {"u": "quiet", "p": "correct horse battery"})
-    second = result["data"]["logIn"]["token"]
+    first, second = await two_tokens(client, "quiet")
     async with served(app) as base, open_socket(base, first) as one, \
             open_socket(base, first) as two, open_socket(base, second) as other:
         assert (await one.execute(VIEWER))["data"] == {"viewer": {"username": "quiet"}}
